@@ -1,0 +1,165 @@
+"""ALBERT model configuration: one dataclass, the published v2 shapes, and HF config.json I/O."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json
+from .errors import AlbertError
+
+ACTIVATIONS = ("gelu_new", "gelu", "relu", "gelu_pytorch_tanh", "gelu_fast", "silu", "swish")
+
+
+@dataclass
+class AlbertConfig:
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_hidden_groups: int = 1
+    inner_group_num: int = 1
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    classifier_dropout_prob: float | None = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+    # Task-head settings, saved in config.json the way transformers does.
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    problem_type: str | None = None
+    architectures: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise AlbertError(f"invalid ALBERT config: {msg}")
+
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
+                     "inner_group_num", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v > 0, f"{name} must be a positive integer, got {v!r}")
+        need(self.hidden_size % self.num_attention_heads == 0,
+             f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+        need(self.num_hidden_groups <= self.num_hidden_layers,
+             f"num_hidden_groups {self.num_hidden_groups} exceeds num_hidden_layers {self.num_hidden_layers}")
+        need(self.hidden_act in ACTIVATIONS, f"hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            v = getattr(self, name)
+            need(0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v}")
+        if self.classifier_dropout_prob is not None:
+            need(0.0 <= self.classifier_dropout_prob < 1.0,
+                 f"classifier_dropout_prob must be in [0, 1), got {self.classifier_dropout_prob}")
+        need(self.type_vocab_size >= 1, "type_vocab_size must be at least 1")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def group_of_layer(self, i: int) -> int:
+        """The parameter group that layer i uses (ALBERT's cross-layer sharing rule)."""
+        return int(i / (self.num_hidden_layers / self.num_hidden_groups))
+
+    def replace(self, **changes: Any) -> "AlbertConfig":
+        return dataclasses.replace(self, **changes)
+
+    # --- Hugging Face config.json ---------------------------------------------------------
+    def to_hf_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d = {**self.extra, **d}
+        id2label = d.pop("id2label")
+        if id2label is None:
+            id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        d["id2label"] = {str(k): v for k, v in id2label.items()}
+        d["label2id"] = {v: int(k) for k, v in id2label.items()}
+        d.pop("num_labels")  # transformers derives it from id2label
+        if d["architectures"] is None:
+            d.pop("architectures")
+        if d["problem_type"] is None:
+            d.pop("problem_type")
+        d["model_type"] = "albert"
+        d["position_embedding_type"] = "absolute"
+        return d
+
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "AlbertConfig":
+        if d.get("model_type") not in ("albert", None):
+            raise AlbertError(f"{source}: model_type is {d.get('model_type')!r}, not 'albert'")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise AlbertError(f"{source}: position_embedding_type {d['position_embedding_type']!r} is not supported")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "id2label", "num_labels"}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        id2label = d.get("id2label")
+        if id2label:
+            kwargs["id2label"] = {int(k): v for k, v in id2label.items()}
+            kwargs["num_labels"] = len(id2label)
+        elif "num_labels" in d:
+            kwargs["num_labels"] = int(d["num_labels"])
+        ignored = {"model_type", "label2id", "position_embedding_type", "transformers_version",
+                   "torch_dtype", "dtype", "num_labels", "id2label"}
+        extra = {k: v for k, v in d.items() if k not in names and k not in ignored}
+        try:
+            return cls(**kwargs, extra=extra)
+        except TypeError as e:
+            raise AlbertError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "AlbertConfig":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AlbertError(f"{path}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AlbertError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise AlbertError(f"{path}: expected a JSON object")
+        if "model_type" not in d:
+            raise AlbertError(f"{path}: no model_type; this is not an ALBERT config.json")
+        return cls.from_hf_dict(d, source=str(path))
+
+    def save(self, directory: str | Path) -> None:
+        write_json(Path(directory) / "config.json", self.to_hf_dict())
+
+
+# The published ALBERT v2 shapes (google-research/albert, albert_*_v2 configs), plus small
+# shapes for tests and quick runs. Vocabulary size follows the tokenizer when one is given.
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": dict(embedding_size=128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072),
+    "large": dict(embedding_size=128, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=4096),
+    "xlarge": dict(embedding_size=128, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
+                   intermediate_size=8192),
+    "xxlarge": dict(embedding_size=128, hidden_size=4096, num_hidden_layers=12, num_attention_heads=64,
+                    intermediate_size=16384),
+    # Quick runs on a CPU: a few minutes of pretraining show learning.
+    "small": dict(embedding_size=128, hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
+                  intermediate_size=1024, max_position_embeddings=512),
+    "tiny": dict(embedding_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=2,
+                 intermediate_size=512, max_position_embeddings=512),
+    # Unit tests.
+    "micro": dict(vocab_size=1000, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=128),
+}
+
+
+def preset(name: str, **overrides: Any) -> AlbertConfig:
+    """An `AlbertConfig` for a named preset, with field overrides (e.g. vocab_size)."""
+    if name not in PRESETS:
+        raise AlbertError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return AlbertConfig(**{**PRESETS[name], **overrides})

@@ -1,0 +1,43 @@
+"""User-facing errors.
+
+Anything the user can fix (a bad path, a malformed file, an impossible option) raises
+`AlbertError`; the command-line entry points print its message on one line and exit with
+status 2 instead of showing a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., int | None])
+
+
+class AlbertError(Exception):
+    """An error caused by the user's input: its message names the file, line or option."""
+
+
+def located(path: object, line: int | None, problem: str) -> AlbertError:
+    """An `AlbertError` that says where: `path:line: problem`."""
+    where = f"{path}:{line}" if line is not None else f"{path}"
+    return AlbertError(f"{where}: {problem}")
+
+
+def cli_main(fn: F) -> Callable[..., None]:
+    """Wrap a command-line `main` so user errors exit 2 with one line on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except AlbertError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code or 0)
+
+    return wrapper

@@ -1,0 +1,395 @@
+"""ALBERT in plain PyTorch.
+
+Factorized embeddings (vocab -> E -> H), one or a few transformer layers whose parameters are
+shared across all depths, post-LayerNorm blocks as in the paper, and the task heads.
+
+Parameter names are our own (`embed`, `encoder.groups.{g}.layers.{i}.qkv`, ...); the table in
+`albert/checkpoint.py` maps them to and from Hugging Face transformers' names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AlbertConfig
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mlm_logits: torch.Tensor | None = None
+    sop_logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    sop_loss: torch.Tensor | None = None
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:
+    # The tanh approximation ALBERT was trained with ("gelu_new" in transformers).
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+ACT_FNS = {
+    "gelu_new": _gelu_new,
+    "gelu_pytorch_tanh": _gelu_new,
+    "gelu": F.gelu,
+    "gelu_fast": _gelu_fast,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type embeddings at width E, LayerNorm, then projection E -> H."""
+
+    def __init__(self, c: AlbertConfig):
+        super().__init__()
+        self.word = nn.Embedding(c.vocab_size, c.embedding_size, padding_idx=c.pad_token_id)
+        self.position = nn.Embedding(c.max_position_embeddings, c.embedding_size)
+        self.token_type = nn.Embedding(c.type_vocab_size, c.embedding_size)
+        self.norm = nn.LayerNorm(c.embedding_size, eps=c.layer_norm_eps)
+        self.drop = nn.Dropout(c.hidden_dropout_prob)
+        self.proj = nn.Linear(c.embedding_size, c.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        T = input_ids.shape[1]
+        x = self.word(input_ids) + self.position.weight[:T]
+        if token_type_ids is None:
+            x = x + self.token_type.weight[0]
+        else:
+            x = x + self.token_type(token_type_ids)
+        return self.proj(self.drop(self.norm(x)))
+
+
+class Layer(nn.Module):
+    """One transformer block, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
+
+    def __init__(self, c: AlbertConfig):
+        super().__init__()
+        H = c.hidden_size
+        self.n_heads = c.num_attention_heads
+        self.qkv = nn.Linear(H, 3 * H)  # q, k and v in one matmul
+        self.attn_out = nn.Linear(H, H)
+        self.attn_norm = nn.LayerNorm(H, eps=c.layer_norm_eps)
+        self.ffn_in = nn.Linear(H, c.intermediate_size)
+        self.ffn_out = nn.Linear(c.intermediate_size, H)
+        self.ffn_norm = nn.LayerNorm(H, eps=c.layer_norm_eps)
+        self.act = ACT_FNS[c.hidden_act]
+        self.attn_drop = c.attention_probs_dropout_prob
+        self.drop = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        a = a.transpose(1, 2).reshape(B, T, H)
+        x = self.attn_norm(x + self.drop(self.attn_out(a)))
+        # The reference TF code applies dropout to the FFN output too; transformers leaves it out.
+        # With ALBERT v2's zero dropout the two agree.
+        return self.ffn_norm(x + self.drop(self.ffn_out(self.act(self.ffn_in(x)))))
+
+
+class LayerGroup(nn.Module):
+    """`inner_group_num` layers that run in sequence and share one set of parameters per depth."""
+
+    def __init__(self, c: AlbertConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(Layer(c) for _ in range(c.inner_group_num))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class Encoder(nn.Module):
+    """L layer applications over G parameter groups: layer i uses group int(i / (L / G))."""
+
+    def __init__(self, c: AlbertConfig):
+        super().__init__()
+        self.groups = nn.ModuleList(LayerGroup(c) for _ in range(c.num_hidden_groups))
+        self.schedule = [c.group_of_layer(i) for i in range(c.num_hidden_layers)]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for g in self.schedule:
+            x = self.groups[g](x, mask)
+        return x
+
+
+def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) 1/0 padding mask -> boolean (B, 1, 1, T) mask for SDPA; None when nothing is padded,
+    so that SDPA may pick its fastest (flash) kernel."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask[:, None, None, :].bool()
+
+
+class AlbertPreTrainedModel(nn.Module):
+    """Shared behaviour: initialisation, loading/saving HF checkpoints, FLOP counts."""
+
+    def __init__(self, config: AlbertConfig):
+        super().__init__()
+        self.config = config
+
+    # --- initialisation, as ALBERT: N(0, initializer_range), LayerNorm 1/0, zero biases ---
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, MLMHead):
+                nn.init.zeros_(m.bias)
+
+    # --- checkpoints (the mapping lives in checkpoint.py) ---
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **config_overrides: Any):
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(cls, path, **config_overrides)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from .checkpoint import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @property
+    def backbone_model(self) -> "AlbertModel":
+        return self if isinstance(self, AlbertModel) else self.backbone
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int, head_fraction: float = 1.0) -> float:
+        """Training FLOPs per token (forward + backward = 3x forward; 2 FLOPs per multiply-add).
+
+        Parameters are shared but compute is not: every one of the L * inner_group_num layer
+        applications counts. `head_fraction` is the share of tokens the output head runs on
+        (0.15-ish for MLM at masked positions only)."""
+        c = self.config
+        H, E, I = c.hidden_size, c.embedding_size, c.intermediate_size
+        n_layers = c.num_hidden_layers * c.inner_group_num
+        matmul = n_layers * (4 * H * H + 2 * H * I) + E * H
+        attention = n_layers * 2 * seq_len * H  # QK^T and AV, multiply-adds per token
+        head = self._head_matmul_params() * head_fraction
+        return 6.0 * (matmul + attention + head)
+
+    def _head_matmul_params(self) -> int:
+        return 0
+
+    def layer_depths(self) -> dict[str, int]:
+        """Depth of each parameter for layer-wise LR decay: embeddings 0, encoder group g at
+        g + 1 (shared layers share a depth), pooler and heads on top."""
+        top = self.config.num_hidden_groups + 1
+        depths = {}
+        for name, _ in self.named_parameters():
+            local = name.removeprefix("backbone.")
+            if local.startswith("embed."):
+                depths[name] = 0
+            elif local.startswith("encoder.groups."):
+                depths[name] = int(local.split(".")[2]) + 1
+            else:
+                depths[name] = top
+        return depths
+
+
+class AlbertModel(AlbertPreTrainedModel):
+    """The backbone: embeddings, shared encoder, optional pooler (tanh(W h_[CLS]))."""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embed = Embeddings(config)
+        self.encoder = Encoder(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> ModelOutput:
+        h = self.encoder(self.embed(input_ids, token_type_ids), attention_bias(attention_mask))
+        pooled = torch.tanh(self.pooler(h[:, 0])) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled)
+
+
+class MLMHead(nn.Module):
+    """H -> E dense, activation, LayerNorm, then logits through the (tied) word embeddings."""
+
+    def __init__(self, c: AlbertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.embedding_size)
+        self.act = ACT_FNS[c.hidden_act]
+        self.norm = nn.LayerNorm(c.embedding_size, eps=c.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(c.vocab_size))
+
+    def forward(self, h: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(self.act(self.dense(h))), word_embeddings, self.bias)
+
+
+def _mlm(head: MLMHead, h: torch.Tensor, word: torch.Tensor, labels: torch.Tensor | None
+         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """MLM logits and loss. With labels, the head runs only at masked positions: the vocab
+    projection is the largest matmul of a small ALBERT, and 85% of its rows would be thrown away."""
+    if labels is None:
+        return head(h, word), None
+    selected = labels != -100
+    logits = head(h[selected], word)
+    if logits.shape[0] == 0:  # nothing masked: a zero loss that still touches the graph
+        return logits, h.sum() * 0.0
+    return logits, F.cross_entropy(logits.float(), labels[selected])
+
+
+class AlbertForPreTraining(AlbertPreTrainedModel):
+    """MLM head (tied to the word embeddings) + sentence-order prediction head; loss = MLM + SOP."""
+
+    def __init__(self, config: AlbertConfig):
+        super().__init__(config)
+        self.backbone = AlbertModel(config)
+        self.mlm = MLMHead(config)
+        self.sop_drop = nn.Dropout(config.classifier_dropout_prob or 0.0)
+        # Sized by num_labels (2 for sentence order) as transformers does, so its checkpoints load.
+        self.sop = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def _head_matmul_params(self) -> int:
+        c = self.config
+        return c.hidden_size * c.embedding_size + c.embedding_size * c.vocab_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                sentence_order_label: torch.Tensor | None = None) -> ModelOutput:
+        out = self.backbone(input_ids, attention_mask, token_type_ids)
+        mlm_logits, mlm_loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels)
+        sop_logits = self.sop(self.sop_drop(out.pooler_output))
+        sop_loss = None
+        if sentence_order_label is not None:
+            sop_loss = F.cross_entropy(sop_logits.float(), sentence_order_label.view(-1))
+        losses = [x for x in (mlm_loss, sop_loss) if x is not None]
+        return ModelOutput(loss=sum(losses) if losses else None, mlm_logits=mlm_logits, sop_logits=sop_logits,
+                           mlm_loss=mlm_loss, sop_loss=sop_loss, last_hidden_state=out.last_hidden_state,
+                           pooler_output=out.pooler_output)
+
+
+class AlbertForMaskedLM(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig):
+        super().__init__(config)
+        self.backbone = AlbertModel(config, add_pooling_layer=False)
+        self.mlm = MLMHead(config)
+        self.init_weights()
+
+    def _head_matmul_params(self) -> int:
+        c = self.config
+        return c.hidden_size * c.embedding_size + c.embedding_size * c.vocab_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+        out = self.backbone(input_ids, attention_mask, token_type_ids)
+        logits, loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels)
+        return ModelOutput(loss=loss, logits=logits, mlm_logits=logits, last_hidden_state=out.last_hidden_state)
+
+
+class AlbertForSequenceClassification(AlbertPreTrainedModel):
+    """Classifier on the pooled [CLS] vector; num_labels == 1 means regression (MSE)."""
+
+    def __init__(self, config: AlbertConfig):
+        super().__init__(config)
+        self.backbone = AlbertModel(config)
+        self.drop = nn.Dropout(config.classifier_dropout_prob or 0.0)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def _head_matmul_params(self) -> int:
+        return self.config.hidden_size * (self.config.hidden_size + self.config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+        out = self.backbone(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.drop(out.pooler_output))
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
+            elif labels.dtype.is_floating_point:  # multi-label targets
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+            else:
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits, pooler_output=out.pooler_output)
+
+
+class AlbertForTokenClassification(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig):
+        super().__init__(config)
+        self.backbone = AlbertModel(config, add_pooling_layer=False)
+        p = config.classifier_dropout_prob
+        self.drop = nn.Dropout(config.hidden_dropout_prob if p is None else p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def _head_matmul_params(self) -> int:
+        return self.config.hidden_size * self.config.num_labels
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+        out = self.backbone(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.drop(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
+        return ModelOutput(loss=loss, logits=logits)
+
+
+class AlbertForQuestionAnswering(AlbertPreTrainedModel):
+    """Span extraction: a start and an end logit per token."""
+
+    def __init__(self, config: AlbertConfig):
+        super().__init__(config)
+        self.backbone = AlbertModel(config, add_pooling_layer=False)
+        self.qa = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def _head_matmul_params(self) -> int:
+        return self.config.hidden_size * 2
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None) -> ModelOutput:
+        out = self.backbone(input_ids, attention_mask, token_type_ids)
+        start_logits, end_logits = self.qa(out.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the window (clamped to T) are ignored, as in transformers.
+            T = start_logits.shape[1]
+            s = start_positions.view(-1).clamp(0, T)
+            e = end_positions.view(-1).clamp(0, T)
+            loss = (F.cross_entropy(start_logits.float(), s, ignore_index=T)
+                    + F.cross_entropy(end_logits.float(), e, ignore_index=T)) / 2
+        return ModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+
+HEADS: dict[str, type[AlbertPreTrainedModel]] = {
+    cls.__name__: cls for cls in (AlbertModel, AlbertForPreTraining, AlbertForMaskedLM,
+                                  AlbertForSequenceClassification, AlbertForTokenClassification,
+                                  AlbertForQuestionAnswering)
+}

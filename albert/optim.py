@@ -1,0 +1,191 @@
+"""Optimizers and learning-rate schedules: AdamW, LAMB, parameter groups, warmup + decay.
+
+ALBERT was pretrained with LAMB (You et al. 2019) and fine-tuned with AdamW, both with
+weight decay 0.01 that skips biases and LayerNorm weights, and a linear warmup followed by
+linear (or polynomial) decay.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from .errors import AlbertError
+
+OPTIMIZERS = ("adamw", "lamb")
+SCHEDULES = ("linear", "polynomial", "constant")
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float,
+                 layer_lr_decay: float | None = None) -> list[dict]:
+    """Split trainable parameters into optimizer groups.
+
+    Parameters with ndim < 2 (biases, LayerNorm weights) get no weight decay and, for LAMB,
+    no trust ratio (`trust_ratio=False`, google-research/albert's exclude_from_layer_adaptation).
+    With `layer_lr_decay`, each group's lr is `lr * decay ** (max_depth - depth)` using
+    `model.layer_depths()`, so the embeddings move least and the heads most.
+    """
+    depths: dict[str, int] | None = None
+    if layer_lr_decay is not None:
+        if not 0.0 < layer_lr_decay <= 1.0:
+            raise AlbertError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
+        if not hasattr(model, "layer_depths"):
+            raise AlbertError(f"layer_lr_decay needs a model with layer_depths(); {type(model).__name__} has none")
+        depths = model.layer_depths()
+    max_depth = max(depths.values()) if depths else 0
+
+    groups: dict[tuple[bool, int], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2
+        depth = max_depth
+        if depths is not None:
+            if name not in depths:
+                raise AlbertError(f"layer_depths() gives no depth for parameter {name!r}")
+            depth = depths[name]
+        key = (decay, depth)
+        if key not in groups:
+            scale = layer_lr_decay ** (max_depth - depth) if layer_lr_decay is not None else 1.0
+            groups[key] = {
+                "params": [],
+                "lr": lr * scale,
+                "weight_decay": weight_decay if decay else 0.0,
+                "trust_ratio": decay,
+                "name": f"{'decay' if decay else 'no_decay'}/depth{depth}",
+            }
+        groups[key]["params"].append(p)
+    if not groups:
+        raise AlbertError(f"{type(model).__name__} has no trainable parameters")
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], not k[0]))]
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB as in google-research/albert's lamb_optimizer.py.
+
+    Per parameter: m, v are Adam moments *without* bias correction (the reference has none;
+    `bias_correction=True` turns it on), update = m / (sqrt(v) + eps) + weight_decay * w, and
+    the step is lr * r * update with trust ratio r = ||w|| / ||update|| (1 when either norm is
+    0). Groups with `trust_ratio=False` skip the ratio (the reference skips it exactly where it
+    skips weight decay: biases and LayerNorm). Vectorised with torch._foreach ops.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.01, trust_ratio: bool = True,
+                 bias_correction: bool = False):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise AlbertError(f"invalid LAMB settings: lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        trust_ratio=trust_ratio, bias_correction=bias_correction)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("Lamb does not support sparse gradients")
+            grads = [p.grad for p in params]
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            states = [self.state[p] for p in params]
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1.0)
+            beta1, beta2 = group["betas"]
+
+            torch._foreach_mul_(m, beta1)
+            torch._foreach_add_(m, grads, alpha=1 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+
+            if group["bias_correction"]:
+                # All parameters of a group step together, so one count serves them all.
+                t = steps[0].item()
+                m_hat = torch._foreach_div(m, 1 - beta1 ** t)
+                denom = torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(1 - beta2 ** t))
+            else:
+                m_hat = m
+                denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, group["eps"])
+            update = torch._foreach_div(m_hat, denom)
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(update, params, alpha=group["weight_decay"])
+
+            if group["trust_ratio"]:
+                w_norm = torch.stack(torch._foreach_norm(params))
+                u_norm = torch.stack(torch._foreach_norm(update))
+                ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                scale = (ratio * -group["lr"]).unbind()
+                torch._foreach_mul_(update, scale)
+            else:
+                torch._foreach_mul_(update, -group["lr"])
+            torch._foreach_add_(params, update)
+        return loss
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.01,
+                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                   layer_lr_decay: float | None = None, fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW (torch, fused on CUDA when possible) or LAMB over `param_groups(model, ...)`."""
+    groups = param_groups(model, weight_decay, lr, layer_lr_decay)
+    if name == "adamw":
+        if fused is None:
+            fused = all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                 fused=True if fused else None, foreach=None if fused else True)
+    if name == "lamb":
+        return Lamb(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    raise AlbertError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+class WarmupDecay:
+    """lr multiplier: linear warmup from 0, then linear / polynomial decay or constant.
+
+    Matches transformers' get_{linear,polynomial_decay,constant}_schedule_with_warmup, with the
+    decay ending at `end_lr_ratio` times the peak lr. A class (not a closure) so that the
+    scheduler's state_dict records its settings.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, kind: str = "linear", power: float = 1.0,
+                 end_lr_ratio: float = 0.0):
+        if kind not in SCHEDULES:
+            raise AlbertError(f"schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+        if warmup_steps < 0 or total_steps < 0:
+            raise AlbertError(f"warmup_steps ({warmup_steps}) and total_steps ({total_steps}) must be >= 0")
+        if not 0.0 <= end_lr_ratio <= 1.0:
+            raise AlbertError(f"end_lr_ratio must be in [0, 1], got {end_lr_ratio}")
+        self.warmup_steps, self.total_steps, self.kind = int(warmup_steps), int(total_steps), kind
+        self.power, self.end_lr_ratio = float(power), float(end_lr_ratio)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return step / max(1, self.warmup_steps)
+        if self.kind == "constant":
+            return 1.0
+        end = self.end_lr_ratio
+        if step >= self.total_steps:
+            return end
+        remaining = 1.0 - (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        power = 1.0 if self.kind == "linear" else self.power
+        return (1.0 - end) * remaining ** power + end
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, kind: str = "linear",
+                  power: float = 1.0, end_lr_ratio: float = 0.0) -> LambdaLR:
+    """A LambdaLR scaling every group's own lr (so layer-wise decay ratios are kept)."""
+    return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind, power, end_lr_ratio))

@@ -1,0 +1,346 @@
+"""Worker processes that run trials, and the objective interface they call.
+
+An objective is named by an import path "module:function" and called in a worker as
+
+    fn(config, trial_dir, from_resource, to_resource, max_resource, seed, report) -> float
+
+It continues from the checkpoint in `trial_dir` when from_resource > 0, trains up to
+to_resource with the LR schedule of max_resource, calls `report(resource, metric)` at its
+evaluations (False back means: stop now), saves its checkpoint in trial_dir and returns the
+metric at the resource it reached.
+
+Workers live across trials so the objective's module (torch, tokenizers, data) is imported once
+per worker. They are started with the "spawn" context, each with its own CUDA_VISIBLE_DEVICES
+(set in the environment the child is created with, before anything can import torch) or its
+own share of the CPU threads. A worker dies with the sweep process (PR_SET_PDEATHSIG), ignores
+Ctrl-C (the sweep decides how to stop), and is replaced when it exits or holds on to GPU memory.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import importlib.util
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+from ..errors import AlbertError
+
+Objective = Callable[..., float]
+
+
+def load_objective(path: str) -> Objective:
+    """Import "module:function"."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise AlbertError(f"--objective must look like 'module:function', got {path!r}")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise AlbertError(f"--objective {path!r}: module {module_name} has no function {attr!r}")
+    return fn
+
+
+def check_objective(path: str) -> None:
+    """Fail early, in the sweep process, on an objective that cannot be found (without importing it)."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise AlbertError(f"--objective must look like 'module:function', got {path!r}")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise AlbertError(f"--objective {path!r}: no module named {module_name!r}")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    env: dict[str, str]
+    threads: int | None  # torch intra-op threads for a CPU worker
+
+
+def plan_workers(device: str = "cpu", workers: int = 1, trials_per_gpu: int = 1,
+                 gpus: list[str] | None = None) -> list[WorkerSpec]:
+    """One spec per worker: `trials_per_gpu` workers pinned to each GPU, or `workers` CPU workers."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise AlbertError(f"--device must be cpu, cuda or auto, got {device!r}")
+    if device != "cpu" and gpus is None:
+        gpus = _visible_gpus()
+    if device == "cuda" and not gpus:
+        raise AlbertError("--device cuda: no GPU is visible")
+    if device != "cpu" and gpus:
+        if trials_per_gpu < 1:
+            raise AlbertError(f"--trials-per-gpu must be >= 1, got {trials_per_gpu}")
+        return [WorkerSpec(f"gpu{g}.{i}", {"CUDA_VISIBLE_DEVICES": str(g)}, None)
+                for g in gpus for i in range(trials_per_gpu)]
+    if workers < 1:
+        raise AlbertError(f"--workers must be >= 1, got {workers}")
+    # Split the cores so N workers do not each start os.cpu_count() threads and thrash.
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return [WorkerSpec(f"cpu{i}", env, threads) for i in range(workers)]
+
+
+def _visible_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+@dataclass(frozen=True)
+class Task:
+    """One job for a worker."""
+
+    trial_id: int
+    config: dict[str, Any]
+    trial_dir: str
+    from_resource: int
+    to_resource: int
+    max_resource: int
+    seed: int
+
+
+# Events the pool hands back to the sweep loop.
+@dataclass
+class Report:
+    worker: "Worker"
+    trial_id: int
+    resource: int
+    metric: float
+
+
+@dataclass
+class Done:
+    worker: "Worker"
+    trial_id: int
+    metric: float
+    gpu_bytes: int
+
+
+@dataclass
+class Error:
+    worker: "Worker"
+    trial_id: int
+    text: str
+
+
+@dataclass
+class Died:
+    worker: "Worker"
+    task: Task | None
+    exitcode: int | None
+
+
+Event = Report | Done | Error | Died
+
+
+# --- the worker process ----------------------------------------------------------------------
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A kill -9 of the sweep must not leave orphans finishing trials nobody will record.
+    with contextlib.suppress(Exception):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _gpu_bytes_held() -> int:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return 0
+    gc.collect()
+    torch.cuda.empty_cache()
+    return int(torch.cuda.memory_allocated())
+
+
+def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        fn = load_objective(objective_path)
+    except BaseException:
+        conn.send(("fatal", traceback.format_exc(limit=8)))
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None and threads:
+        torch.set_num_threads(threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "stop":
+            return
+        task = Task(**msg[1])
+
+        def report(resource: int, metric: float, _tid: int = task.trial_id) -> bool:
+            conn.send(("report", _tid, int(resource), float(metric)))
+            return bool(conn.recv())
+
+        try:
+            metric = float(fn(config=task.config, trial_dir=task.trial_dir, from_resource=task.from_resource,
+                              to_resource=task.to_resource, max_resource=task.max_resource, seed=task.seed,
+                              report=report))
+        except Exception:
+            conn.send(("error", task.trial_id, traceback.format_exc(limit=20)))
+            continue
+        conn.send(("done", task.trial_id, metric, _gpu_bytes_held()))
+
+
+# --- the pool, in the sweep process ----------------------------------------------------------
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, process: mp.process.BaseProcess, conn) -> None:
+        self.spec, self.process, self.conn = spec, process, conn
+        self.task: Task | None = None
+        self.retiring = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}:{self.process.pid}"
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    # A spawned child starts with the parent's environment as it is at start(): set it only then.
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class WorkerPool:
+    """Long-lived worker processes; `submit` a task to a free one, `wait` for what they say."""
+
+    def __init__(self, objective: str, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20) -> None:
+        check_objective(objective)
+        self.objective = objective
+        self.recycle_gpu_bytes = recycle_gpu_bytes
+        self.ctx = mp.get_context("spawn")
+        self.workers: list[Worker] = [self._start(spec) for spec in specs]
+
+    def _start(self, spec: WorkerSpec) -> Worker:
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(target=_worker_main, args=(child_conn, self.objective, spec.threads, os.getpid()),
+                                # Not daemonic: an objective may start DataLoader workers of its own.
+                                name=f"albert-tune-{spec.name}", daemon=False)
+        with _environ(spec.env):
+            proc.start()
+        child_conn.close()  # so a dead worker reads as EOF here
+        return Worker(spec, proc, parent_conn)
+
+    def free(self) -> list[Worker]:
+        return [w for w in self.workers if not w.busy and not w.retiring]
+
+    def busy(self) -> list[Worker]:
+        return [w for w in self.workers if w.busy]
+
+    def submit(self, worker: Worker, task: Task) -> None:
+        assert not worker.busy
+        worker.task = task
+        worker.conn.send(("run", asdict(task)))
+
+    def reply(self, worker: Worker, keep_going: bool) -> None:
+        with contextlib.suppress(OSError):  # the worker may be gone; its death is reported separately
+            worker.conn.send(keep_going)
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        """Block until a worker says something or exits (or `timeout`); return what happened."""
+        handles = {}
+        for w in self.workers:
+            handles[w.conn] = w
+            handles[w.process.sentinel] = w
+        events: list[Event] = []
+        for ready in mp.connection.wait(list(handles), timeout):
+            w = handles[ready]
+            if w not in self.workers:
+                continue
+            if ready is w.conn:
+                events.extend(self._drain(w))
+            if not w.process.is_alive() and w in self.workers:
+                events.extend(self._drain(w))
+                events.append(self._bury(w))
+        return events
+
+    def _drain(self, w: Worker) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                events.extend(self._message(w, msg))
+        except (EOFError, OSError):
+            pass
+        return events
+
+    def _message(self, w: Worker, msg: tuple) -> list[Event]:
+        kind = msg[0]
+        if kind == "report":
+            return [Report(w, msg[1], msg[2], msg[3])]
+        if kind == "fatal":
+            self.close(kill=True)
+            raise AlbertError(f"--objective {self.objective!r} failed to import in a worker:\n{msg[1]}")
+        task, w.task = w.task, None
+        if kind == "done":
+            if msg[3] > self.recycle_gpu_bytes:
+                # The objective left tensors alive (a leak, or a cache): start afresh before the next trial.
+                self._retire(w)
+            return [Done(w, msg[1], msg[2], msg[3])]
+        if kind == "error":
+            return [Error(w, msg[1], msg[2])]
+        raise RuntimeError(f"unknown message from worker {w.name}: {msg!r}")
+
+    def _retire(self, w: Worker) -> None:
+        w.retiring = True
+        with contextlib.suppress(OSError):
+            w.conn.send(("stop",))
+
+    def _bury(self, w: Worker) -> Died:
+        w.process.join(timeout=5)
+        self.workers.remove(w)
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        event = Died(w, w.task, w.process.exitcode)
+        self.workers.append(self._start(w.spec))
+        return event
+
+    def close(self, kill: bool = False) -> None:
+        """Stop every worker: politely between trials, or at once (`kill`) in the middle of them."""
+        for w in self.workers:
+            if kill:
+                w.process.kill()
+            else:
+                with contextlib.suppress(OSError):
+                    w.conn.send(("stop",))
+        for w in self.workers:
+            w.process.join(timeout=30 if not kill else 5)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            with contextlib.suppress(OSError):
+                w.conn.close()
+        self.workers = []

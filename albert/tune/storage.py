@@ -1,0 +1,243 @@
+"""The sweep's durable record: one SQLite database, `sweep.db`, in the sweep directory.
+
+Everything needed to rebuild a sweep after a crash lives here: the sweep's metadata (task,
+space, scheduler settings, master seed), one row per trial (configuration, seed, state, the job
+it is running, checkpoint directory, heartbeat, worker, error) and an append-only log of every
+metric the trials reported, in arrival order, which is replayed into a fresh scheduler.
+
+Only the sweep's main process writes; WAL mode lets a report or a `sqlite3` shell read while it
+runs, and every write is its own committed transaction so a kill -9 loses at most the write in
+flight.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import AlbertError
+
+DB_NAME = "sweep.db"
+STATES = ("queued", "running", "paused", "completed", "pruned", "failed")
+TERMINAL = ("completed", "pruned", "failed")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'search',      -- 'search', or 'confirm' (an extra seed of a top trial)
+    sample_index INTEGER,                     -- index passed to Space.sample (search trials)
+    parent INTEGER,                           -- the search trial a confirm trial repeats
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    job_from INTEGER,                         -- the job in flight (or last run)
+    job_to INTEGER,
+    resource INTEGER NOT NULL DEFAULT 0,      -- resource reached by finished jobs
+    metric REAL,                              -- metric at `resource` (NULL: none yet, or NaN)
+    checkpoint TEXT,
+    heartbeat REAL,
+    worker TEXT,
+    error TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+-- A configuration index is tried once; a confirm seed of a trial is run once.
+CREATE UNIQUE INDEX IF NOT EXISTS trials_search ON trials (sample_index) WHERE kind = 'search';
+CREATE UNIQUE INDEX IF NOT EXISTS trials_confirm ON trials (parent, sample_index) WHERE kind = 'confirm';
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trial_id INTEGER NOT NULL REFERENCES trials (id),
+    resource INTEGER NOT NULL,
+    metric REAL,                              -- NULL stands for NaN (SQLite stores NaN as NULL)
+    time REAL NOT NULL,
+    source TEXT NOT NULL                      -- 'report' (intermediate) or 'result' (end of a job)
+);
+CREATE INDEX IF NOT EXISTS results_trial ON results (trial_id, resource);
+"""
+
+
+@dataclass
+class TrialRecord:
+    id: int
+    kind: str
+    sample_index: int | None
+    parent: int | None
+    config: dict[str, Any]
+    seed: int
+    state: str
+    job_from: int | None
+    job_to: int | None
+    resource: int
+    metric: float | None
+    checkpoint: str | None
+    heartbeat: float | None
+    worker: str | None
+    error: str | None
+    retries: int
+    created: float
+    updated: float
+    # resource -> metric at the end of each finished job (the rungs), filled by Storage.trials()
+    rung_metrics: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class ResultRecord:
+    seq: int
+    trial_id: int
+    resource: int
+    metric: float
+    time: float
+    source: str
+
+
+def _to_sql(metric: float | None) -> float | None:
+    # SQLite turns NaN into NULL anyway; +-inf survive as REAL.
+    return None if metric is None or math.isnan(metric) else float(metric)
+
+
+def _from_sql(metric: float | None) -> float:
+    return math.nan if metric is None else float(metric)
+
+
+class Storage:
+    """A sweep's SQLite database. Open with `Storage.create` (new sweep) or `Storage.open` (resume)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        # isolation_level=None: we commit each statement ourselves (autocommit), which keeps every
+        # write durable the moment it returns.
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (not a power cut) and skips an fsync per write.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+
+    @classmethod
+    def create(cls, sweep_dir: str | Path, meta: dict[str, Any]) -> "Storage":
+        path = Path(sweep_dir) / DB_NAME
+        if path.exists():
+            raise AlbertError(f"{sweep_dir}: already holds a sweep ({DB_NAME}); resume it or choose a new directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path)
+        with store.transaction():
+            for key, value in {**meta, "schema_version": SCHEMA_VERSION, "created": time.time()}.items():
+                store.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        return store
+
+    @classmethod
+    def open(cls, sweep_dir: str | Path) -> "Storage":
+        path = Path(sweep_dir) / DB_NAME
+        if not path.is_file():
+            raise AlbertError(f"{sweep_dir}: no sweep to resume here (no {DB_NAME})")
+        store = cls(path)
+        version = store.meta().get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise AlbertError(f"{path}: sweep database version {version}, this albert reads {SCHEMA_VERSION}")
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def transaction(self):
+        """`with store.transaction():` groups writes into one atomic commit."""
+        return _Transaction(self.conn)
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {row["key"]: json.loads(row["value"]) for row in self.conn.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # --- trials -----------------------------------------------------------------------------
+
+    def add_trial(self, config: dict[str, Any], seed: int, *, kind: str = "search", sample_index: int | None = None,
+                  parent: int | None = None, state: str = "queued") -> int:
+        now = time.time()
+        cur = self.conn.execute(
+            "INSERT INTO trials (kind, sample_index, parent, config, seed, state, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, sample_index, parent, json.dumps(config), int(seed), state, now, now))
+        return int(cur.lastrowid)
+
+    def update_trial(self, trial_id: int, **fields: Any) -> None:
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"unknown trial state {fields['state']!r}")
+        if "metric" in fields:
+            fields["metric"] = _to_sql(fields["metric"])
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.conn.execute(f"UPDATE trials SET {cols} WHERE id = ?", (*fields.values(), trial_id))
+
+    def start_job(self, trial_id: int, from_resource: int, to_resource: int, worker: str, checkpoint: str) -> None:
+        self.update_trial(trial_id, state="running", job_from=from_resource, job_to=to_resource, worker=worker,
+                          checkpoint=checkpoint, heartbeat=time.time())
+
+    def heartbeat(self, trial_id: int) -> None:
+        self.conn.execute("UPDATE trials SET heartbeat = ? WHERE id = ?", (time.time(), trial_id))
+
+    def record(self, trial_id: int, resource: int, metric: float, source: str) -> None:
+        """Append a reported metric; `source` is 'report' (mid-job) or 'result' (job end)."""
+        now = time.time()
+        self.conn.execute("INSERT INTO results (trial_id, resource, metric, time, source) VALUES (?, ?, ?, ?, ?)",
+                          (trial_id, int(resource), _to_sql(metric), now, source))
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        rows = self._trials("WHERE id = ?", (trial_id,))
+        if not rows:
+            raise KeyError(trial_id)
+        return rows[0]
+
+    def trials(self, kind: str | None = None) -> list[TrialRecord]:
+        return self._trials("WHERE kind = ?", (kind,)) if kind else self._trials("", ())
+
+    def _trials(self, where: str, args: tuple) -> list[TrialRecord]:
+        out = []
+        for row in self.conn.execute(f"SELECT * FROM trials {where} ORDER BY id", args):
+            d = dict(row)
+            d["config"] = json.loads(d["config"])
+            out.append(TrialRecord(**d))
+        by_id = {t.id: t for t in out}
+        for r in self.results(source="result"):
+            if r.trial_id in by_id:
+                by_id[r.trial_id].rung_metrics.setdefault(r.resource, r.metric)
+        return out
+
+    def count(self, kind: str = "search") -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM trials WHERE kind = ?", (kind,)).fetchone()[0])
+
+    def results(self, trial_id: int | None = None, source: str | None = None) -> list[ResultRecord]:
+        clauses, args = [], []
+        if trial_id is not None:
+            clauses.append("trial_id = ?")
+            args.append(trial_id)
+        if source is not None:
+            clauses.append("source = ?")
+            args.append(source)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.conn.execute(f"SELECT * FROM results {where} ORDER BY seq", args)
+        return [ResultRecord(r["seq"], r["trial_id"], r["resource"], _from_sql(r["metric"]), r["time"], r["source"])
+                for r in rows]
+
+    def iter_states(self) -> Iterator[tuple[str, int]]:
+        yield from self.conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state")
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
