@@ -117,8 +117,10 @@ class LengthGroupedSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in self.steps():
-            yield from step
-            self._steps_yielded += 1
+            for j, micro in enumerate(step):
+                if j == len(step) - 1:
+                    self._steps_yielded += 1  # counted when handed out, not when asked for the next
+                yield micro
 
     def _epoch_steps(self, epoch: int) -> list[list[list[int]]]:
         steps = []

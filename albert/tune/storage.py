@@ -160,13 +160,14 @@ class Storage:
 
     # --- trials -----------------------------------------------------------------------------
 
-    def add_trial(self, config: dict[str, Any], seed: int, *, kind: str = "search", sample_index: int | None = None,
-                  parent: int | None = None, state: str = "queued") -> int:
+    def add_trial(self, config: dict[str, Any], seed: int, job_from: int, job_to: int, *, kind: str = "search",
+                  sample_index: int | None = None, parent: int | None = None) -> int:
+        """A new trial, queued with its first job (so a crash before it starts still knows what to run)."""
         now = time.time()
         cur = self.conn.execute(
-            "INSERT INTO trials (kind, sample_index, parent, config, seed, state, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, sample_index, parent, json.dumps(config), int(seed), state, now, now))
+            "INSERT INTO trials (kind, sample_index, parent, config, seed, state, job_from, job_to, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (kind, sample_index, parent, json.dumps(config), int(seed), job_from, job_to, now, now))
         return int(cur.lastrowid)
 
     def update_trial(self, trial_id: int, **fields: Any) -> None:

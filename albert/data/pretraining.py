@@ -1,0 +1,398 @@
+"""ALBERT pretraining data: sentence-order-prediction pairs, cached on disk, masked on the fly.
+
+Examples follow google-research/albert `create_pretraining_data.py`:
+- per document, a target length: `max_seq_length - 3`, or with probability `short_seq_prob` a
+  random one in [2, max_seq_length - 3] (short inputs like those of fine-tuning);
+- sentences are gathered into a chunk until it reaches the target (or the document ends);
+  segment A is the first `a_end` sentences (a_end uniform in [1, len(chunk) - 1]), B the rest;
+  with probability 0.5 A and B are swapped: sentence_order_label 1 (swapped), else 0;
+- a chunk of one sentence (the document's last, or one longer than the target) cannot be split:
+  as in the reference, A is that sentence and B is text from another document, from a random
+  sentence on, with label 1. The reference draws that document from the whole corpus held in
+  memory; we stream, so it is drawn from the last RECENT_DOCUMENTS documents of the same file
+  (the first document of a file has none and skips such a chunk);
+- the pair is cut to `max_seq_length - 3` tokens, one token at a time from the longer segment,
+  from its front or back at random; then `[CLS] A [SEP] B [SEP]` with token types 0...0 1...1.
+
+The reference masks once when it writes the examples (dupe_factor copies with different masks);
+here the examples are stored unmasked and `NgramMasker` masks each one afresh every epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from ..errors import AlbertError
+from ..tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, Tokenizer
+from .batching import pad_batch
+from .corpus import Corpus, Source, document_sentences
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the stored examples change for the same settings
+RECENT_DOCUMENTS = 100
+SPECIAL_IDS = (PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID)
+IGNORE_INDEX = -100
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentence-order pairs
+
+class SopExampleBuilder:
+    """Sentence-order-prediction examples from one tokenized document (a list of sentences)."""
+
+    def __init__(self, max_seq_length: int, short_seq_prob: float = 0.1):
+        if max_seq_length < 5:
+            raise AlbertError(f"max_seq_length={max_seq_length} is too small: [CLS] A [SEP] B [SEP] needs at least 5")
+        if not 0.0 <= short_seq_prob <= 1.0:
+            raise AlbertError(f"short_seq_prob={short_seq_prob} must be in [0, 1]")
+        self.max_seq_length = max_seq_length
+        self.max_num_tokens = max_seq_length - 3
+        self.short_seq_prob = short_seq_prob
+
+    def target_length(self, rng: random.Random) -> int:
+        # A rough target for the chunk; max_num_tokens is the hard limit.
+        if rng.random() < self.short_seq_prob:
+            return rng.randint(2, self.max_num_tokens)
+        return self.max_num_tokens
+
+    def examples(self, document: Sequence[Sequence[int]], target: int, rng: random.Random,
+                 others: Sequence[Sequence[Sequence[int]]] = ()) -> list[dict[str, Any]]:
+        """Rows for `document` (sentences as token ids, none empty). `others` are other documents,
+        the source of segment B for chunks of one sentence; with none, such chunks are skipped."""
+        rows: list[dict[str, Any]] = []
+        chunk: list[Sequence[int]] = []
+        length = 0
+        for i, sentence in enumerate(document):
+            chunk.append(sentence)
+            length += len(sentence)
+            if i < len(document) - 1 and length < target:
+                continue
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            a = [t for s in chunk[:a_end] for t in s]
+            if len(chunk) == 1:
+                if not others:
+                    chunk, length = [], 0
+                    continue
+                b = self._random_segment(others, target - len(a), rng)
+                label = 1
+            else:
+                b = [t for s in chunk[a_end:] for t in s]
+                label = 0
+                if rng.random() < 0.5:
+                    a, b, label = b, a, 1
+            rows.append(self._row(*self._truncate(a, b, rng), label))
+            chunk, length = [], 0
+        return rows
+
+    @staticmethod
+    def _random_segment(others: Sequence[Sequence[Sequence[int]]], want: int, rng: random.Random) -> list[int]:
+        doc = others[rng.randint(0, len(others) - 1)]
+        out: list[int] = []
+        for sentence in doc[rng.randint(0, len(doc) - 1):]:
+            out.extend(sentence)
+            if len(out) >= want:
+                break
+        return out
+
+    def _truncate(self, a: list[int], b: list[int], rng: random.Random) -> tuple[list[int], list[int]]:
+        # Remove one token at a time from the longer segment (B on ties), front or back at random.
+        bounds = [[0, len(a)], [0, len(b)]]
+        while (bounds[0][1] - bounds[0][0]) + (bounds[1][1] - bounds[1][0]) > self.max_num_tokens:
+            seg = bounds[0] if bounds[0][1] - bounds[0][0] > bounds[1][1] - bounds[1][0] else bounds[1]
+            if rng.random() < 0.5:
+                seg[0] += 1
+            else:
+                seg[1] -= 1
+        return a[bounds[0][0]:bounds[0][1]], b[bounds[1][0]:bounds[1][1]]
+
+    @staticmethod
+    def _row(a: list[int], b: list[int], label: int) -> dict[str, Any]:
+        return {"input_ids": [CLS_ID, *a, SEP_ID, *b, SEP_ID],
+                "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+                "sentence_order_label": label}
+
+
+def tokenize_document(tokenizer: Tokenizer, sentences: Sequence[str]) -> list[list[int]]:
+    """Token ids per sentence; sentences with no tokens are dropped, and so are special ids that
+    literal text such as "[MASK]" would produce (they must only appear where we put them)."""
+    out = []
+    for s in sentences:
+        ids = [i for i in tokenizer.encode(s) if i == UNK_ID or i not in SPECIAL_IDS]
+        if ids:
+            out.append(ids)
+    return out
+
+
+def _generate_examples(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dict[str, Any],
+                       max_docs: int | None) -> Iterator[dict[str, Any]]:
+    """Examples of the given shards, in order. Each document's randomness is seeded by (seed,
+    shard, document, copy), so the result does not depend on how shards are spread over processes."""
+    builder = SopExampleBuilder(settings["max_seq_length"], settings["short_seq_prob"])
+    n_docs = 0
+    for shard_index, source in shards:
+        recent: deque[list[list[int]]] = deque(maxlen=RECENT_DOCUMENTS)
+        for doc_index, paragraphs in enumerate(source.documents()):
+            if max_docs is not None and n_docs >= max_docs:
+                return
+            document = tokenize_document(tokenizer, document_sentences(paragraphs))
+            if not document:
+                continue
+            n_docs += 1
+            for copy in range(settings["dupe_factor"]):
+                rng = random.Random(f"{settings['seed']}/{shard_index}/{doc_index}/{copy}")
+                target = builder.target_length(rng)
+                yield from builder.examples(document, target, rng, recent)
+            recent.append(document)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and caching the dataset
+
+def _tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    h = hashlib.sha256(getattr(tokenizer, "_proto", b""))
+    h.update(json.dumps([tokenizer.vocab_size, getattr(tokenizer, "do_lower_case", None),
+                         getattr(tokenizer, "keep_accents", None)]).encode())
+    if not getattr(tokenizer, "_proto", b""):  # another tokenizer class: hash its vocabulary
+        h.update("\n".join(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)).encode())
+    return h.hexdigest()
+
+
+def _features():
+    import datasets
+
+    return datasets.Features({
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "token_type_ids": datasets.Sequence(datasets.Value("int8")),
+        "sentence_order_label": datasets.Value("int8"),
+    })
+
+
+def _original_error(e: BaseException) -> BaseException:
+    """datasets wraps errors raised in a generator; find our own AlbertError inside if there is one."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, AlbertError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return e
+
+
+def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, max_seq_length: int,
+                              cache_dir: str | os.PathLike, *, num_proc: int | None = None, seed: int = 0,
+                              dupe_factor: int = 1, short_seq_prob: float = 0.1,
+                              max_docs: int | None = None):
+    """Tokenize `split` of `corpus` into sentence-order pairs, once: the result is cached under
+    `cache_dir`, keyed by the corpus files (with sizes and mtimes), the tokenizer and the settings,
+    so a second call loads it (memory-mapped) instead of building.
+
+    Returns a `datasets.Dataset` with columns input_ids, token_type_ids (variable length, not
+    padded) and sentence_order_label. `num_proc` processes build it, one file (hub: one row range)
+    each; `max_docs` keeps only the first documents (for smoke tests) and builds in one process.
+    """
+    import datasets
+
+    if dupe_factor < 1:
+        raise AlbertError(f"dupe_factor={dupe_factor} must be at least 1")
+    SopExampleBuilder(max_seq_length, short_seq_prob)  # checks the settings
+    procs = max(1, num_proc if num_proc is not None else min(4, os.cpu_count() or 1))
+    if max_docs is not None:
+        procs = 1
+    shards = list(enumerate(corpus.shards(split, procs)))
+    settings = {"max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob,
+                "dupe_factor": dupe_factor, "seed": seed}
+    key_blob = json.dumps({"version": FORMAT_VERSION, "shards": [s.fingerprint() for _, s in shards],
+                           "tokenizer": _tokenizer_fingerprint(tokenizer), "settings": settings,
+                           "max_docs": max_docs}, sort_keys=True)
+    key = hashlib.sha256(key_blob.encode()).hexdigest()[:20]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(corpus.name).name or "corpus")
+    final = Path(cache_dir) / f"sop-{name}-{split}-L{max_seq_length}-{key}"
+    if (final / "build.json").is_file():
+        log.info("loading cached pretraining examples from %s", final)
+        return datasets.load_from_disk(str(final))
+
+    # Fail early, in this process, on an empty corpus (workers would wrap the error).
+    next(corpus.documents(split), None)
+    return _build(shards, tokenizer, settings, max_docs, procs, final, key)
+
+
+def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dict[str, Any],
+           max_docs: int | None, procs: int, final: Path, key: str):
+    import datasets
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    # Everything is built inside a temporary directory next to the cache and renamed into place,
+    # so a crash never leaves a half-written cache that a later call would trust.
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as work:
+        try:
+            ds = datasets.Dataset.from_generator(
+                _generate_examples, features=_features(), cache_dir=os.path.join(work, "generate"),
+                gen_kwargs={"shards": shards, "tokenizer": tokenizer, "settings": settings, "max_docs": max_docs},
+                num_proc=procs if len(shards) > 1 else None, fingerprint=key,
+            )
+        except Exception as e:
+            original = _original_error(e)
+            if original is e:
+                raise
+            raise original from None
+        if len(ds) == 0:
+            raise AlbertError(f"{final.name}: the corpus gave no examples (are its documents empty?)")
+        out = Path(work) / "dataset"
+        ds.save_to_disk(str(out))
+        tokens = pc.sum(pc.list_value_length(ds.data.column("input_ids"))).as_py()
+        info = {**settings, "examples": len(ds), "tokens": tokens, "build_seconds": round(time.time() - started, 1)}
+        (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        del ds
+        try:
+            os.rename(out, final)
+        except OSError:
+            if not (final / "build.json").is_file():  # not a concurrent builder that won the race
+                raise
+    log.info("built %d pretraining examples in %.0f s: %s", info["examples"], info["build_seconds"], final)
+    return datasets.load_from_disk(str(final))
+
+
+# ---------------------------------------------------------------------------------------------
+# Masking, on the fly
+
+@dataclass
+class MaskedTokens:
+    input_ids: np.ndarray  # with [MASK] / random / kept tokens at the chosen positions
+    labels: np.ndarray  # original ids at the chosen positions, IGNORE_INDEX elsewhere
+    spans: list[tuple[int, int, int]]  # (first token, end token, number of words), in the order chosen
+
+
+class NgramMasker:
+    """ALBERT's n-gram whole-word masking.
+
+    Candidates are whole words: a piece marked as a word start plus the pieces after it up to the
+    next word start; special tokens are never masked and no span crosses one. Spans of n words
+    start at random words, n in 1..max_ngram with p(n) ∝ 1/n (over the lengths that fit before
+    the next special token); the budget is min(max_predictions, max(1, round(len * mask_prob)))
+    tokens; a span that would exceed it tries shorter n, and a span that overlaps an earlier one
+    is skipped. Each chosen token becomes [MASK] 80% of the time, a random non-special id 10%,
+    and stays itself 10%.
+    """
+
+    def __init__(self, word_start: np.ndarray, *, seed: int = 0, mask_prob: float = 0.15,
+                 max_predictions: int = 20, max_ngram: int = 3, special_ids: Sequence[int] = SPECIAL_IDS):
+        if not 0.0 < mask_prob < 1.0:
+            raise AlbertError(f"mask_prob={mask_prob} must be in (0, 1)")
+        if max_predictions < 1 or max_ngram < 1:
+            raise AlbertError(f"max_predictions={max_predictions} and max_ngram={max_ngram} must be at least 1")
+        self.word_start = np.asarray(word_start, dtype=bool)
+        self.vocab_size = len(self.word_start)
+        self.is_special = np.zeros(self.vocab_size, dtype=bool)
+        self.is_special[list(special_ids)] = True
+        self.replacement_ids = np.flatnonzero(~self.is_special)
+        self.seed = seed
+        self.mask_prob = mask_prob
+        self.max_predictions = max_predictions
+        self.max_ngram = max_ngram
+        p = 1.0 / np.arange(1, max_ngram + 1)
+        # cdf[c - 1]: cumulative p(n) over n <= c, for a span that can hold at most c words.
+        self._cdfs = [np.cumsum(p[:c]) / p[:c].sum() for c in range(1, max_ngram + 1)]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Tokenizer, **kwargs) -> "NgramMasker":
+        return cls(tokenizer.word_start_mask(), **kwargs)
+
+    def rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, index])
+
+    def budget(self, length: int) -> int:
+        return min(self.max_predictions, max(1, int(round(length * self.mask_prob))))
+
+    def words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first token, end token, run) per word; `run` counts the special tokens before it."""
+        special = self.is_special[ids]
+        after_special = np.concatenate(([True], special[:-1]))
+        begins_word = ~special & (self.word_start[ids] | after_special)
+        starts = np.flatnonzero(begins_word)
+        edges = np.flatnonzero(begins_word | special)
+        nxt = np.searchsorted(edges, starts, side="right")
+        ends = np.append(edges, len(ids))[nxt]
+        runs = np.cumsum(special)[starts]
+        return starts, ends, runs
+
+    def mask(self, input_ids: Sequence[int], rng: np.random.Generator) -> MaskedTokens:
+        ids = np.asarray(input_ids, dtype=np.int64)
+        starts, ends, runs = self.words(ids)
+        n_words = len(starts)
+        # Longest span from each word: up to max_ngram words, not past the end of its run.
+        run_last = np.searchsorted(runs, runs, side="right")  # one past the run's last word
+        cap = np.minimum(run_last - np.arange(n_words), self.max_ngram)
+        budget = self.budget(len(ids))
+        order = rng.permutation(n_words)
+        draws = rng.random(n_words)
+
+        covered = np.zeros(n_words, dtype=bool)
+        spans: list[tuple[int, int, int]] = []
+        n_masked = 0
+        for w in order:
+            if n_masked >= budget:
+                break
+            n = int(np.searchsorted(self._cdfs[cap[w] - 1], draws[w], side="right")) + 1
+            while n > 0 and n_masked + ends[w + n - 1] - starts[w] > budget:
+                n -= 1
+            if n == 0 or covered[w:w + n].any():
+                continue
+            covered[w:w + n] = True
+            spans.append((int(starts[w]), int(ends[w + n - 1]), n))
+            n_masked += int(ends[w + n - 1] - starts[w])
+
+        positions = np.array(sorted(p for a, b, _ in spans for p in range(a, b)), dtype=np.int64)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+        labels[positions] = ids[positions]
+        out = ids.copy()
+        action = rng.random(len(positions))
+        out[positions[action < 0.8]] = MASK_ID
+        swap = positions[action >= 0.9]
+        out[swap] = self.replacement_ids[rng.integers(len(self.replacement_ids), size=len(swap))]
+        return MaskedTokens(out, labels, spans)
+
+    def __call__(self, row: Mapping[str, Any], epoch: int, index: int) -> dict[str, Any]:
+        m = self.mask(row["input_ids"], self.rng(epoch, index))
+        return {"input_ids": m.input_ids.tolist(), "token_type_ids": list(row["token_type_ids"]),
+                "labels": m.labels.tolist(), "sentence_order_label": int(row["sentence_order_label"])}
+
+
+class IndexedExamples(torch.utils.data.Dataset):
+    """A pretraining dataset whose rows carry their index, which (with the epoch) seeds their masks."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[int(index)], "index": int(index)}
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        batch = self.dataset[[int(i) for i in indices]]
+        return [{**{k: v[j] for k, v in batch.items()}, "index": int(i)} for j, i in enumerate(indices)]
+
+
+def pretraining_collate(rows: Sequence[Mapping[str, Any]], masker: NgramMasker, epoch: int) -> dict[str, torch.Tensor]:
+    """Mask each row (seeded by masker.seed, `epoch` and the row's "index") and pad the batch to
+    its longest row: input_ids, attention_mask, token_type_ids, labels, sentence_order_label."""
+    if rows and "index" not in rows[0]:
+        raise AlbertError("pretraining rows need an 'index' (wrap the dataset in IndexedExamples)")
+    return pad_batch([masker(r, epoch, r["index"]) for r in rows])

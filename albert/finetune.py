@@ -1,0 +1,246 @@
+"""Fine-tuning: one task, one model, the shared training loop; everything a run needs to be
+reproduced is written to its output directory.
+
+Output directory:
+  config.json    the fully resolved run configuration (`python train.py <dir>/config.json`)
+  log.jsonl      every logged step and evaluation
+  results.json   final and best metrics, steps, wall time, samples/s
+  best/          the best model (HF format: config.json, model.safetensors, spiece.model)
+  predictions.*  the best model's predictions on the validation split
+  checkpoints/   resumable training state (`--resume`)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .atomic import write_json
+from .config import PRESETS, preset
+from .errors import AlbertError
+from .runconfig import save_run_config
+
+log = logging.getLogger("albert")
+
+HEAD_CLASSES = {"sequence": "AlbertForSequenceClassification", "token": "AlbertForTokenClassification",
+                "span": "AlbertForQuestionAnswering"}
+
+
+@dataclass
+class FinetuneArgs:
+    task: str
+    output_dir: str = ""
+    model: str | None = None            # checkpoint directory or hub name
+    preset: str | None = None           # random initialisation of this shape instead of --model
+    tokenizer: str | None = None        # spiece.model or directory; default: the model's, else trained on the task
+    vocab_size: int = 8000              # for a tokenizer trained on the task's text (random-init runs)
+    data_dir: str | None = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    max_seq_length: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    grad_accum: int = 1
+    epochs: float | None = None
+    max_steps: int | None = None
+    schedule_steps: int | None = None   # length of the LR schedule when it differs from max_steps (tuning rungs)
+    warmup: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None        # classifier dropout
+    layer_lr_decay: float | None = None
+    optimizer: str = "adamw"
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: str = "auto"
+    device: str = "auto"
+    eval_every: int = 0
+    log_every: int = 10
+    save_every: int = 0
+    keep_last: int = 2
+    patience: int | None = None
+    eval_batch_size: int = 64
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    num_workers: int = 0
+    compile: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise AlbertError(msg)
+
+        need(bool(self.output_dir), "--output-dir is required")
+        need(self.model is None or self.preset is None, "give --model or --preset, not both")
+        need(self.preset is None or self.preset in PRESETS,
+             f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
+        need(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        need(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
+        need(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
+        need(self.weight_decay is None or self.weight_decay >= 0, f"--weight-decay must be >= 0")
+        need(self.dropout is None or 0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+        need(self.max_seq_length is None or self.max_seq_length >= 8,
+             f"--max-seq-length must be >= 8, got {self.max_seq_length}")
+        need(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
+        need(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
+
+
+def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
+    """Fill in the task's defaults (the ALBERT paper's fine-tuning table where it has one)."""
+    d = task.defaults
+    filled = dataclasses.replace(
+        args,
+        lr=args.lr if args.lr is not None else d["lr"],
+        batch_size=args.batch_size or d["batch_size"],
+        max_seq_length=args.max_seq_length or d["max_seq_length"],
+        warmup=args.warmup if args.warmup is not None else d["warmup"],
+        weight_decay=args.weight_decay if args.weight_decay is not None else d.get("weight_decay", 0.0),
+        dropout=args.dropout if args.dropout is not None else d.get("dropout", 0.1),
+    )
+    if filled.max_steps is None and filled.epochs is None:
+        if d.get("max_steps"):
+            filled.max_steps = d["max_steps"]
+        else:
+            filled.epochs = d.get("epochs", 3.0)
+    if filled.preset is None and filled.model is None:
+        raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
+    filled.validate()
+    return filled
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ALBERT_CACHE", Path.home() / ".cache" / "albert"))
+
+
+def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Callable[[], Any]):
+    """The model's own tokenizer, an explicit one, or (random-init runs) one trained on the task text."""
+    from .tokenizer import Tokenizer, train_tokenizer
+
+    if args.tokenizer:
+        return Tokenizer.load(args.tokenizer)
+    if model_dir is not None:
+        if not (model_dir / "spiece.model").exists():
+            raise AlbertError(f"{model_dir}: no spiece.model; pass --tokenizer")
+        return Tokenizer.load(model_dir)
+    texts = list(train_texts())
+    key = hashlib.sha256(("\n".join(texts[:2000]) + f"|{len(texts)}|{args.vocab_size}").encode()).hexdigest()[:16]
+    out = cache_root() / "tokenizers" / f"{args.task}-{key}"
+    if (out / "spiece.model").exists():
+        return Tokenizer.load(out)
+    log.info("training a %d-piece SentencePiece vocabulary on the %s training text", args.vocab_size, args.task)
+    return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
+
+
+def build_model(args: FinetuneArgs, task, raw, tokenizer):
+    from . import model as models
+    from .checkpoint import resolve as resolve_checkpoint
+
+    cls = getattr(models, HEAD_CLASSES[task.head])
+    num_labels = task.num_labels(raw)
+    names = task.label_names(raw)
+    id2label = {i: n for i, n in enumerate(names)} if names else None
+    if args.model:
+        directory = resolve_checkpoint(args.model)
+        model = cls.from_pretrained(directory, num_labels=num_labels, id2label=id2label,
+                                    classifier_dropout_prob=args.dropout)
+        if model.config.vocab_size < tokenizer.vocab_size:
+            raise AlbertError(f"{args.model}: vocabulary of {model.config.vocab_size} is smaller than the "
+                              f"tokenizer's {tokenizer.vocab_size}")
+    else:
+        config = preset(args.preset, vocab_size=tokenizer.vocab_size, num_labels=num_labels, id2label=id2label,
+                        classifier_dropout_prob=args.dropout)
+        torch.manual_seed(args.seed)
+        model = cls(config)
+    if args.max_seq_length > model.config.max_position_embeddings:
+        raise AlbertError(f"--max-seq-length {args.max_seq_length} exceeds the model's max_position_embeddings "
+                          f"{model.config.max_position_embeddings}")
+    return model
+
+
+def _subsample(split, n: int | None, seed: int):
+    if n is None or n >= len(split):
+        return split
+    return split.shuffle(seed=seed).select(range(n))
+
+
+def run(args: FinetuneArgs, resume: bool = False,
+        report: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
+    """Fine-tune and evaluate; returns the results also written to results.json.
+
+    `report(step, metrics)` is called after every evaluation (the tuner uses it to prune)."""
+    from .tasks import get_task
+    from .trainer import TrainConfig, Trainer
+
+    task = get_task(args.task)
+    args = resolve(args, task)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(out / "config.json", "finetune", args)
+
+    model_dir = None
+    if args.model:
+        from .checkpoint import resolve as resolve_checkpoint
+        model_dir = resolve_checkpoint(args.model)
+    raw = task.load(args.data_dir, train_file=args.train_file, dev_file=args.dev_file)
+    raw["train"] = _subsample(raw["train"], args.max_train_samples, args.seed)
+    raw["validation"] = _subsample(raw["validation"], args.max_eval_samples, args.seed)
+    tokenizer = load_tokenizer(args, model_dir, lambda: task.texts(raw["train"]))
+    features = task.featurize(raw, tokenizer, args.max_seq_length, cache_root() / "features")
+    model = build_model(args, task, raw, tokenizer)
+
+    cfg = TrainConfig(
+        output_dir=str(out), lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        max_steps=args.max_steps, epochs=args.epochs or 3.0, warmup=args.warmup, schedule=args.schedule,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+        layer_lr_decay=args.layer_lr_decay, precision=args.precision, eval_every=args.eval_every,
+        log_every=args.log_every, save_every=args.save_every, keep_last=args.keep_last, patience=args.patience,
+        metric=task.main_metric, greater_is_better=task.greater_is_better, seed=args.seed,
+        num_workers=args.num_workers, device=args.device, compile=args.compile,
+        schedule_steps=args.schedule_steps)
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        metrics, _ = task.evaluate(m, features["validation"], raw["validation"], batch_size=args.eval_batch_size,
+                                   precision=args.precision)
+        return metrics
+
+    def save_best(m: torch.nn.Module, directory: Path) -> None:
+        m.save_pretrained(directory)
+        tokenizer.save(directory)
+
+    train_rows = features["train"]
+    lengths = task.lengths(train_rows)
+    seq_len = int(sum(lengths) / max(1, len(lengths)))
+    trainer = Trainer(model, cfg, train_rows, task.collate, lengths=lengths, evaluate=evaluate,
+                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len),
+                      progress=args.progress, on_evaluate=report)
+    started = time.time()
+    results = trainer.train(resume=resume)
+
+    # Predictions and final metrics from the best model, as saved.
+    best_dir = out / "best"
+    if best_dir.exists():
+        best = type(model).from_pretrained(best_dir)
+    else:  # no evaluation improved on nothing: keep the final weights
+        best = trainer.model
+        save_best(best, best_dir)
+    best_metrics, predictions = task.evaluate(best, features["validation"], raw["validation"],
+                                              batch_size=args.eval_batch_size, precision=args.precision)
+    task.write_predictions(predictions, raw["validation"], out / f"predictions{task.prediction_suffix}")
+    if task.head == "token" and "report" in dir(task):
+        print(task.report(predictions, raw["validation"]))
+    results = {"task": args.task, "main_metric": task.main_metric, "best": best_metrics, **results,
+               "run_wall_time_s": round(time.time() - started, 2)}
+    write_json(out / "results.json", results)
+    return results

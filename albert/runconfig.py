@@ -1,0 +1,134 @@
+"""Run configurations: every run writes one, and `train.py` re-runs it.
+
+A run configuration is a JSON object `{"kind": "finetune" | "pretrain", "albert_version": ...,
+"args": {...}}` whose args are the fully resolved options of that run (task defaults filled in),
+so the same command reproduces the same result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .atomic import write_json
+from .errors import AlbertError
+
+KINDS = ("finetune", "pretrain", "tune")
+
+
+def save_run_config(path: str | Path, kind: str, args: Any) -> None:
+    """Write `args` (a dataclass) as the run configuration at `path`, atomically."""
+    write_json(path, {"kind": kind, "albert_version": __version__, "args": dataclasses.asdict(args)})
+
+
+def load_run_config(path: str | Path) -> tuple[str, dict[str, Any]]:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AlbertError(f"{path}: no such run configuration") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AlbertError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("kind") not in KINDS or not isinstance(d.get("args"), dict):
+        hint = " (this looks like a model config.json; pass the run's config.json instead)" \
+            if isinstance(d, dict) and d.get("model_type") else ""
+        raise AlbertError(f"{path}: not a run configuration: expected {{\"kind\": one of {KINDS}, \"args\": {{...}}}}"
+                          f"{hint}")
+    return d["kind"], d["args"]
+
+
+def build_args(cls: type, values: dict[str, Any], source: str) -> Any:
+    """Instantiate the args dataclass `cls` from a dict, naming unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise AlbertError(f"{source}: unknown option(s) {', '.join(unknown)}")
+    return cls(**values)
+
+
+def apply_overrides(cls: type, values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set key=value` overrides, parsing each value as the field's type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for item in overrides:
+        if "=" not in item:
+            raise AlbertError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in fields:
+            raise AlbertError(f"--set {key}: unknown option; known: {', '.join(sorted(fields))}")
+        out[key] = parse_value(raw, hints[key], f"--set {key}")
+    return out
+
+
+def parse_value(raw: str, hint: Any, where: str) -> Any:
+    """Parse a command-line string as the type a dataclass field declares."""
+    if raw.lower() in ("none", "null"):
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    kinds = args or [hint]
+    for kind in kinds:
+        try:
+            if kind is bool:
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            if kind in (int, float, str):
+                return kind(raw)
+            return json.loads(raw)
+        except (ValueError, json.JSONDecodeError):
+            continue
+    raise AlbertError(f"{where}: cannot parse {raw!r} as {hint}")
+
+
+def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str, str] | None = None,
+                  skip: tuple[str, ...] = ()) -> None:
+    """One `--option` per field of the args dataclass `cls`, typed by its annotation. Options
+    left out are absent from the namespace, so the dataclass default applies."""
+    import argparse
+
+    helps = helps or {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, "")
+        if default not in (None, ""):
+            text = f"{text} (default: {default})".strip()
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+            continue
+
+        def convert(raw: str, _hint=hint, _flag=flag) -> Any:
+            try:
+                return parse_value(raw, _hint, _flag)
+            except AlbertError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+
+        convert.__name__ = getattr(hint, "__name__", "value")
+        parser.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=text,
+                            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+class UsageParser:
+    """argparse exits 2 on a bad option already; this only makes its message one line."""
+
+    @staticmethod
+    def make(prog: str, description: str) -> "argparse.ArgumentParser":
+        import argparse
+
+        class Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> typing.NoReturn:
+                self.exit(2, f"{self.prog}: error: {message}\n")
+
+        return Parser(prog=prog, description=description,
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -1,0 +1,448 @@
+"""The sweep: hand jobs from a scheduler to worker processes, record everything, write the report.
+
+    summary = run_sweep(SweepSettings(sweep_dir="runs/rte-sweep", task="rte", objective="pkg.mod:fn",
+                                      budget=40, workers=2))
+    summary = run_sweep(resume_dir="runs/rte-sweep")        # after a crash or Ctrl-C
+
+The main loop gives every free worker a job (the scheduler's promotion first, else a new trial
+while fewer than `budget` configurations have been tried), answers the workers' intermediate
+reports with the scheduler's stop decisions, and writes each event to `sweep.db` before acting
+on it. A resume replays the recorded results into a fresh scheduler and re-issues the jobs that
+were running, from their last checkpoints.
+
+First Ctrl-C: start no new job and let running ones finish (resumable); second: kill the workers
+(their jobs are re-run from their checkpoints on resume).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AlbertError
+from . import report as reporting
+from .asha import Job, Scheduler, make_scheduler
+from .runner import Died, Done, Error, Report, Task, WorkerPool, plan_workers
+from .space import Space, default_space
+from .storage import TERMINAL, Storage, TrialRecord
+
+# Settings that define the sweep: a resume must not change them (the recorded results would lie).
+IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
+            "master_seed")
+
+
+@dataclass
+class SweepSettings:
+    sweep_dir: str
+    task: str
+    objective: str = "albert.tune.synthetic:curve"
+    space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
+    fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
+    scheduler: str = "asha"  # asha | hyperband | random
+    mode: str = "max"
+    min_resource: int = 1
+    max_resource: int = 27
+    eta: int = 3
+    budget: int = 27  # configurations tried, pruned and failed ones included
+    time_budget: float | None = None  # seconds; then no new job starts
+    master_seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    workers: int = 1  # CPU workers (ignored on GPUs: trials_per_gpu per GPU)
+    trials_per_gpu: int = 1
+    max_retries: int = 1  # re-runs of a job whose worker died
+    confirm_top: int = 0
+    confirm_seeds: int = 0
+    recycle_gpu_mib: int = 512
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.space, Space):
+            self.space = self.space.to_json()
+
+    def validate(self) -> Space:
+        if not isinstance(self.budget, int) or self.budget < 1:
+            raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise AlbertError(f"--time-budget must be positive seconds, got {self.time_budget!r}")
+        if self.confirm_top < 0 or self.confirm_seeds < 0:
+            raise AlbertError("--confirm-top and --confirm-seeds must be >= 0")
+        if self.confirm_top and not self.confirm_seeds:
+            raise AlbertError("--confirm-top needs --confirm-seeds >= 1")
+        if self.max_retries < 0:
+            raise AlbertError(f"--max-retries must be >= 0, got {self.max_retries}")
+        make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
+        space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
+        clash = sorted(set(space) & set(self.fixed))
+        if clash:
+            raise AlbertError(f"hyperparameter(s) {', '.join(clash)} are both searched and fixed")
+        return space
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SweepSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:
+    """The training seed of configuration `index` (repeat > 0: the extra seeds of --confirm-seeds)."""
+    return int(np.random.SeedSequence([master_seed, index, 0x5EED, repeat]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class Progress:
+    """One live status line on a terminal (carriage return), nothing when output is a file."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last > 0.2):
+            self.last = now
+            sys.stderr.write("\r" + text[:150].ljust(80))
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+class _Interrupt:
+    """SIGINT: the first asks for a graceful stop, the second aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing the running jobs (Ctrl-C again to abort; --resume continues)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class Sweep:
+    """One sweep's state while it runs: storage, scheduler, workers and the jobs in flight."""
+
+    def __init__(self, settings: SweepSettings, space: Space, storage: Storage) -> None:
+        self.settings, self.space, self.storage = settings, space, storage
+        self.dir = Path(settings.sweep_dir)
+        self.scheduler: Scheduler = make_scheduler(settings.scheduler, settings.min_resource, settings.max_resource,
+                                                   settings.eta, settings.mode)
+        self.pending: collections.deque[tuple[int, Job]] = collections.deque()
+        self.running: dict[int, Job] = {}
+        self.stopped: set[int] = set()  # trials the scheduler stopped during their current job
+        self.reached: dict[int, int] = {}  # resource of the last report in the current job
+        self.trials: dict[int, TrialRecord] = {t.id: t for t in storage.trials()}
+        self.stop_reason: str | None = None
+        self.started = time.monotonic()
+
+    # --- rebuilding after a crash -------------------------------------------------------------
+
+    def replay(self) -> None:
+        """Feed the recorded results to the fresh scheduler in arrival order; re-issue interrupted jobs."""
+        for r in self.storage.results():
+            if r.source == "report":
+                self.scheduler.should_stop(r.trial_id, r.resource, r.metric)
+            else:
+                self.scheduler.report(r.trial_id, r.resource, r.metric)
+        for t in self.trials.values():
+            if t.state == "failed":
+                self.scheduler.fail(t.id)
+            elif t.state in ("queued", "running"):
+                job = Job("new" if t.job_from == 0 else "promote", t.id, t.job_from, t.job_to)
+                if t.kind == "search":
+                    self.scheduler.claim(job)
+                self.storage.update_trial(t.id, state="queued")
+                self.pending.append((t.id, job))
+
+    # --- choosing jobs ------------------------------------------------------------------------
+
+    def next_job(self) -> tuple[int, Job] | None:
+        if self.stop_reason is not None:
+            return None
+        if self.pending:
+            return self.pending.popleft()
+        allow_new = self.storage.count("search") < self.settings.budget
+        job = self.scheduler.suggest(allow_new)
+        if job is None:
+            return None
+        if job.kind == "new":
+            index = self.storage.count("search")
+            config = {**self.settings.fixed, **self.space.sample(self.settings.master_seed, index)}
+            tid = self.storage.add_trial(config, trial_seed(self.settings.master_seed, index), job.from_resource,
+                                         job.to_resource, sample_index=index)
+            self.trials[tid] = self.storage.trial(tid)
+            job = job._replace(trial_id=tid)
+        return job.trial_id, job
+
+    def trial_dir(self, trial_id: int) -> Path:
+        return self.dir / "trials" / f"{trial_id:05d}"
+
+    def dispatch(self, pool: WorkerPool) -> None:
+        for worker in pool.free():
+            nxt = self.next_job()
+            if nxt is None:
+                return
+            tid, job = nxt
+            trial = self.trials[tid]
+            tdir = self.trial_dir(tid)
+            self.storage.start_job(tid, job.from_resource, job.to_resource, worker.name, str(tdir))
+            self.running[tid] = job
+            self.stopped.discard(tid)
+            self.reached[tid] = job.from_resource
+            pool.submit(worker, Task(tid, trial.config, str(tdir), job.from_resource, job.to_resource,
+                                     self.settings.max_resource, trial.seed))
+
+    # --- what workers say ---------------------------------------------------------------------
+
+    def on_report(self, pool: WorkerPool, ev: Report) -> None:
+        with self.storage.transaction():
+            self.storage.record(ev.trial_id, ev.resource, ev.metric, "report")
+            self.storage.heartbeat(ev.trial_id)
+        stop = self.scheduler.should_stop(ev.trial_id, ev.resource, ev.metric)
+        self.reached[ev.trial_id] = max(self.reached.get(ev.trial_id, 0), ev.resource)
+        if stop:
+            self.stopped.add(ev.trial_id)
+        pool.reply(ev.worker, not stop)
+
+    def on_done(self, ev: Done) -> None:
+        tid, metric = ev.trial_id, ev.metric
+        job = self.running.pop(tid)
+        trial = self.trials[tid]
+        if not math.isfinite(metric) or tid in self.stopped:
+            resource = self.reached.get(tid, job.from_resource)
+            fields = {"state": "pruned", "resource": resource, "metric": metric, "error": None}
+            if not math.isfinite(metric):
+                fields.update(state="failed", error=f"non-finite metric {metric} at resource {resource}")
+        else:
+            resource = job.to_resource
+            done = resource >= self.settings.max_resource or trial.kind == "confirm"
+            fields = {"state": "completed" if done else "paused", "resource": resource, "metric": metric, "error": None}
+        with self.storage.transaction():
+            self.storage.record(tid, resource, metric, "result")
+            self.storage.update_trial(tid, **fields)
+        if trial.kind == "search":
+            self.scheduler.report(tid, resource, metric)
+
+    def on_error(self, ev: Error) -> None:
+        job = self.running.pop(ev.trial_id)
+        self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
+        self.scheduler.fail(ev.trial_id)
+
+    def on_died(self, ev: Died) -> None:
+        if ev.task is None:  # a worker we retired (GPU memory), or one that died between jobs
+            return
+        tid = ev.task.trial_id
+        job = self.running.pop(tid)
+        trial = self.storage.trial(tid)
+        reason = f"worker {ev.worker.name} exited with code {ev.exitcode}"
+        if trial.retries < self.settings.max_retries:
+            self.storage.update_trial(tid, state="queued", retries=trial.retries + 1, error=f"{reason}; re-queued")
+            self.pending.appendleft((tid, job))
+        else:
+            self.storage.update_trial(tid, state="failed", error=reason, resource=job.from_resource)
+            self.scheduler.fail(tid)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def drive(self, pool: WorkerPool, interrupt: _Interrupt, progress: Progress) -> None:
+        """Run jobs until there is nothing left to start and nothing running."""
+        budget_s = self.settings.time_budget
+        while True:
+            if interrupt.requested and self.stop_reason is None:
+                self.stop_reason = "interrupt"
+            if budget_s is not None and time.monotonic() - self.started > budget_s and self.stop_reason is None:
+                self.stop_reason = "time"
+            self.dispatch(pool)
+            if not self.running:
+                return
+            timeout = 0.5
+            if budget_s is not None and self.stop_reason is None:
+                timeout = max(0.01, min(timeout, budget_s - (time.monotonic() - self.started)))
+            for ev in pool.wait(timeout):
+                if isinstance(ev, Report):
+                    self.on_report(pool, ev)
+                elif isinstance(ev, Done):
+                    self.on_done(ev)
+                elif isinstance(ev, Error):
+                    self.on_error(ev)
+                elif isinstance(ev, Died):
+                    self.on_died(ev)
+            progress.update(self.status_line())
+
+    def status_line(self) -> str:
+        counts = collections.Counter(t.state for t in self.storage.trials())
+        best = self.best_trial()
+        best_text = f"best {best.metric:.4g} (trial {best.id}, r={best.resource})" if best else "best -"
+        return (f"[sweep] {self.storage.count('search')}/{self.settings.budget} tried | "
+                f"{counts['completed']} done | {len(self.running)} running | {counts['paused']} paused | "
+                f"{counts['pruned']} pruned | {counts['failed']} failed | {best_text}")
+
+    def best_trial(self, kind: str = "search") -> TrialRecord | None:
+        trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]
+        ranked = reporting.ranked(trials, self.settings.mode)
+        return ranked[0] if ranked else None
+
+    def finish_search(self) -> None:
+        """Budget spent and nothing promotable: trials left waiting at a rung were pruned there."""
+        for t in self.storage.trials("search"):
+            if t.state == "paused":
+                self.storage.update_trial(t.id, state="pruned")
+
+    # --- --confirm-top K --confirm-seeds S ----------------------------------------------------
+
+    def confirm_parents(self) -> list[TrialRecord]:
+        done = [t for t in self.storage.trials("search")
+                if t.state == "completed" and t.metric is not None and math.isfinite(t.metric)]
+        return reporting.ranked(done, self.settings.mode)[: self.settings.confirm_top]
+
+    def queue_confirm(self) -> None:
+        existing = {(t.parent, t.sample_index): t for t in self.storage.trials("confirm")}
+        queued = {tid for tid, _ in self.pending} | set(self.running)
+        for parent in self.confirm_parents():
+            for k in range(1, self.settings.confirm_seeds + 1):
+                t = existing.get((parent.id, k))
+                if t is None:
+                    seed = trial_seed(self.settings.master_seed, parent.sample_index, k)
+                    tid = self.storage.add_trial(parent.config, seed, 0, self.settings.max_resource, kind="confirm",
+                                                 sample_index=k, parent=parent.id)
+                    self.trials[tid] = self.storage.trial(tid)
+                elif t.state in TERMINAL or t.id in queued:
+                    continue
+                else:
+                    tid = t.id
+                self.pending.append((tid, Job("new", tid, 0, self.settings.max_resource)))
+
+    def confirm_summary(self) -> list[dict[str, Any]]:
+        children: dict[int, list[float]] = collections.defaultdict(list)
+        for t in self.storage.trials("confirm"):
+            if t.state == "completed" and t.metric is not None and math.isfinite(t.metric):
+                children[t.parent].append(t.metric)
+        rows = []
+        for parent in self.confirm_parents():
+            values = [parent.metric, *children[parent.id]]
+            rows.append({"trial_id": parent.id, "metrics": values, "mean": float(np.mean(values)),
+                         "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                         "hyperparameters": {n: parent.config.get(n) for n in self.space}})
+        sign = -1.0 if self.settings.mode == "max" else 1.0
+        return sorted(rows, key=lambda r: (sign * r["mean"], r["trial_id"]))
+
+    # --- the report ---------------------------------------------------------------------------
+
+    def write_report(self, finished: bool) -> dict[str, Any]:
+        s = self.settings
+        trials = self.storage.trials()
+        names = list(self.space)
+        rungs = self.scheduler.rungs
+        reporting.write_trials_csv(self.dir / "trials.csv", reporting.trial_rows(trials, names, rungs))
+        compute = reporting.compute_used(trials, s.max_resource)
+        confirm = self.confirm_summary() if s.confirm_top else []
+        best = self.best_trial()
+        if confirm:
+            best = self.trials.get(confirm[0]["trial_id"], best)
+            best = self.storage.trial(best.id)
+        summary: dict[str, Any] = {
+            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "finished": finished,
+            "stop_reason": self.stop_reason, "elapsed_s": time.monotonic() - self.started,
+            "tried": self.storage.count("search"), "budget": s.budget,
+            "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
+            "compute": compute, "rungs": rungs, "confirm": confirm, "best": None,
+        }
+        if best is not None:
+            extra = {"confirm": confirm[0]} if confirm else {}
+            reporting.copy_best(best, self.dir, extra)
+            summary["best"] = {"trial_id": best.id, "metric": best.metric, "resource": best.resource,
+                               "hyperparameters": {n: best.config.get(n) for n in names}, **extra}
+        summary["plots"] = reporting.plot(self.dir, trials, self.storage.results(), names, rungs, s.mode)
+        from ..atomic import write_json
+        write_json(self.dir / "summary.json", summary)
+        return summary
+
+
+def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, Storage, bool]:
+    if resume_dir is None:
+        if settings is None:
+            raise AlbertError("run_sweep needs settings or --resume DIR")
+        space = settings.validate()
+        storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
+        return settings, space, storage, False
+    storage = Storage.open(resume_dir)
+    try:
+        stored = SweepSettings.from_dict(storage.meta()["settings"])
+        if settings is not None:
+            for name in IDENTITY:
+                was, now = getattr(stored, name), getattr(settings, name)
+                if was != now:
+                    raise AlbertError(f"--resume {resume_dir}: this sweep was run with {name} {was!r}, not {now!r}")
+            settings = dataclasses.replace(settings, sweep_dir=str(resume_dir))
+        else:
+            settings = dataclasses.replace(stored, sweep_dir=str(resume_dir))
+        space = settings.validate()
+        storage.set_meta("settings", settings.to_dict())
+    except BaseException:
+        storage.close()
+        raise
+    return settings, space, storage, True
+
+
+def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) a sweep to its budget; return the summary also written to summary.json."""
+    settings, space, storage, resuming = _open(settings, resume_dir)
+    sweep = Sweep(settings, space, storage)
+    if resuming:
+        sweep.replay()
+    progress = Progress(settings.progress)
+    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu)
+    pool = None
+    try:
+        pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20)
+        with _Interrupt() as interrupt:
+            sweep.drive(pool, interrupt, progress)
+            search_done = sweep.stop_reason is None
+            if search_done:
+                sweep.finish_search()
+                if settings.confirm_top:
+                    sweep.queue_confirm()
+                    sweep.drive(pool, interrupt, progress)
+            progress.update(sweep.status_line(), force=True)
+        pool.close()
+        pool = None
+        finished = sweep.stop_reason is None
+        progress.close()
+        summary = sweep.write_report(finished)
+        board = reporting.leaderboard(storage.trials("search"), list(space), settings.mode)
+        if settings.progress:
+            print(board)
+            c = summary["compute"]
+            print(f"compute used: {c['resource']} resource units = {c['full_trainings']:.2f} full trainings")
+            for row in summary["confirm"]:
+                print(f"confirm trial {row['trial_id']}: {row['mean']:.4g} ± {row['std']:.2g} "
+                      f"over {len(row['metrics'])} seeds")
+        return summary
+    finally:
+        if pool is not None:
+            pool.close(kill=True)
+        storage.close()

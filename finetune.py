@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Fine-tune ALBERT on a task: python finetune.py --task ner --model DIR (or --preset tiny) --output-dir runs/ner"""
+from albert.errors import cli_main
+from albert.finetune import FinetuneArgs, run
+from albert.runconfig import UsageParser, add_arguments
+
+HELP = {
+    "task": "ner, sst2, mrpc, rte, cola, stsb, qnli or squad",
+    "model": "checkpoint directory (HF format) or hub name",
+    "preset": "random initialisation of this shape (tiny, small, base, ...) instead of --model",
+    "output_dir": "where the run writes config.json, log.jsonl, results.json, best/ and predictions",
+    "data_dir": "task data directory (default: $ALBERT_DATA/<task>, else the hub)",
+    "max_train_samples": "use only this many training examples (quick runs)",
+    "warmup": "warmup: a ratio of the steps if < 1, else a number of steps",
+    "precision": "auto (bf16 on GPUs that support it, fp32 on CPU), fp32, bf16 or fp16",
+}
+
+
+@cli_main
+def main() -> int:
+    parser = UsageParser.make("finetune.py", __doc__)
+    add_arguments(parser, FinetuneArgs, HELP)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    ns = vars(parser.parse_args())
+    resume = ns.pop("resume")
+    results = run(FinetuneArgs(**ns), resume=resume)
+    best = results["best"]
+    print(f"{results['task']}: best {results['main_metric']} = {best.get(results['main_metric'])}; "
+          f"results in {ns['output_dir']}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
