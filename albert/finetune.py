@@ -72,6 +72,7 @@ class FinetuneArgs:
     num_workers: int = 0
     compile: bool = False
     progress: bool = True
+    overwrite: bool = False             # start over in an output dir that holds an earlier run's checkpoints
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -207,7 +208,7 @@ def run(args: FinetuneArgs, resume: bool = False,
         layer_lr_decay=args.layer_lr_decay, precision=args.precision, eval_every=args.eval_every,
         log_every=args.log_every, save_every=args.save_every, keep_last=args.keep_last, patience=args.patience,
         metric=task.main_metric, greater_is_better=task.greater_is_better, seed=args.seed,
-        num_workers=args.num_workers, device=args.device, compile=args.compile,
+        num_workers=args.num_workers, device=args.device, compile=args.compile, overwrite=args.overwrite,
         schedule_steps=args.schedule_steps)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:

@@ -71,6 +71,7 @@ class PretrainArgs:
     num_workers: int = 0
     compile: bool = False
     progress: bool = True
+    overwrite: bool = False             # start over in an output dir that holds an earlier run's checkpoints
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -208,7 +209,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
         optimizer=args.optimizer, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
         precision=args.precision, eval_every=args.eval_every, log_every=args.log_every, save_every=args.save_every,
         keep_last=args.keep_last, metric="loss", greater_is_better=False, seed=args.seed,
-        num_workers=args.num_workers, group_by_length=True, device=args.device, compile=args.compile)
+        num_workers=args.num_workers, group_by_length=True, device=args.device, compile=args.compile, overwrite=args.overwrite)
 
     def export(m: torch.nn.Module, directory: Path) -> None:
         m.save_pretrained(directory)

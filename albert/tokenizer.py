@@ -1,13 +1,19 @@
-"""ALBERT's SentencePiece tokenizer, id-for-id the same as transformers' `AlbertTokenizer`.
+"""ALBERT's SentencePiece tokenizer, id for id the same as transformers' `AlbertTokenizer`.
 
-Text goes through the same steps as in transformers:
-  1. the special tokens ([CLS], [SEP], [MASK], <pad>, <unk>) are cut out of the raw text first;
-  2. `` and '' become ", accents are stripped (NFKD, marks dropped) unless keep_accents, and the
-     text is lower-cased unless do_lower_case is off (character by character, as Rust does);
-  3. SentencePiece's own normalizer (nmt_nfkc, stored in spiece.model) runs, then the text is
-     split on whitespace and every word gets the "▁" prefix and is segmented on its own.
-Pieces ending in "<digit>," get their score lowered by 100, as transformers' converter does for
-ALBERT (the hub's tokenizer.json): "1,000" is then never cut as "1," + "000".
+transformers (v5) runs a spiece.model through the `tokenizers` library, not through SentencePiece,
+and the two disagree in corner cases, so this module follows transformers step by step:
+  1. the special tokens ([CLS], [SEP], [MASK], <pad>, <unk>) are cut out of the raw text;
+  2. `` and '' become ", accents go (NFKD, marks dropped) unless keep_accents, and the text is
+     lower-cased unless do_lower_case is off                                  -> `normalize()`;
+  3. the model's own nmt_nfkc table (precompiled in spiece.model) is applied grapheme by grapheme,
+     as tokenizers' `Precompiled` normalizer does it                          -> `_CharsMap`;
+  4. the text is split on whitespace and before every "▁", each word starts with "▁";
+  5. each word gets its best unigram segmentation, ties broken as tokenizers does -> `_Unigram`.
+Pieces ending in "<digit>," lose 100 from their score, as in transformers' ALBERT converter (the
+tokenizer.json of the published checkpoints), so "1,000" is never cut as "1," + "000". Models
+trained here never have such pieces: SentencePiece keeps digits apart from other characters.
+
+SentencePiece itself is used to train models, and to read and validate them.
 """
 from __future__ import annotations
 
@@ -33,46 +39,193 @@ WORD_START = "\u2581"  # "▁", SentencePiece's word-start marker
 
 # Whitespace as Rust's char::is_whitespace sees it (transformers splits words with it); unlike
 # Python's str.split() it leaves \x1c-\x1f alone.
-_WHITESPACE = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000" + WORD_START + "]+")
+_WHITESPACE = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+_BEFORE_WORD_START = re.compile(f"(?={WORD_START})")
 _SPECIALS = re.compile("(" + "|".join(re.escape(p) for p in SPECIAL_PIECES) + ")")
 _DIGIT_COMMA_PENALTY = 100.0
 
 
 def normalize(text: str, *, do_lower_case: bool = True, keep_accents: bool = False) -> str:
-    """ALBERT's preprocessing before SentencePiece: quotes, accents, case, and collapsed whitespace."""
+    """ALBERT's preprocessing before SentencePiece's own table: quotes, accents and case.
+
+    The steps and their order are transformers' (Replace, NFKD + StripAccents, Lowercase).
+    Whitespace is left alone: the model's table and the word split that follows deal with it.
+    """
     text = text.replace("``", '"').replace("''", '"')
     if not keep_accents:
-        text = _strip_accents(text)
+        text = unicodedata.normalize("NFKD", text)
+        if not text.isascii():
+            text = "".join(c for c in text if not unicodedata.category(c).startswith("M"))
     if do_lower_case:
-        text = _lower(text)
-    return " ".join(w for w in _WHITESPACE.split(text) if w)
+        # str.lower() applies the final-sigma rule; Rust lowers char by char ("Σ" -> "σ").
+        text = "".join(c.lower() for c in text) if "\u03a3" in text else text.lower()
+    return text
 
 
-def _lower(text: str) -> str:
-    # str.lower() applies the final-sigma rule to whole words; Rust lowers char by char ("Σ" -> "σ").
-    if "\u03a3" in text:
-        return "".join(c.lower() for c in text)
-    return text.lower()
+# ----- SentencePiece's precompiled normalization table
 
 
-def _strip_accents(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    if text.isascii():
-        return text
-    return "".join(c for c in text if not unicodedata.category(c).startswith("M"))
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
 
 
-def _is_digit_comma(piece: str) -> bool:
-    return len(piece) >= 2 and piece[-1] == "," and piece[-2].isdigit()
+def _proto_field(buf: bytes, number: int) -> bytes | None:
+    """The first length-delimited field `number` of a serialized protobuf message.
+
+    Enough of the wire format to fetch the normalization table out of a ModelProto without
+    depending on the protobuf package.
+    """
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if key >> 3 == number:
+                return buf[pos:pos + length]
+            pos += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    return None
+
+
+class _CharsMap:
+    """The nmt_nfkc table stored in spiece.model, applied as tokenizers' `Precompiled` does it.
+
+    The blob is a darts-clone double-array trie over UTF-8 keys followed by the NUL-terminated
+    replacement strings. tokenizers looks up whole grapheme clusters (under 6 bytes) and takes
+    the *shortest* key that is a prefix, replacing the whole cluster with it: "\\xa0\\u0301"
+    becomes " ", mark and all. SentencePiece itself would keep the mark; we do what transformers does.
+    """
+
+    def __init__(self, blob: bytes):
+        trie_size = int.from_bytes(blob[:4], "little")
+        self.units = np.frombuffer(blob[4:4 + trie_size], dtype="<u4").tolist()
+        self.replacements = blob[4 + trie_size:]
+        ascii_map = {c: self.transform(chr(c)) for c in range(128)}
+        self.ascii = str.maketrans({c: r for c, r in ascii_map.items() if r is not None})
+
+    def transform(self, chunk: str) -> str | None:
+        units = self.units
+        node = units[0] >> 10 << ((units[0] & (1 << 9)) >> 6)
+        for byte in chunk.encode("utf-8"):
+            if byte == 0:
+                return None
+            node ^= byte
+            unit = units[node]
+            if unit & ((1 << 31) | 0xFF) != byte:  # the unit's label
+                return None
+            node ^= unit >> 10 << ((unit & (1 << 9)) >> 6)  # its offset
+            if unit >> 8 & 1:  # a key ends here: the shortest match wins
+                start = units[node] & 0x7FFFFFFF
+                return self.replacements[start:self.replacements.index(b"\0", start)].decode("utf-8")
+        return None
+
+    def __call__(self, text: str) -> str:
+        if text.isascii() and "\r\n" not in text:  # then every character is a cluster of its own
+            return text.translate(self.ascii)
+        out = []
+        for cluster in _graphemes(text):
+            if len(cluster.encode("utf-8")) < 6:
+                replacement = self.transform(cluster)
+                if replacement is not None:
+                    out.append(replacement)
+                    continue
+            for c in cluster:
+                replacement = self.transform(c)
+                out.append(c if replacement is None else replacement)
+        return "".join(out)
+
+
+def _grapheme_kind(c: str) -> str:
+    """The grapheme-break property of `c`, as far as it matters for the table (UAX #29, simplified)."""
+    o = ord(c)
+    if c in "\u200c\uff9e\uff9f" or 0x1F3FB <= o <= 0x1F3FF or 0xE0020 <= o <= 0xE007F:
+        return "Extend"
+    if c in "\u0e33\u0eb3":  # Thai and Lao AM
+        return "SpacingMark"
+    if c == "\u200d":
+        return "ZWJ"
+    if 0x1100 <= o <= 0x115F or 0xA960 <= o <= 0xA97C:
+        return "L"
+    if 0x1160 <= o <= 0x11A7 or 0xD7B0 <= o <= 0xD7C6:
+        return "V"
+    if 0x11A8 <= o <= 0x11FF or 0xD7CB <= o <= 0xD7FB:
+        return "T"
+    if 0xAC00 <= o <= 0xD7A3:
+        return "LV" if (o - 0xAC00) % 28 == 0 else "LVT"
+    if 0x1F1E6 <= o <= 0x1F1FF:
+        return "RI"
+    cat = unicodedata.category(c)
+    if cat in ("Mn", "Me"):
+        return "Extend"
+    if cat == "Mc":
+        return "SpacingMark"
+    if cat in ("Cc", "Cf", "Zl", "Zp"):
+        return "Control"
+    if cat == "So" or 0x1F000 <= o <= 0x1FAFF:
+        return "Pictographic"
+    return "Other"
+
+
+_NO_BREAK = {("L", "L"), ("L", "V"), ("L", "LV"), ("L", "LVT"), ("LV", "V"), ("V", "V"), ("LV", "T"),
+             ("V", "T"), ("LVT", "T"), ("T", "T")}
+
+
+def _graphemes(text: str) -> Iterator[str]:
+    """Split text into extended grapheme clusters (CRLF, Hangul syllables, marks, ZWJ, flags)."""
+    start, prev, ri_run, after_pictograph = 0, None, 0, False
+    for i, c in enumerate(text):
+        kind = "CR" if c == "\r" else "LF" if c == "\n" else _grapheme_kind(c)
+        if prev is None:
+            join = False
+        elif prev == "CR" and kind == "LF":
+            join = True
+        elif prev in ("Control", "CR", "LF") or kind in ("Control", "CR", "LF"):
+            join = False
+        elif kind in ("Extend", "ZWJ", "SpacingMark") or (prev, kind) in _NO_BREAK:
+            join = True
+        elif prev == "ZWJ":
+            join = after_pictograph and kind == "Pictographic"  # emoji ZWJ sequences
+        else:
+            join = prev == "RI" and kind == "RI" and ri_run % 2 == 1
+        if not join:
+            if i > start:
+                yield text[start:i]
+            start = i
+        ri_run = ri_run + 1 if kind == "RI" else 0
+        if kind == "Pictographic":
+            after_pictograph = True
+        elif kind not in ("Extend", "ZWJ"):
+            after_pictograph = False
+        prev = kind
+    if start < len(text):
+        yield text[start:]
+
+
+# ----- unigram segmentation
 
 
 class _Unigram:
     """Best segmentation of one word under the unigram model, as the tokenizers library finds it.
 
-    SentencePiece's own encoder sums scores in float32 and so breaks exact ties differently (e.g.
-    in runs of dashes); this Viterbi pass sums in float64 and, like tokenizers, keeps the first
-    best path found, i.e. the one whose last piece starts earliest. Control pieces take part with
-    their 0.0 score, as they do in transformers. Runs of unknown characters become one <unk>.
+    SentencePiece's encoder sums scores in float32 and so breaks exact ties (runs of dashes)
+    differently; this Viterbi pass sums in float64 and, like tokenizers, keeps the first best path
+    found: the one whose last piece starts earliest. Control pieces take part with their 0.0
+    score, as in transformers. A run of unknown characters becomes one <unk>.
     """
 
     def __init__(self, pieces: list[str], scores: list[float]):
@@ -82,34 +235,40 @@ class _Unigram:
         self.unk_score = min(scores) - 10.0  # tokenizers' K_UNK_PENALTY
         self.segment = functools.lru_cache(maxsize=1 << 17)(self._segment)
 
-    def _segment(self, word: str) -> tuple[int, ...]:
+    def _segment(self, word: str) -> tuple[tuple[int, str], ...]:
+        """(id, surface) per token; the surface differs from the piece only for <unk>."""
         n = len(word)
         best = [0.0] + [float("-inf")] * n  # best score of a path covering word[:end]
-        start_of = [-1] * (n + 1)  # where the last piece of that path starts
+        start_of = [-1] * (n + 1)  # where that path's last piece starts
         id_of = [UNK_ID] * (n + 1)
         for start in range(n):
             base = best[start]
-            single_char = False
+            has_single_char = False
             for end in range(start + 1, min(n, start + self.max_len) + 1):
                 i = self.ids.get(word[start:end])
                 if i is None:
                     continue
-                single_char = single_char or end == start + 1
+                has_single_char = has_single_char or end == start + 1
                 score = base + self.scores[i]
                 if start_of[end] < 0 or score > best[end]:
                     best[end], start_of[end], id_of[end] = score, start, i
-            if not single_char:
+            if not has_single_char:
                 score = base + self.unk_score
                 if start_of[start + 1] < 0 or score > best[start + 1]:
                     best[start + 1], start_of[start + 1], id_of[start + 1] = score, start, UNK_ID
-        ids: list[int] = []
+        tokens: list[tuple[int, str]] = []
         end = n
         while end > 0:
-            i = id_of[end]
-            if not (i == UNK_ID and ids and ids[-1] == UNK_ID):  # fuse a run of unknowns
-                ids.append(i)
-            end = start_of[end]
-        return tuple(reversed(ids))
+            start, i = start_of[end], id_of[end]
+            if i == UNK_ID and tokens and tokens[-1][0] == UNK_ID:  # fuse a run of unknowns
+                tokens[-1] = (UNK_ID, word[start:end] + tokens[-1][1])
+            else:
+                tokens.append((i, word[start:end]))
+            end = start
+        return tuple(reversed(tokens))
+
+
+# ----- the tokenizer
 
 
 class Tokenizer:
@@ -119,27 +278,26 @@ class Tokenizer:
                  source: str | Path = "<memory>"):
         self.do_lower_case = do_lower_case
         self.keep_accents = keep_accents
-        self._proto = model_proto  # as read, so save() writes back the same file
+        self._proto = model_proto  # kept as read, so save() writes back the same file
         self._sp = spm.SentencePieceProcessor()
         try:
             self._sp.LoadFromSerializedProto(model_proto)
+            charsmap = _proto_field(_proto_field(model_proto, 3) or b"", 2)
         except Exception as e:
             raise AlbertError(f"{source}: not a SentencePiece model ({e})") from None
         self._pieces = [self._sp.IdToPiece(i) for i in range(self._sp.GetPieceSize())]
         if tuple(self._pieces[:len(SPECIAL_PIECES)]) != SPECIAL_PIECES:
             raise AlbertError(f"{source}: not an ALBERT vocabulary: ids 0-4 must be {', '.join(SPECIAL_PIECES)}, "
                               f"found {', '.join(self._pieces[:len(SPECIAL_PIECES)])}")
+        self._charsmap = _CharsMap(charsmap) if charsmap else None
         scores = [self._sp.GetScore(i) - (_DIGIT_COMMA_PENALTY if _is_digit_comma(p) else 0.0)
                   for i, p in enumerate(self._pieces)]
         self._unigram = _Unigram(self._pieces, scores)
-        self._special_id = {p: i for i, p in enumerate(SPECIAL_PIECES)}
-
-    # ----- loading and saving
 
     @classmethod
     def load(cls, path: str | Path, *, do_lower_case: bool | None = None,
              keep_accents: bool | None = None) -> "Tokenizer":
-        """Load `path` (a spiece.model, or a directory holding one and maybe tokenizer_config.json)."""
+        """Load `path`: a spiece.model, or a directory holding one and maybe tokenizer_config.json."""
         path = Path(path)
         model_file = path / MODEL_FILE if path.is_dir() else path
         try:
@@ -196,45 +354,48 @@ class Tokenizer:
         return self._pieces[i]
 
     def piece_to_id(self, p: str) -> int:
-        return self._sp.PieceToId(p)
+        """The id of piece `p`, or UNK_ID if the vocabulary lacks it."""
+        return self._unigram.ids.get(p, UNK_ID)
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         return [self.id_to_piece(int(i)) for i in ids]
 
     def word_start_mask(self) -> np.ndarray:
-        """True where a piece begins a word ("▁" prefix) or is a special token; whole-word masking uses it."""
-        mask = np.array([p.startswith(WORD_START) for p in self._pieces], dtype=bool)
-        for i in range(len(self._pieces)):
-            if self._sp.IsControl(i) or self._sp.IsUnknown(i) or self._sp.IsUnused(i):
-                mask[i] = True
-        mask[: len(SPECIAL_PIECES)] = True
-        return mask
+        """True where a piece begins a word ("▁" prefix) or is special; whole-word masking uses it."""
+        sp = self._sp
+        return np.array([p.startswith(WORD_START) or sp.IsControl(i) or sp.IsUnknown(i) or sp.IsUnused(i)
+                         for i, p in enumerate(self._pieces)], dtype=bool)
 
     # ----- text to ids
 
     def normalize(self, text: str) -> str:
-        """ALBERT's preprocessing before SentencePiece: quotes, accents, case, and collapsed whitespace."""
+        """Quotes, accents and case as ALBERT preprocesses them (see the module-level normalize())."""
         return normalize(text, do_lower_case=self.do_lower_case, keep_accents=self.keep_accents)
 
-    def _words(self, text: str) -> list[str]:
-        # SentencePiece's normalizer must run before the split: it deletes some whitespace (\v) and
-        # turns some non-whitespace into spaces, and transformers splits its output.
-        normalized = self._sp.Normalize(self.normalize(text))
-        return [w for w in _WHITESPACE.split(normalized) if w]
+    def _tokens(self, text: str) -> Iterator[tuple[int, str]]:
+        for segment in _SPECIALS.split(text):
+            if segment in SPECIAL_PIECES:
+                yield SPECIAL_PIECES.index(segment), segment
+                continue
+            segment = self.normalize(segment)
+            if self._charsmap is not None:
+                segment = self._charsmap(segment)
+            for word in _WHITESPACE.split(segment):
+                if not word:
+                    continue
+                if not word.startswith(WORD_START):
+                    word = WORD_START + word
+                for part in _BEFORE_WORD_START.split(word):
+                    if part:
+                        yield from self._unigram.segment(part)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, without [CLS]/[SEP]."""
-        ids: list[int] = []
-        for segment in _SPECIALS.split(text):
-            if segment in self._special_id:
-                ids.append(self._special_id[segment])
-            elif segment:
-                for word in self._words(segment):
-                    ids.extend(self._unigram.segment(WORD_START + word))
-        return ids
+        return [i for i, _ in self._tokens(text)]
 
     def tokenize(self, text: str) -> list[str]:
-        return [self._pieces[i] for i in self.encode(text)]
+        """Tokens as transformers' tokenize() shows them: pieces, and the covered text for <unk>."""
+        return [surface for _, surface in self._tokens(text)]
 
     def encode_words(self, words: list[str]) -> tuple[list[int], list[int]]:
         """Ids of pre-split words and, for each id, the index of its word (NER, SQuAD)."""
@@ -260,8 +421,12 @@ class Tokenizer:
 
     def __call__(self, text: str, text_pair: str | None = None,
                  max_length: int | None = None) -> dict[str, list[int]]:
+        """Model inputs, as transformers' tokenizer(text, text_pair, truncation=True, max_length=...).
+
+        Like transformers, an empty text_pair counts as no pair at all.
+        """
         a = self.encode(text)
-        b = self.encode(text_pair) if text_pair is not None else None
+        b = self.encode(text_pair) if text_pair else None
         input_ids, token_type_ids = self.build_inputs(a, b, max_length)
         return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": [1] * len(input_ids)}
 
@@ -277,8 +442,12 @@ class Tokenizer:
         return text.replace(WORD_START, " ")
 
 
+def _is_digit_comma(piece: str) -> bool:
+    return len(piece) >= 2 and piece[-1] == "," and piece[-2].isdigit()
+
+
 def _truncate_longest_first(a: list[int], b: list[int] | None, max_length: int) -> tuple[list[int], list[int] | None]:
-    """transformers' `truncation=True` (longest_first) as the tokenizers library computes it."""
+    """transformers' `truncation=True` (longest_first), as the tokenizers library computes it."""
     specials = 2 if b is None else 3
     if max_length < specials:
         raise AlbertError(f"max_length={max_length} leaves no room for the {specials} special tokens")
@@ -288,10 +457,7 @@ def _truncate_longest_first(a: list[int], b: list[int] | None, max_length: int) 
     if len(a) + len(b) <= room:
         return a, b
     short, long_ = sorted((len(a), len(b)))
-    if short > room:
-        long_ = short
-    else:
-        long_ = max(short, room - short)
+    long_ = short if short > room else max(short, room - short)
     if short + long_ > room:
         short = room // 2
         long_ = short + room % 2
@@ -317,15 +483,15 @@ def _read_config(path: Path) -> dict:
 def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 30000, *,
                     sample_size: int = 1_000_000, character_coverage: float = 0.99995, seed: int = 0,
                     num_threads: int = 2) -> Tokenizer:
-    """Train a unigram SentencePiece model the way ALBERT's was, save it to out_dir, and load it.
+    """Train a unigram SentencePiece model the way ALBERT's was, save it in out_dir, and load it.
 
-    Lines are normalized (lower-cased, accents stripped) with the same code that encodes, so the
-    vocabulary is built from exactly what the model will later see.
+    Lines are normalized (lower-cased, accents stripped) by the same code that encodes, so the
+    vocabulary is built from what the model will later see. ALBERT's layout: <pad>=0, <unk>=1,
+    control symbols [CLS]=2 [SEP]=3 [MASK]=4, no BOS/EOS.
     """
     if vocab_size <= len(SPECIAL_PIECES):
-        raise AlbertError(f"--vocab-size {vocab_size} is too small: ALBERT needs more than "
-                          f"{len(SPECIAL_PIECES)} special pieces")
-    lines = _nonempty(normalize(t) for t in texts)
+        raise AlbertError(f"--vocab-size {vocab_size} is too small: ALBERT has {len(SPECIAL_PIECES)} special pieces")
+    lines = (line for line in (normalize(t) for t in texts) if line.strip())
     first = next(lines, None)
     if first is None:
         raise AlbertError("cannot train a tokenizer: the input text is empty")
@@ -344,17 +510,14 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
             control_symbols=list(SPECIAL_PIECES[CLS_ID:]), num_threads=num_threads, minloglevel=2,
         )
     except RuntimeError as e:
-        if "Vocabulary size too high" in str(e) or "vocab_size" in str(e).lower():
+        if "Vocabulary size too high" in str(e):
             raise AlbertError(f"the text cannot support a vocabulary of {vocab_size} pieces ({e}); "
                               f"use a smaller --vocab-size or more text") from None
+        if "smaller than required_chars" in str(e):
+            raise AlbertError(f"--vocab-size {vocab_size} cannot even hold every character of the text ({e}); "
+                              f"use a larger --vocab-size") from None
         raise AlbertError(f"SentencePiece training failed: {e}") from None
     out_dir = Path(out_dir)
-    with atomic_write(out_dir / MODEL_FILE, "wb") as f:
-        f.write(model.getvalue())
     tokenizer = Tokenizer(model.getvalue(), source=out_dir / MODEL_FILE)
     tokenizer.save(out_dir)
     return tokenizer
-
-
-def _nonempty(lines: Iterable[str]) -> Iterator[str]:
-    return (line for line in lines if line)

@@ -89,6 +89,9 @@ class TrainConfig:
     max_bad_steps: int = 10           # consecutive non-finite losses before stopping
     auto_accumulate: bool = False     # on CUDA OOM: halve the micro-batch, double accumulation, retry
     ddp_find_unused: bool = False     # DDP find_unused_parameters, for models with unused heads
+    schedule_steps: int | None = None # length of the LR schedule if not the run's length (tuning rungs
+                                      # train part of a run on the full run's schedule)
+    overwrite: bool = False           # a fresh (not resumed) run may delete an earlier run's checkpoints
 
     def validate(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -107,11 +110,14 @@ class TrainConfig:
         need(self.keep_last >= 1, f"keep_last must be >= 1, got {self.keep_last}")
         need(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         need(self.max_bad_steps >= 1, f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
+        need(self.schedule_steps is None or self.schedule_steps >= 1,
+             f"schedule_steps must be >= 1, got {self.schedule_steps}")
 
     def fingerprint(self) -> str:
         """Hash of the settings that shape the training trajectory (not where or how it is logged)."""
         d = dataclasses.asdict(self)
-        for k in ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last"):
+        for k in ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last", "overwrite",
+                  "max_steps"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -444,19 +450,32 @@ class _Collate:
 
 # --- the trainer ------------------------------------------------------------------------------
 class Trainer:
-    """Fine-tuning and pretraining loop; see the module docstring for the data contract."""
+    """Fine-tuning and pretraining loop; see the module docstring for the data contract.
+
+    - `lengths`: one length per row, for length-grouped batches (ignored when
+      `config.group_by_length` is False); without it batches are plainly random.
+    - `evaluate(model) -> metrics`: run on rank 0 at each evaluation (the model is in eval
+      mode under no_grad and autocast; training's random state is put back afterwards).
+    - `save_best(model, directory)`: writes the best model (HF format) into a fresh
+      directory that then replaces `output_dir/best`.
+    - `step_metrics(output, batch) -> metrics`: extra numbers for the log (e.g. MLM
+      accuracy), computed only on logged steps, averaged over that step's micro-batches.
+    - `flops_per_token`: training FLOPs per token, for MFU on GPUs with a known peak.
+    """
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: Any, collate_fn: Callable, *,
                  lengths: Any = None,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                  save_best: Callable[[nn.Module, Path], None] | None = None,
                  step_metrics: Callable[[Any, dict], dict[str, float]] | None = None,
-                 flops_per_token: float | None = None, progress: bool = True):
+                 flops_per_token: float | None = None, progress: bool = True,
+                 on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None):
         config.validate()
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)
         self.evaluate_fn, self.save_best_fn, self.step_metrics_fn = evaluate, save_best, step_metrics
         self.flops_per_token, self.progress = flops_per_token, progress
+        self.on_evaluate = on_evaluate  # (step, metrics) -> False to stop (the tuner's pruning)
         self.train_data, self.collate_fn = train_data, collate_fn
 
         self.dist = Distributed()
@@ -480,11 +499,12 @@ class Trainer:
             grad_accum=cfg.grad_accum, rank=self.dist.rank, world_size=self.dist.world_size, seed=cfg.seed)
         self.steps_per_epoch = self.sampler.num_steps
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
-        warmup = math.ceil(cfg.warmup * self.total_steps) if cfg.warmup < 1 else int(cfg.warmup)
+        schedule_steps = cfg.schedule_steps or self.total_steps
+        warmup = math.ceil(cfg.warmup * schedule_steps) if cfg.warmup < 1 else int(cfg.warmup)
 
         self.optimizer = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps,
                                         cfg.layer_lr_decay)
-        self.scheduler = make_schedule(self.optimizer, warmup, self.total_steps, cfg.schedule, cfg.power)
+        self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, cfg.schedule, cfg.power)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
@@ -531,6 +551,7 @@ class Trainer:
         self.evals_without_improvement = 0
         self.bad_steps = 0
         self.skipped_steps = 0
+        self.stopped_by_callback = False
 
     # --- checkpoints ------------------------------------------------------------------------
     def _trainer_state(self) -> dict:
@@ -579,7 +600,8 @@ class Trainer:
                               f"{self.sampler.global_batch} (batch_size x grad_accum x processes); resume with "
                               "the same values")
         sched = dict(state["scheduler"])
-        sched.pop("lr_lambdas", None)  # the schedule's shape comes from this run's options
+        # The schedule's shape (total steps, warmup) comes from this run's options.
+        sched["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)
         self.scheduler.load_state_dict(sched)
         self.scaler.load_state_dict(state["scaler"])
         for k in ("step", "epoch", "epoch_step", "best_metric", "best_step", "best_metrics", "last_metrics",
@@ -625,6 +647,10 @@ class Trainer:
             self.evals_without_improvement += 1
         self.log.write({"type": "eval", "step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                         **metrics, "best": improved})
+        if self.on_evaluate is not None and self.dist.broadcast(
+                self.on_evaluate(self.step, metrics) if self.dist.is_main else None) is False:
+            self.stopped_by_callback = True
+            return True
         patience = self.config.patience
         return patience is not None and self.evals_without_improvement >= patience
 
@@ -744,7 +770,7 @@ class Trainer:
             return
         raise AlbertError(f"out of GPU memory at step {self.step + 1} with batch_size {micro} per device "
                           f"(grad_accum {accum}): try batch_size {max(1, micro // 2)} with grad_accum {accum * 2} "
-                          "(the same effective batch), or auto_accumulate=True") from None
+                          "(the same effective batch), or auto_accumulate=True")
 
     # --- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
@@ -757,8 +783,12 @@ class Trainer:
         resumed_at = self._restore() if resume else None
         if resumed_at is None and self.dist.is_main:
             if self.store.steps():
-                warnings.warn(f"{self.store.root}: removing checkpoints of an earlier run (pass resume=True to "
-                              "continue it instead)", TrainingWarning, stacklevel=2)
+                if not cfg.overwrite:
+                    raise AlbertError(f"{self.output_dir}: holds checkpoints of an earlier run (up to step "
+                                      f"{self.store.steps()[0][0]}); pass --resume to continue it, or use "
+                                      "another --output-dir")
+                warnings.warn(f"{self.store.root}: removing checkpoints of an earlier run (overwrite=True)",
+                              TrainingWarning, stacklevel=2)
             self.store.clear()
         self.dist.barrier()
         self.log.open(resumed_at)
@@ -781,17 +811,18 @@ class Trainer:
         done = self.step >= self.total_steps
         try:
             while not done:
-                retry = False
                 clock = time.perf_counter()
                 for micro in self._feed():
                     want_metrics = (self.step + 1) % cfg.log_every == 0
                     try:
                         result = self._train_step(micro, want_metrics)
                     except _OOM:
+                        result = None
+                    if result is None:
+                        # Outside the except block, so the traceback's tensors can be freed.
                         del micro
                         self._handle_oom()
-                        retry = True
-                        break
+                        break  # rebuild the epoch's feed from this step with smaller micro-batches
                     self.step += 1
                     self.epoch_step += 1
                     elapsed = time.perf_counter() - clock
@@ -829,9 +860,6 @@ class Trainer:
                     if last or stopped_early:
                         done = True
                         break
-                if not retry and not done and self.epoch_step != 0:
-                    # The epoch's plan ran out (cannot happen unless the data shrank): move on.
-                    self.epoch, self.epoch_step = self.epoch + 1, 0
         finally:
             bar.close()
         results = self._results(started, train_time, seen_rows, seen_tokens, stopped_early)
@@ -846,7 +874,7 @@ class Trainer:
         tokens_per_s = window["tokens"] / dt
         record: dict[str, Any] = {
             "type": "train", "step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-            "loss": sum(losses) / len(losses) if losses else float("nan"),
+            "loss": sum(losses) / len(losses) if losses else None,  # None: every step skipped
             "lr": result["lr"],
             "grad_norm": sum(norms) / len(norms) if norms else None,
             "samples_per_s": window["rows"] / dt, "tokens_per_s": tokens_per_s,
@@ -875,7 +903,8 @@ class Trainer:
             "best_step": self.best_step,
             "best_metric": self.best_metric,
             "metric": self.config.metric,
-            "stopped_early": stopped_early,
+            "stopped_early": stopped_early and not self.stopped_by_callback,
+            "stopped_by_callback": self.stopped_by_callback,
             "skipped_steps": self.skipped_steps,
             "wall_time_s": time.perf_counter() - started,
             "train_samples_per_s": rows / train_time if train_time > 0 else None,

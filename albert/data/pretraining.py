@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import tempfile
 import time
 from collections import deque
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from ..atomic import write_json
 from ..errors import AlbertError
 from ..tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, Tokenizer
 from .batching import pad_batch
@@ -165,11 +165,11 @@ def _generate_examples(shards: list[tuple[int, Source]], tokenizer: Tokenizer, s
 # Building and caching the dataset
 
 def _tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
-    h = hashlib.sha256(getattr(tokenizer, "_proto", b""))
-    h.update(json.dumps([tokenizer.vocab_size, getattr(tokenizer, "do_lower_case", None),
-                         getattr(tokenizer, "keep_accents", None)]).encode())
-    if not getattr(tokenizer, "_proto", b""):  # another tokenizer class: hash its vocabulary
-        h.update("\n".join(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)).encode())
+    """A hash of what decides the ids: the SentencePiece model (pieces and scores) and the
+    preprocessing settings."""
+    h = hashlib.sha256(getattr(tokenizer, "_proto", b""))  # the spiece.model bytes
+    h.update("\n".join(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)).encode())
+    h.update(json.dumps([getattr(tokenizer, "do_lower_case", None), getattr(tokenizer, "keep_accents", None)]).encode())
     return h.hexdigest()
 
 
@@ -209,6 +209,9 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
 
     if dupe_factor < 1:
         raise AlbertError(f"dupe_factor={dupe_factor} must be at least 1")
+    if max_docs is not None and max_docs < 1:
+        raise AlbertError(f"max_docs={max_docs} must be at least 1")
+    split = "valid" if split == "validation" else split
     SopExampleBuilder(max_seq_length, short_seq_prob)  # checks the settings
     procs = max(1, num_proc if num_proc is not None else min(4, os.cpu_count() or 1))
     if max_docs is not None:
@@ -257,7 +260,7 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
         ds.save_to_disk(str(out))
         tokens = pc.sum(pc.list_value_length(ds.data.column("input_ids"))).as_py()
         info = {**settings, "examples": len(ds), "tokens": tokens, "build_seconds": round(time.time() - started, 1)}
-        (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_json(out / "build.json", info)
         del ds
         try:
             os.rename(out, final)

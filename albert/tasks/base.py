@@ -14,7 +14,7 @@ import shutil
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,6 +63,10 @@ class Task:
     defaults: dict[str, Any]
     version: ClassVar[int] = 1  # bump when featurize changes, to invalidate cached features
     model_keys: ClassVar[tuple[str, ...]] = ("input_ids", "token_type_ids", "labels")
+    prediction_suffix: ClassVar[str] = ".txt"  # extension of the file write_predictions writes
+
+    def __init__(self) -> None:
+        self.defaults = dict(type(self).defaults)  # a caller may edit its copy, never the class's
 
     # ----- data
 
@@ -76,6 +80,10 @@ class Task:
 
     def label_names(self, raw: DatasetDict) -> list[str] | None:
         return None
+
+    def texts(self, split: Dataset) -> Iterator[str]:
+        """The raw text of a split, e.g. to train a tokenizer on when none is given."""
+        raise NotImplementedError
 
     # ----- features
 
@@ -130,7 +138,7 @@ class Task:
         return pad_batch([{k: r[k] for k in self.model_keys if k in r} for r in rows])
 
     def lengths(self, features: Dataset) -> list[int]:
-        return features["length"]
+        return list(features["length"])
 
     # ----- evaluation
 

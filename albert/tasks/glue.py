@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -34,12 +34,13 @@ GLUE_DEFAULTS = {
 class GlueTask(Task):
     head = "sequence"
     model_keys = ("input_ids", "token_type_ids", "labels")
+    prediction_suffix = ".tsv"
 
     def __init__(self, name: str):
         self.name = name
         self.layout = layout(name)
         self.main_metric = MAIN_METRIC[name]
-        self.defaults = dict(GLUE_DEFAULTS[name])
+        self.defaults = dict(GLUE_DEFAULTS[name])  # per instance: one class serves six tasks
 
     @property
     def is_regression(self) -> bool:
@@ -52,6 +53,12 @@ class GlueTask(Task):
     def label_names(self, raw: DatasetDict | None = None) -> list[str] | None:
         names = self.layout.label_names
         return list(names) if names is not None else None
+
+    def texts(self, split: Dataset) -> Iterator[str]:
+        for first, second in zip(split["sentence1"], split["sentence2"]):
+            yield first
+            if second is not None:
+                yield second
 
     def encode(self, batch: dict[str, list], indices: list[int], tokenizer: Any, max_seq_length: int,
                context: Any) -> dict[str, list]:

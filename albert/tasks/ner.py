@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class NerTask(Task):
     defaults = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "warmup": 0.1, "dropout": 0.1,
                 "max_seq_length": 256, "weight_decay": 0.01}
     model_keys = ("input_ids", "token_type_ids", "labels")
+    prediction_suffix = ".txt"
 
     def load(self, data_dir: str | None = None, train_file: str | None = None,
              dev_file: str | None = None) -> DatasetDict:
@@ -44,6 +45,10 @@ class NerTask(Task):
         if "train" not in raw:
             raise AlbertError("the NER label list comes from the training split, and there is none")
         return label_list(raw["train"])
+
+    def texts(self, split: Dataset) -> Iterator[str]:
+        for tokens in split["tokens"]:
+            yield " ".join(tokens)
 
     def encode_context(self, raw: DatasetDict) -> dict[str, int]:
         return {tag: i for i, tag in enumerate(self.label_names(raw))}
@@ -96,7 +101,7 @@ class NerTask(Task):
         logits = self.predict_raw(model, features, ("logits",), token_level=True, batch_size=batch_size,
                                   device=device, precision=precision, reduce=lambda x: x.argmax(-1))
         tags, missing = self.decode(features, split, logits["logits"], names)
-        scores = ner_scores(split["tags"], tags)
+        scores = ner_scores(list(split["tags"]), tags)
         report = format_ner_report(scores)
         log.info("NER scores:\n%s", report)
         if missing:
@@ -105,6 +110,10 @@ class NerTask(Task):
                    **{f"f1_{kind}": s["f1"] for kind, s in scores["per_type"].items()},
                    "words_not_predicted": float(missing)}
         return metrics, NerPredictions(tags, report, missing)
+
+    def report(self, predictions: NerPredictions, raw: Dataset | DatasetDict) -> str:
+        """The per-type precision/recall/F1 table of an evaluation."""
+        return predictions.report
 
     def write_predictions(self, predictions: NerPredictions, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """CoNLL-style "token gold predicted" lines, a blank line after every sentence."""

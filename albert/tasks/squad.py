@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -124,9 +124,11 @@ class SquadTask(Task):
     defaults = {"lr": 5e-5, "batch_size": 48, "max_steps": 3649, "warmup": 365, "dropout": 0.1,
                 "max_seq_length": 384, "weight_decay": 0.01}
     model_keys = ("input_ids", "token_type_ids", "start_positions", "end_positions")
+    prediction_suffix = ".json"
 
     def __init__(self, doc_stride: int = 128, max_query_length: int = 64, n_best: int = 20,
                  max_answer_length: int = 30):
+        super().__init__()
         self.doc_stride = doc_stride
         self.max_query_length = max_query_length
         self.n_best = n_best
@@ -139,6 +141,10 @@ class SquadTask(Task):
 
     def num_labels(self, raw: DatasetDict) -> int:
         return 2  # start and end logits
+
+    def texts(self, split: Dataset) -> Iterator[str]:
+        yield from dict.fromkeys(split["context"])  # each paragraph once, not once per question
+        yield from split["question"]
 
     def feature_params(self) -> dict[str, Any]:
         return {"doc_stride": self.doc_stride, "max_query_length": self.max_query_length}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..atomic import atomic_write, write_json
+from .space import LogUniform, Space
 from .storage import ResultRecord, TrialRecord
 
 
@@ -54,10 +55,10 @@ def trial_rows(trials: Sequence[TrialRecord], names: Sequence[str], rungs: Seque
 
 
 def write_trials_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_write(path, newline="") as f:
+    with atomic_write(path) as f:
         if not rows:
             return
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -95,7 +96,7 @@ def copy_best(trial: TrialRecord, sweep_dir: Path, extra: dict[str, Any]) -> Pat
     return dest
 
 
-def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[ResultRecord], names: Sequence[str],
+def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[ResultRecord], space: Space,
          rungs: Sequence[int], mode: str) -> list[str]:
     """learning_curves.png and parallel_coordinates.png, when matplotlib is installed."""
     try:
@@ -127,22 +128,28 @@ def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[Resul
     plt.close(fig)
     written.append("learning_curves.png")
 
-    scored = [t for t in trials if t.metric is not None and math.isfinite(t.metric) and t.kind == "search"]
-    numeric = [n for n in names if all(isinstance(t.config.get(n), (int, float)) for t in scored)]
+    # Colour by the first rung's metric: the one resource every trial was trained to, so comparable.
+    first = rungs[0]
+    scored = [t for t in trials if t.kind == "search" and math.isfinite(t.rung_metrics.get(first, math.nan))]
+    numeric = [n for n in space if all(isinstance(t.config.get(n), (int, float)) for t in scored)]
     if scored and numeric:
+        def coord(name: str, value: float) -> float:
+            return math.log10(value) if isinstance(space[name], LogUniform) else float(value)
+
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(numeric)), 5))
-        lows = {n: min(t.config[n] for t in scored) for n in numeric}
-        highs = {n: max(t.config[n] for t in scored) for n in numeric}
-        metrics = [t.metric for t in scored]
+        lows = {n: min(coord(n, t.config[n]) for t in scored) for n in numeric}
+        highs = {n: max(coord(n, t.config[n]) for t in scored) for n in numeric}
+        metrics = [t.rung_metrics[first] for t in scored]
         lo, hi = min(metrics), max(metrics)
         cmap = plt.get_cmap("viridis")
-        for t in sorted(scored, key=lambda t: t.metric if mode == "max" else -t.metric):
-            ys = [(t.config[n] - lows[n]) / ((highs[n] - lows[n]) or 1.0) for n in numeric]
-            shade = (t.metric - lo) / ((hi - lo) or 1.0)
+        for t, m in sorted(zip(scored, metrics), key=lambda tm: tm[1] if mode == "max" else -tm[1]):
+            ys = [(coord(n, t.config[n]) - lows[n]) / ((highs[n] - lows[n]) or 1.0) for n in numeric]
+            shade = (m - lo) / ((hi - lo) or 1.0)
             ax.plot(range(len(numeric)), ys, color=cmap(shade if mode == "max" else 1 - shade), alpha=0.7, lw=1)
-        ax.set_xticks(range(len(numeric)), numeric, rotation=20)
+        labels = [f"log10 {n}" if isinstance(space[n], LogUniform) else n for n in numeric]
+        ax.set_xticks(range(len(numeric)), labels, rotation=20)
         ax.set_yticks([])
-        ax.set_title("parallel coordinates (yellow: best metric)")
+        ax.set_title(f"parallel coordinates (colour: metric at the first rung, r={first}; yellow is best)")
         fig.tight_layout()
         fig.savefig(sweep_dir / "parallel_coordinates.png", dpi=100)
         plt.close(fig)

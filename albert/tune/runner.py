@@ -142,6 +142,7 @@ class Died:
     worker: "Worker"
     task: Task | None
     exitcode: int | None
+    started: bool  # False: it died before importing the objective, so its task never ran
 
 
 Event = Report | Done | Error | Died
@@ -179,6 +180,7 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
     torch = sys.modules.get("torch")
     if torch is not None and threads:
         torch.set_num_threads(threads)
+    conn.send(("ready", os.getpid()))
     while True:
         try:
             msg = conn.recv()
@@ -209,6 +211,7 @@ class Worker:
         self.spec, self.process, self.conn = spec, process, conn
         self.task: Task | None = None
         self.retiring = False
+        self.ready = False  # imported the objective
 
     @property
     def name(self) -> str:
@@ -237,10 +240,14 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 class WorkerPool:
     """Long-lived worker processes; `submit` a task to a free one, `wait` for what they say."""
 
+    # Workers dying this many times in a row before they import the objective stop the sweep.
+    MAX_START_FAILURES = 3
+
     def __init__(self, objective: str, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20) -> None:
         check_objective(objective)
         self.objective = objective
         self.recycle_gpu_bytes = recycle_gpu_bytes
+        self.start_failures = 0
         self.ctx = mp.get_context("spawn")
         self.workers: list[Worker] = [self._start(spec) for spec in specs]
 
@@ -299,6 +306,10 @@ class WorkerPool:
 
     def _message(self, w: Worker, msg: tuple) -> list[Event]:
         kind = msg[0]
+        if kind == "ready":
+            w.ready = True
+            self.start_failures = 0
+            return []
         if kind == "report":
             return [Report(w, msg[1], msg[2], msg[3])]
         if kind == "fatal":
@@ -324,7 +335,15 @@ class WorkerPool:
         self.workers.remove(w)
         with contextlib.suppress(OSError):
             w.conn.close()
-        event = Died(w, w.task, w.process.exitcode)
+        if not w.ready:
+            self.start_failures += 1
+            if self.start_failures >= self.MAX_START_FAILURES:
+                self.close(kill=True)
+                raise AlbertError(
+                    f"workers keep dying before they start (exit code {w.process.exitcode}); a script that "
+                    "calls run_sweep must do so under `if __name__ == '__main__':` (workers are spawned and "
+                    "re-import the main module)")
+        event = Died(w, w.task, w.process.exitcode, w.ready)
         self.workers.append(self._start(w.spec))
         return event
 

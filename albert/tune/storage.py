@@ -193,7 +193,7 @@ class Storage:
                           (trial_id, int(resource), _to_sql(metric), now, source))
 
     def trial(self, trial_id: int) -> TrialRecord:
-        rows = self._trials("WHERE id = ?", (trial_id,))
+        rows = self._trials("WHERE id = ?", (trial_id,), trial_id)
         if not rows:
             raise KeyError(trial_id)
         return rows[0]
@@ -201,14 +201,14 @@ class Storage:
     def trials(self, kind: str | None = None) -> list[TrialRecord]:
         return self._trials("WHERE kind = ?", (kind,)) if kind else self._trials("", ())
 
-    def _trials(self, where: str, args: tuple) -> list[TrialRecord]:
+    def _trials(self, where: str, args: tuple, trial_id: int | None = None) -> list[TrialRecord]:
         out = []
         for row in self.conn.execute(f"SELECT * FROM trials {where} ORDER BY id", args):
             d = dict(row)
             d["config"] = json.loads(d["config"])
             out.append(TrialRecord(**d))
         by_id = {t.id: t for t in out}
-        for r in self.results(source="result"):
+        for r in self.results(trial_id, source="result"):
             if r.trial_id in by_id:
                 by_id[r.trial_id].rung_metrics.setdefault(r.resource, r.metric)
         return out

@@ -24,10 +24,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
@@ -107,11 +108,11 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.last = 0.0
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, line: Callable[[], str], force: bool = False) -> None:
         now = time.monotonic()
         if self.enabled and (force or now - self.last > 0.2):
             self.last = now
-            sys.stderr.write("\r" + text[:150].ljust(80))
+            sys.stderr.write("\r" + line()[:150].ljust(80))
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -163,7 +164,10 @@ class Sweep:
 
     def replay(self) -> None:
         """Feed the recorded results to the fresh scheduler in arrival order; re-issue interrupted jobs."""
+        search = {t.id for t in self.trials.values() if t.kind == "search"}
         for r in self.storage.results():
+            if r.trial_id not in search:
+                continue
             if r.source == "report":
                 self.scheduler.should_stop(r.trial_id, r.resource, r.metric)
             else:
@@ -222,7 +226,10 @@ class Sweep:
         with self.storage.transaction():
             self.storage.record(ev.trial_id, ev.resource, ev.metric, "report")
             self.storage.heartbeat(ev.trial_id)
-        stop = self.scheduler.should_stop(ev.trial_id, ev.resource, ev.metric)
+        if self.trials[ev.trial_id].kind == "search":
+            stop = self.scheduler.should_stop(ev.trial_id, ev.resource, ev.metric)
+        else:  # a confirm run is never cut short, unless it diverges
+            stop = not math.isfinite(ev.metric)
         self.reached[ev.trial_id] = max(self.reached.get(ev.trial_id, 0), ev.resource)
         if stop:
             self.stopped.add(ev.trial_id)
@@ -234,13 +241,13 @@ class Sweep:
         trial = self.trials[tid]
         if not math.isfinite(metric) or tid in self.stopped:
             resource = self.reached.get(tid, job.from_resource)
-            fields = {"state": "pruned", "resource": resource, "metric": metric, "error": None}
+            fields = {"state": "pruned", "resource": resource, "metric": metric}
             if not math.isfinite(metric):
                 fields.update(state="failed", error=f"non-finite metric {metric} at resource {resource}")
         else:
             resource = job.to_resource
             done = resource >= self.settings.max_resource or trial.kind == "confirm"
-            fields = {"state": "completed" if done else "paused", "resource": resource, "metric": metric, "error": None}
+            fields = {"state": "completed" if done else "paused", "resource": resource, "metric": metric}
         with self.storage.transaction():
             self.storage.record(tid, resource, metric, "result")
             self.storage.update_trial(tid, **fields)
@@ -259,7 +266,10 @@ class Sweep:
         job = self.running.pop(tid)
         trial = self.storage.trial(tid)
         reason = f"worker {ev.worker.name} exited with code {ev.exitcode}"
-        if trial.retries < self.settings.max_retries:
+        if not ev.started:  # never ran: not the trial's fault
+            self.storage.update_trial(tid, state="queued")
+            self.pending.appendleft((tid, job))
+        elif trial.retries < self.settings.max_retries:
             self.storage.update_trial(tid, state="queued", retries=trial.retries + 1, error=f"{reason}; re-queued")
             self.pending.appendleft((tid, job))
         else:
@@ -291,7 +301,7 @@ class Sweep:
                     self.on_error(ev)
                 elif isinstance(ev, Died):
                     self.on_died(ev)
-            progress.update(self.status_line())
+            progress.update(self.status_line)
 
     def status_line(self) -> str:
         counts = collections.Counter(t.state for t in self.storage.trials())
@@ -315,9 +325,10 @@ class Sweep:
     # --- --confirm-top K --confirm-seeds S ----------------------------------------------------
 
     def confirm_parents(self) -> list[TrialRecord]:
-        done = [t for t in self.storage.trials("search")
-                if t.state == "completed" and t.metric is not None and math.isfinite(t.metric)]
-        return reporting.ranked(done, self.settings.mode)[: self.settings.confirm_top]
+        """The K best configurations: those trained to max_resource first, then by the rung they reached."""
+        scored = [t for t in self.storage.trials("search")
+                  if t.state != "failed" and t.metric is not None and math.isfinite(t.metric)]
+        return reporting.ranked(scored, self.settings.mode)[: self.settings.confirm_top]
 
     def queue_confirm(self) -> None:
         existing = {(t.parent, t.sample_index): t for t in self.storage.trials("confirm")}
@@ -343,7 +354,11 @@ class Sweep:
                 children[t.parent].append(t.metric)
         rows = []
         for parent in self.confirm_parents():
-            values = [parent.metric, *children[parent.id]]
+            # Only runs at max_resource are comparable: the parent's own counts if it got there.
+            own = [parent.metric] if parent.resource >= self.settings.max_resource else []
+            values = [*own, *children[parent.id]]
+            if not values:
+                continue
             rows.append({"trial_id": parent.id, "metrics": values, "mean": float(np.mean(values)),
                          "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                          "hyperparameters": {n: parent.config.get(n) for n in self.space}})
@@ -362,8 +377,7 @@ class Sweep:
         confirm = self.confirm_summary() if s.confirm_top else []
         best = self.best_trial()
         if confirm:
-            best = self.trials.get(confirm[0]["trial_id"], best)
-            best = self.storage.trial(best.id)
+            best = self.storage.trial(confirm[0]["trial_id"])
         summary: dict[str, Any] = {
             "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "finished": finished,
             "stop_reason": self.stop_reason, "elapsed_s": time.monotonic() - self.started,
@@ -376,8 +390,7 @@ class Sweep:
             reporting.copy_best(best, self.dir, extra)
             summary["best"] = {"trial_id": best.id, "metric": best.metric, "resource": best.resource,
                                "hyperparameters": {n: best.config.get(n) for n in names}, **extra}
-        summary["plots"] = reporting.plot(self.dir, trials, self.storage.results(), names, rungs, s.mode)
-        from ..atomic import write_json
+        summary["plots"] = reporting.plot(self.dir, trials, self.storage.results(), self.space, rungs, s.mode)
         write_json(self.dir / "summary.json", summary)
         return summary
 
@@ -427,7 +440,7 @@ def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | No
                 if settings.confirm_top:
                     sweep.queue_confirm()
                     sweep.drive(pool, interrupt, progress)
-            progress.update(sweep.status_line(), force=True)
+            progress.update(sweep.status_line, force=True)
         pool.close()
         pool = None
         finished = sweep.stop_reason is None

@@ -15,6 +15,7 @@ Knobs, read from the configuration (put them in the sweep's fixed settings):
   synthetic_sleep_ms   sleep per unit of resource (default 2)
   synthetic_noise      standard deviation of the noise (default 0)
   synthetic_nan_lr     lr above which the run diverges: NaN from resource 1 on (default none)
+  synthetic_error_lr   lr above which the objective raises (a bug in a trial, not a crash)
   synthetic_eval_every report every this many units (default 1)
   synthetic_log        append one JSON line per job start and end to this file
   synthetic_die_once   a path: the first job to see it missing creates it and kills its worker
@@ -85,6 +86,8 @@ def curve(config: dict[str, Any], trial_dir: str, from_resource: int, to_resourc
     if from_resource == 0:
         write_json(trial / "config.json", {"hyperparameters": config, "seed": seed, "max_resource": max_resource})
 
+    if config.get("synthetic_error_lr") is not None and float(config["lr"]) > float(config["synthetic_error_lr"]):
+        raise ValueError(f"synthetic failure: lr {config['lr']} > {config['synthetic_error_lr']}")
     die_marker = config.get("synthetic_die_once")
     _log(config, event="start", trial_dir=str(trial), start=from_resource, end=to_resource, pid=os.getpid())
     if die_marker and not os.path.exists(die_marker):

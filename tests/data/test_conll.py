@@ -1,0 +1,140 @@
+"""CoNLL-2003 reader: the real files' counts, and an AlbertError with file:line for every malformed input."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+from albert.data.conll import from_hub_format, label_list, load_conll, read_conll
+from albert.errors import AlbertError
+
+DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+CONLL = DATA / "conll2003"
+needs_data = pytest.mark.skipif(not (CONLL / "train.txt").is_file(), reason=f"CoNLL-2003 not found under {DATA}")
+
+TAGS9 = ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
+
+
+@pytest.fixture(scope="module")
+def conll() -> DatasetDict:
+    return load_conll(CONLL)
+
+
+@needs_data
+def test_real_files_match_provenance_counts(conll):
+    # PROVENANCE.md: sentences excluding -DOCSTART-, tokens, and entity starts per type.
+    assert {s: len(d) for s, d in conll.items()} == {"train": 14041, "validation": 3250, "test": 3453}
+    assert sum(len(t) for t in conll["train"]["tokens"]) == 203621
+    assert sum(len(t) for t in conll["validation"]["tokens"]) == 51362
+    assert sum(len(t) for t in conll["test"]["tokens"]) == 46435
+    starts = Counter(t[2:] for seq in conll["train"]["tags"] for t in seq if t.startswith("B-"))
+    assert starts == {"PER": 6600, "ORG": 6321, "LOC": 7140, "MISC": 3438}
+    starts = Counter(t[2:] for seq in conll["validation"]["tags"] for t in seq if t.startswith("B-"))
+    assert starts == {"PER": 1842, "ORG": 1341, "LOC": 1837, "MISC": 922}
+    assert label_list(conll["train"]) == TAGS9
+    assert conll["train"][0] == {"id": "0", "tokens": ["EU", "rejects", "German", "call", "to", "boycott", "British",
+                                                        "lamb", "."],
+                                 "tags": ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]}
+    assert all("-DOCSTART-" not in toks for toks in conll["train"]["tokens"][:2000])
+
+
+@needs_data
+def test_albert_data_env_is_the_default(monkeypatch):
+    monkeypatch.setenv("ALBERT_DATA", str(DATA))
+    d = load_conll(dev_file=CONLL / "valid.txt", train_file=CONLL / "valid.txt")
+    assert len(d["train"]) == len(d["validation"]) == 3250  # explicit files win over the directory
+    assert len(d["test"]) == 3453  # the rest comes from $ALBERT_DATA/conll2003
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOOD = "-DOCSTART- -X- -X- O\n\nJohn NNP B-NP B-PER\nlives VBZ B-VP O\nin IN B-PP O\nNew NNP B-NP B-LOC\nYork NNP I-NP I-LOC\n\n" \
+       "Hi UH B-INTJ O\n\n-DOCSTART- -X- -X- O\n\nMary NNP B-NP B-PER\n"
+
+
+def test_parses_sentences_and_drops_docstart(tmp_path):
+    sentences = read_conll(_write(tmp_path / "a.txt", GOOD))
+    assert [s.tokens for s in sentences] == [["John", "lives", "in", "New", "York"], ["Hi"], ["Mary"]]
+    assert [s.tags for s in sentences] == [["B-PER", "O", "O", "B-LOC", "I-LOC"], ["O"], ["B-PER"]]
+    assert sentences[0].lines == [3, 4, 5, 6, 7]
+    # Two columns (token, tag) are enough; CRLF line endings are accepted.
+    two = read_conll(_write(tmp_path / "b.txt", "A B-ORG\r\nb I-ORG\r\n\r\nc O\r\n"))
+    assert [s.tags for s in two] == [["B-ORG", "I-ORG"], ["O"]]
+
+
+@pytest.mark.parametrize("text, line, problem", [
+    ("John NNP B-NP B-PER\nlives\n", 2, "at least 2 columns"),
+    ("John NNP B-NP B-PER\nlives VBZ O\n", 2, "found 3 columns, but line 1 has 4"),
+    ("\nJohn NNP B-NP PER\n", 2, "unknown NER tag 'PER'"),
+    ("John NNP B-NP B-PER\n\nX NN I-NP E-PER\n", 3, "unknown NER tag 'E-PER'"),
+    ("John NNP B-NP B-\n", 1, "unknown NER tag 'B-'"),
+    (b"John NNP B-NP B-PER\nM\xfcller NNP I-NP I-PER\n", 2, "not valid UTF-8"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, text, line, problem):
+    path = _write(tmp_path / "bad.txt", text)
+    with pytest.raises(AlbertError) as err:
+        read_conll(path)
+    assert f"{path}:{line}:" in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_dev_tag_unseen_in_train_names_the_dev_line(tmp_path):
+    _write(tmp_path / "train.txt", GOOD)
+    dev = _write(tmp_path / "valid.txt", "Paris NNP B-NP B-LOC\n\nIBM NNP B-NP B-ORG\n")
+    with pytest.raises(AlbertError) as err:
+        load_conll(tmp_path)
+    assert f"{dev}:3:" in str(err.value) and "'B-ORG'" in str(err.value) and "train.txt" in str(err.value)
+
+
+def test_missing_directory_and_files(tmp_path):
+    with pytest.raises(AlbertError, match="data directory not found"):
+        load_conll(tmp_path / "nowhere")
+    _write(tmp_path / "train.txt", GOOD)
+    with pytest.raises(AlbertError, match=r"valid\.txt: data file not found"):
+        load_conll(tmp_path)
+    with pytest.raises(AlbertError, match=r"dev\.txt: data file not found"):
+        load_conll(tmp_path, dev_file=tmp_path / "dev.txt")
+    empty = _write(tmp_path / "empty.txt", "-DOCSTART- -X- -X- O\n\n")
+    with pytest.raises(AlbertError, match="no sentences"):
+        read_conll(empty)
+
+
+def test_loaded_splits_and_optional_test(tmp_path):
+    _write(tmp_path / "train.txt", GOOD)
+    _write(tmp_path / "valid.txt", "Paris NNP B-NP B-LOC\n")
+    d = load_conll(tmp_path)
+    assert set(d) == {"train", "validation"}
+    assert d["validation"][0] == {"id": "0", "tokens": ["Paris"], "tags": ["B-LOC"]}
+    assert label_list(d["train"]) == ["O", "B-LOC", "B-PER", "I-LOC"]
+
+
+def test_hub_layout_is_converted_to_tag_strings():
+    names = ["O", "B-PER", "I-PER", "B-ORG"]
+    features = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                         "ner_tags": Sequence(ClassLabel(names=names))})
+    hub = DatasetDict(train=Dataset.from_list(
+        [{"id": "7", "tokens": ["Ann", "Lee", "of", "IBM"], "ner_tags": [1, 2, 0, 3]}], features=features))
+    out = from_hub_format(hub)
+    assert out["train"][0] == {"id": "7", "tokens": ["Ann", "Lee", "of", "IBM"], "tags": ["B-PER", "I-PER", "O", "B-ORG"]}
+
+
+def test_where_data_comes_from_without_a_directory(tmp_path, monkeypatch):
+    import datasets.config
+
+    monkeypatch.setenv("ALBERT_DATA", str(tmp_path))  # set, but without conll2003/: an error, not the hub
+    with pytest.raises(AlbertError, match=r"conll2003: data directory not found"):
+        load_conll()
+    monkeypatch.delenv("ALBERT_DATA")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(AlbertError, match="no local data and the hub is offline"):
+        load_conll()

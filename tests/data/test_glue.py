@@ -1,0 +1,129 @@
+"""GLUE TSV reader: the real files' row counts and label balances, and file:line errors for bad input."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from albert.data.glue import LAYOUTS, from_hub_format, load_glue, read_tsv
+from albert.errors import AlbertError
+
+DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+GLUE = DATA / "glue"
+needs_data = pytest.mark.skipif(not (GLUE / "RTE" / "dev.tsv").is_file(), reason=f"GLUE data not found under {DATA}")
+
+# glue/PROVENANCE.md: (train rows, train label counts), (dev rows, dev label counts); ids follow the
+# hub's ClassLabel order (RTE/QNLI: 0 = entailment).
+COUNTS = {
+    "cola": ((8551, {1: 6023, 0: 2528}), (1043, {1: 721, 0: 322})),
+    "sst2": ((67349, {1: 37569, 0: 29780}), (872, {1: 444, 0: 428})),
+    "mrpc": ((3668, {1: 2474, 0: 1194}), (408, {1: 279, 0: 129})),
+    "rte": ((2490, {0: 1249, 1: 1241}), (277, {0: 146, 1: 131})),
+    "qnli": (None, (5463, {0: 2702, 1: 2761})),
+    "stsb": ((5749, None), (1500, None)),
+}
+
+
+@needs_data
+@pytest.mark.parametrize("task", sorted(COUNTS))
+def test_real_files_match_provenance(task):
+    d = load_glue(task, GLUE / LAYOUTS[task].directory)
+    train, dev = COUNTS[task]
+    assert set(d) == ({"train", "validation"} if train else {"validation"})
+    for split, expected in (("train", train), ("validation", dev)):
+        if expected is None:
+            continue
+        rows, labels = expected
+        assert len(d[split]) == rows
+        if labels is not None:
+            assert Counter(d[split]["label"]) == labels
+        else:  # STS-B: float scores in [0, 5] that use the whole range
+            scores = d[split]["label"]
+            assert min(scores) == 0.0 and max(scores) == 5.0 and isinstance(scores[0], float)
+        single = LAYOUTS[task].sentence2 is None
+        assert all((s is None) == single for s in d[split]["sentence2"][:50])
+
+
+@needs_data
+def test_quirks_bom_no_header_quotes():
+    mrpc = load_glue("mrpc", GLUE / "MRPC")["validation"][0]  # the BOM'd header was recognised
+    assert mrpc["label"] == 1 and mrpc["sentence1"].startswith("He said the foodservice pie business")
+    # An unbalanced double quote stays in the text (tab splitting only, no csv quoting).
+    assert mrpc["sentence2"].startswith('" The foodservice pie business')
+    cola = load_glue("cola", GLUE / "CoLA")["validation"][0]  # no header: the first line is data
+    assert cola == {"id": "0", "sentence1": "The sailors rode the breeze clear of the rocks.", "sentence2": None,
+                    "label": 1}
+    sts = load_glue("stsb", GLUE / "STS-B")["validation"][1]
+    assert sts == {"id": "1", "sentence1": "A young child is riding a horse.", "sentence2": "A child is riding a horse.",
+                   "label": 4.75}
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+
+
+@pytest.mark.parametrize("task, text, line, problem", [
+    ("rte", RTE_HEADER + "0\ta\tb\tentailment\n1\ta\tb\n", 3, "expected 4 tab-separated columns"),
+    ("rte", "index\tpremise\thypothesis\tlabel\n0\ta\tb\tentailment\n", 1, "header is"),
+    ("rte", RTE_HEADER + "0\ta\tb\tcontradiction\n", 2, "label 'contradiction' is not one of"),
+    ("sst2", "sentence\tlabel\nfine .\t1\nbad .\tx\n", 3, "label 'x' is not an integer"),
+    ("sst2", "sentence\tlabel\nfine .\t2\n", 2, "label 2 is out of range 0..1"),
+    ("cola", "src\t1\t\tok .\nsrc\t1\tok .\n", 2, "expected 4 tab-separated columns"),
+    ("stsb", "\t".join(LAYOUTS["stsb"].header) + "\n" + "0\tg\tf\ty\t0\tn\tn\ta\tb\t5.5\n", 2, "outside [0.0, 5.0]"),
+    ("stsb", "\t".join(LAYOUTS["stsb"].header) + "\n" + "0\tg\tf\ty\t0\tn\tn\ta\tb\thigh\n", 2, "is not a number"),
+    ("sst2", b"sentence\tlabel\nfine .\t1\ncaf\xe9 .\t1\n", 3, "not valid UTF-8"),
+    ("sst2", "sentence\tlabel\nfine .\t1\n\nok .\t0\n", 3, "expected 2 tab-separated columns"),
+])
+def test_malformed_rows_name_file_and_line(tmp_path, task, text, line, problem):
+    path = _write(tmp_path / "train.tsv", text)
+    with pytest.raises(AlbertError) as err:
+        read_tsv(path, task)
+    assert f"{path}:{line}:" in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_dev_label_unseen_in_train(tmp_path):
+    _write(tmp_path / "train.tsv", "sentence\tlabel\ngood .\t1\nnice .\t1\n")
+    dev = _write(tmp_path / "dev.tsv", "sentence\tlabel\nfine .\t1\nbad .\t0\n")
+    with pytest.raises(AlbertError) as err:
+        load_glue("sst2", tmp_path)
+    assert f"{dev}:3:" in str(err.value) and "'negative'" in str(err.value)
+
+
+def test_missing_files_and_overrides(tmp_path):
+    with pytest.raises(AlbertError, match="data directory not found"):
+        load_glue("rte", tmp_path / "RTE")
+    _write(tmp_path / "dev.tsv", RTE_HEADER + "0\ta\tb\tentailment\n")
+    with pytest.raises(AlbertError, match=r"train\.tsv: data file not found"):
+        load_glue("rte", tmp_path)
+    # QNLI: train is optional (only dev exists here); an explicit train file is used when given.
+    _write(tmp_path / "QNLI" / "dev.tsv", "index\tquestion\tsentence\tlabel\n0\tq?\ts.\tnot_entailment\n")
+    assert set(load_glue("qnli", tmp_path / "QNLI")) == {"validation"}
+    train = _write(tmp_path / "qnli_train.tsv", "index\tquestion\tsentence\tlabel\n5\tq?\ts.\tnot_entailment\n")
+    d = load_glue("qnli", tmp_path / "QNLI", train_file=train)
+    assert d["train"][0] == {"id": "5", "sentence1": "q?", "sentence2": "s.", "label": 1}
+    with pytest.raises(AlbertError, match="unknown GLUE task"):
+        load_glue("mnli", tmp_path)
+
+
+def test_hub_layout_is_converted():
+    names = ["entailment", "not_entailment"]
+    features = Features({"question": Value("string"), "sentence": Value("string"),
+                         "label": ClassLabel(names=names), "idx": Value("int32")})
+    hub = DatasetDict(
+        train=Dataset.from_list([{"question": "q", "sentence": "s", "label": 1, "idx": 3}], features=features),
+        test=Dataset.from_list([{"question": "q", "sentence": "s", "label": -1, "idx": 0}], features=features))
+    out = from_hub_format(hub, "qnli")
+    assert set(out) == {"train"}  # the unlabelled test split is dropped
+    assert out["train"][0] == {"id": "3", "sentence1": "q", "sentence2": "s", "label": 1}

@@ -1,0 +1,117 @@
+"""SQuAD v1.1 reader: the real dev file's counts, the article split, and file:line errors."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from albert.data.squad import load_squad, read_squad, split_by_article
+from albert.errors import AlbertError
+
+DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SQUAD = DATA / "squad"
+needs_data = pytest.mark.skipif(not (SQUAD / "dev-v1.1.json").is_file(), reason=f"SQuAD dev not found under {DATA}")
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return load_squad(SQUAD)["validation"]
+
+
+@needs_data
+def test_real_dev_matches_provenance(dev):
+    # squad/PROVENANCE.md: 48 articles, 2,067 paragraphs, 10,570 questions, 34,726 answers.
+    assert len(dev) == 10570
+    assert len(set(dev["title"])) == 48
+    assert len(set(zip(dev["title"], dev["context"]))) == 2067
+    answers = dev["answers"]
+    assert sum(len(a["text"]) for a in answers) == 34726
+    for context, a in zip(dev["context"][:500], answers[:500]):
+        for text, start in zip(a["text"], a["answer_start"]):
+            assert context[start:start + len(text)] == text
+    assert dev[0]["id"] == "56be4db0acb8001400a502ec" and dev[0]["answers"]["text"][0] == "Denver Broncos"
+    assert set(load_squad(SQUAD)) == {"validation"}  # no train-v1.1.json here
+
+
+@needs_data
+def test_split_by_article(dev):
+    split = split_by_article(dev, 5)
+    train_titles = list(dict.fromkeys(split["train"]["title"]))
+    assert train_titles == list(dict.fromkeys(dev["title"]))[:5]
+    assert not set(train_titles) & set(split["validation"]["title"])
+    assert len(split["train"]) + len(split["validation"]) == len(dev)
+    assert split_by_article(dev, 5)["train"]["id"] == split["train"]["id"]  # deterministic
+    with pytest.raises(AlbertError, match="between 1 and 47"):
+        split_by_article(dev, 48)
+
+
+def _doc(answer_start: int = 9, text: str = "Broncos", **qa_extra) -> dict:
+    qa = {"id": "q1", "question": "Who won?", "answers": [{"answer_start": answer_start, "text": text}], **qa_extra}
+    return {"version": "1.1", "data": [{"title": "T", "paragraphs": [
+        {"context": "Denver's Broncos won the game.", "qas": [qa]}]}]}
+
+
+def _write(path: Path, doc: dict | str | bytes) -> Path:
+    if isinstance(doc, dict):
+        doc = json.dumps(doc, indent=2)
+    if isinstance(doc, str):
+        doc = doc.encode("utf-8")
+    path.write_bytes(doc)
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if needle in line:
+            return n
+    raise AssertionError(needle)
+
+
+def test_reads_a_small_file(tmp_path):
+    rows = read_squad(_write(tmp_path / "dev.json", _doc()))
+    assert rows == [{"id": "q1", "title": "T", "context": "Denver's Broncos won the game.", "question": "Who won?",
+                     "answers": {"text": ["Broncos"], "answer_start": [9]}}]
+
+
+def test_answer_not_matching_context_names_the_answer_line(tmp_path):
+    path = _write(tmp_path / "dev.json", _doc(answer_start=10))
+    with pytest.raises(AlbertError) as err:
+        read_squad(path)
+    # The error points at the answer object, i.e. the line of its opening brace.
+    line = _line_of(path, '"answer_start": 10') - 1
+    assert f"{path}:{line}:" in str(err.value)
+    assert "does not match the context" in str(err.value) and "'roncos '" in str(err.value)
+
+
+@pytest.mark.parametrize("doc, problem, needle", [
+    ({"version": "1.1", "articles": []}, 'a "data" list', None),
+    ({"version": "v2.0", "data": []}, "only SQuAD v1.1", None),
+    (_doc(is_impossible=True), "SQuAD v2.0", '"id": "q1"'),
+    ({"data": [{"title": "T", "paragraphs": [{"context": 3, "qas": []}]}]}, 'a "context" string', '"context": 3'),
+    (_doc(text=""), "does not match", '"text": ""'),
+])
+def test_malformed_shapes_name_file_and_line(tmp_path, doc, problem, needle):
+    path = _write(tmp_path / "dev.json", doc)
+    with pytest.raises(AlbertError) as err:
+        read_squad(path)
+    assert problem in str(err.value)
+    assert str(path) in str(err.value)
+    if needle:  # the line of the object holding the bad field, at or above the field itself
+        line = int(str(err.value).split(":")[1])
+        assert 1 < line <= _line_of(path, needle)
+
+
+def test_bad_json_and_bytes(tmp_path):
+    path = _write(tmp_path / "a.json", '{"version": "1.1",\n "data": [\n  {"title": }\n]}')
+    with pytest.raises(AlbertError, match=re.escape(f"{path}:3: not valid JSON")):
+        read_squad(path)
+    path = _write(tmp_path / "b.json", b'{"version": "1.1",\n "data": ["\xff"]}')
+    with pytest.raises(AlbertError, match=re.escape(f"{path}:2: not valid UTF-8")):
+        read_squad(path)
+    with pytest.raises(AlbertError, match="data file not found"):
+        load_squad(tmp_path)
+    with pytest.raises(AlbertError, match="data directory not found"):
+        load_squad(tmp_path / "none")

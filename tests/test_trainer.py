@@ -1,0 +1,368 @@
+"""The training loop: learning, accumulation, exact resume, checkpoints, failures, logs, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from albert.data.batching import pad_batch
+from albert.errors import AlbertError
+from albert.trainer import TrainConfig, Trainer, TrainingWarning
+
+VOCAB = 16
+
+
+@dataclass
+class Out:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class Toy(nn.Module):
+    """Mean-pooled embeddings -> classifier; the same forward contract as the ALBERT heads."""
+
+    def __init__(self, dropout: float = 0.0, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.emb = nn.Embedding(VOCAB, 8)
+        self.norm = nn.LayerNorm(8)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(8, 2)
+        self.calls = 0
+        self.nan_calls: set[int] = set()  # forward calls (1-based) whose loss is NaN
+        self.oom_above: int | None = None  # raise CUDA OOM for batches bigger than this
+
+    def forward(self, input_ids, attention_mask, labels):
+        self.calls += 1
+        if self.training and self.oom_above is not None and len(input_ids) > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        h = self.norm(self.emb(input_ids))
+        mask = attention_mask.unsqueeze(-1).float()
+        logits = self.head(self.drop((h * mask).sum(1) / mask.sum(1)))
+        loss = F.cross_entropy(logits, labels)
+        if self.calls in self.nan_calls:
+            loss = loss * float("nan")
+        return Out(loss=loss, logits=logits)
+
+    def layer_depths(self):
+        return {"emb.weight": 0, "norm.weight": 1, "norm.bias": 1, "head.weight": 2, "head.bias": 2}
+
+
+def make_rows(n: int, seed: int) -> list[dict]:
+    """Label 1 when most tokens come from the upper half of the vocabulary."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        ids = rng.integers(0, VOCAB, size=int(rng.integers(3, 12))).tolist()
+        rows.append({"input_ids": ids, "labels": int(np.mean(np.array(ids) >= VOCAB // 2) > 0.5)})
+    return rows
+
+
+TRAIN = make_rows(64, 0)
+DEV = make_rows(64, 1)
+
+
+def collate(rows):
+    return pad_batch(rows)
+
+
+def evaluate(model: nn.Module) -> dict[str, float]:
+    model.eval()
+    batch = pad_batch(DEV)
+    out = model(**batch)
+    acc = (out.logits.argmax(-1) == batch["labels"]).float().mean().item()
+    return {"loss": out.loss.item(), "accuracy": acc}
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def train_losses(out: Path) -> dict[int, float]:
+    records = [r for r in read_log(out) if r["type"] == "train"]
+    steps = [r["step"] for r in records]
+    assert len(steps) == len(set(steps)), f"duplicate steps in the log: {steps}"
+    return {r["step"]: r["loss"] for r in records}
+
+
+def config(out: Path, **kw) -> TrainConfig:
+    base = dict(output_dir=str(out), lr=0.05, batch_size=8, epochs=2, warmup=2, log_every=1, device="cpu",
+                seed=5, weight_decay=0.01)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run(out: Path, model: nn.Module | None = None, resume: bool = False, lengths=True, **kw):
+    model = model or Toy()
+    evaluate_fn = kw.pop("evaluate_fn", evaluate)
+    trainer = Trainer(model, config(out, **kw), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN] if lengths else None,
+                      evaluate=evaluate_fn, progress=False)
+    return trainer.train(resume=resume), model
+
+
+def test_loss_falls_and_log_records_everything(tmp_path):
+    def step_metrics(out, batch):
+        return {"train_acc": (out.logits.argmax(-1) == batch["labels"]).float().mean()}
+
+    model = Toy()
+    saved = []
+    trainer = Trainer(model, config(tmp_path, epochs=6, log_every=4, lr=0.05, optimizer="lamb"), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate,
+                      save_best=lambda m, d: saved.append(d) or torch.save(m.state_dict(), d / "w.pt"),
+                      step_metrics=step_metrics, progress=False)
+    before = evaluate(model)
+    results = trainer.train()
+    after = evaluate(model)
+    assert results["steps"] == 48 and results["epochs"] == 6
+    assert after["loss"] < 0.6 * before["loss"] and after["accuracy"] >= 0.8
+    assert results["final"] == pytest.approx(after)
+    assert results["best"]["loss"] == min(r["loss"] for r in read_log(tmp_path) if r["type"] == "eval")
+    assert (tmp_path / "best" / "w.pt").is_file() and saved and all(d.name.startswith(".best.tmp") for d in saved)
+    assert results["train_samples_per_s"] > 0 and results["tokens_per_s"] > 0 and results["mfu"] is None
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 48
+
+    log = read_log(tmp_path)
+    train = [r for r in log if r["type"] == "train"]
+    evals = [r for r in log if r["type"] == "eval"]
+    assert [r["step"] for r in train] == list(range(4, 49, 4))
+    assert [r["step"] for r in evals] == [8 * e for e in range(1, 7)]  # once per epoch
+    for r in train:
+        assert {"epoch", "loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "train_acc"} <= set(r)
+        assert 0 <= r["train_acc"] <= 1
+    assert train[-1]["loss"] < train[0]["loss"]
+    for r in train:  # the lr a step used: linear decay after 2 warmup steps, over 48 steps
+        assert r["lr"] == pytest.approx(0.05 * (48 - (r["step"] - 1)) / 46)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-40", "step-48"]
+
+
+def test_grad_accumulation_equals_a_larger_batch(tmp_path):
+    big, m1 = run(tmp_path / "big", batch_size=8, grad_accum=1)
+    small, m2 = run(tmp_path / "small", batch_size=2, grad_accum=4)
+    a, b = train_losses(tmp_path / "big"), train_losses(tmp_path / "small")
+    assert a.keys() == b.keys() and len(a) == 16
+    for k in a:
+        assert abs(a[k] - b[k]) < 1e-6, (k, a[k], b[k])
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at,resumes_from", [(7, 4), (11, 8)])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, kill_at, resumes_from):
+    kw = dict(save_every=4, epochs=2, eval_every=3)  # 8 steps an epoch, 16 in all; dropout on
+    run(tmp_path / "full", model=Toy(dropout=0.3), **kw)
+
+    def killer(out, batch):
+        if killer.step == kill_at:
+            raise Killed()
+        killer.step += 1
+        return {}
+    killer.step = 1
+
+    out = tmp_path / "killed"
+    trainer = Trainer(Toy(dropout=0.3), config(out, **kw), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, step_metrics=killer,
+                      progress=False)
+    with pytest.raises(Killed):
+        trainer.train()
+    assert max(train_losses(out)) == kill_at - 1
+
+    resumed = Toy(dropout=0.3, seed=123)  # different weights: they must come from the checkpoint
+    trainer = Trainer(resumed, config(out, **kw), TRAIN, collate, lengths=[len(r["input_ids"]) for r in TRAIN],
+                      evaluate=evaluate, progress=False)
+    results = trainer.train(resume=True)
+    assert results["steps"] == 16
+    full, again = train_losses(tmp_path / "full"), train_losses(out)
+    assert sorted(again) == list(range(1, 17))
+    for k in full:
+        assert abs(full[k] - again[k]) < 1e-6, (k, full[k], again[k])
+    evals_full = [r for r in read_log(tmp_path / "full") if r["type"] == "eval"]
+    evals_again = [r for r in read_log(out) if r["type"] == "eval"]
+    assert [r["step"] for r in evals_again] == [r["step"] for r in evals_full]
+    assert [r["loss"] for r in evals_again] == pytest.approx([r["loss"] for r in evals_full], abs=1e-6)
+    assert results["best_step"] == json.loads((tmp_path / "full" / "results.json").read_text())["best_step"]
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path):
+    run(tmp_path / "full", max_steps=6, save_every=2)
+    out = tmp_path / "run"
+    run(out, max_steps=6, save_every=2)
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-4", "step-6"]
+    model_file = ckpts / "step-6" / "model.pt"
+    model_file.write_bytes(model_file.read_bytes()[:100])  # truncated
+    manifest = json.loads((ckpts / "step-4" / "manifest.json").read_text())
+    assert manifest["step"] == 4 and set(manifest["files"]) == {"model.pt", "optimizer.pt", "trainer.pt"}
+
+    with pytest.warns(TrainingWarning, match="step-6.*sha256"):
+        results, _ = run(out, model=Toy(seed=9), resume=True, max_steps=6, save_every=2)
+    assert results["steps"] == 6
+    full, again = train_losses(tmp_path / "full"), train_losses(out)
+    assert sorted(again) == list(range(1, 7))
+    assert all(abs(full[k] - again[k]) < 1e-6 for k in full)
+
+
+def test_resume_without_checkpoint_starts_fresh_and_fresh_run_clears_old_ones(tmp_path):
+    results, _ = run(tmp_path, max_steps=3, resume=True)
+    assert results["steps"] == 3
+    stale = tmp_path / "checkpoints" / "step-99"
+    stale.mkdir()
+    # A fresh run never deletes an earlier run's work unless told to.
+    with pytest.raises(AlbertError, match="pass --resume"):
+        run(tmp_path, max_steps=2)
+    assert (tmp_path / "checkpoints" / "step-3").exists()
+    with pytest.warns(TrainingWarning, match="removing checkpoints"):
+        run(tmp_path, max_steps=2, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-2"]
+
+
+def test_non_finite_loss_skips_the_step(tmp_path):
+    model = Toy()
+    model.nan_calls = {3}
+    with pytest.warns(TrainingWarning, match="step 3: non-finite loss"):
+        results, _ = run(tmp_path, model=model, max_steps=6)
+    assert results["skipped_steps"] == 1 and results["steps"] == 6
+    log = {r["step"]: r for r in read_log(tmp_path) if r["type"] == "train"}
+    assert log[3].get("skipped") and all(np.isfinite(log[k]["loss"]) for k in (1, 2, 4, 5, 6))
+
+
+def test_non_finite_loss_weights_are_left_alone(tmp_path):
+    model = Toy()
+    model.nan_calls = {1}
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(TrainingWarning):
+        run(tmp_path, model=model, max_steps=1, warmup=0, evaluate_fn=None)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+
+
+def test_too_many_non_finite_losses_stop_with_the_last_checkpoint_left(tmp_path):
+    model = Toy()
+    model.nan_calls = set(range(4, 100))
+    with pytest.warns(TrainingWarning), pytest.raises(AlbertError, match="3 consecutive.*step 6.*step-3"):
+        run(tmp_path, model=model, max_steps=20, save_every=3, max_bad_steps=3)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-3"]
+    assert max(train_losses(tmp_path)) == 5  # step 6 raised before logging
+
+
+def test_early_stopping_by_patience(tmp_path):
+    calls = []
+
+    def worsening(model):
+        calls.append(1)
+        return {"loss": float(len(calls))}
+
+    saved = []
+    trainer = Trainer(Toy(), config(tmp_path, max_steps=40, eval_every=2, patience=2), TRAIN, collate,
+                      evaluate=worsening, save_best=lambda m, d: saved.append(d), progress=False)
+    results = trainer.train()
+    assert results["stopped_early"] and results["steps"] == 6 and len(calls) == 3
+    assert results["best_step"] == 2 and results["best_metric"] == 1.0 and len(saved) == 1
+    assert (tmp_path / "best").is_dir()
+    assert (tmp_path / "checkpoints" / "step-6").is_dir()
+
+
+def test_unknown_metric_is_a_user_error(tmp_path):
+    with pytest.raises(AlbertError, match="metric 'f1'.*accuracy, loss"):
+        run(tmp_path, max_steps=2, metric="f1")
+
+
+def test_collate_gets_epoch_and_indices(tmp_path):
+    seen = []
+
+    def tracking(rows, epoch, indices):
+        assert [TRAIN[i] for i in indices] == rows
+        seen.append((epoch, tuple(indices)))
+        return pad_batch(rows)
+
+    Trainer(Toy(), config(tmp_path, epochs=2, batch_size=16), TRAIN, tracking, progress=False).train()
+    epochs = [e for e, _ in seen]
+    assert epochs == [0] * 4 + [1] * 4
+    assert sorted(i for e, idx in seen if e == 1 for i in idx) == list(range(64))
+
+
+def test_out_of_memory(tmp_path):
+    model = Toy()
+    model.oom_above = 4
+    with pytest.raises(AlbertError, match="out of GPU memory.*batch_size 4 with grad_accum 2"):
+        run(tmp_path / "plain", model=model, max_steps=2)
+
+    reference, _ = run(tmp_path / "ref", batch_size=4, grad_accum=2, max_steps=6)
+    model = Toy()
+    model.oom_above = 4
+    with pytest.warns(TrainingWarning, match="retrying with micro-batch 4"):
+        run(tmp_path / "auto", model=model, max_steps=6, auto_accumulate=True)
+    a, b = train_losses(tmp_path / "ref"), train_losses(tmp_path / "auto")
+    assert all(abs(a[k] - b[k]) < 1e-6 for k in a) and len(b) == 6
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    with pytest.raises(AlbertError, match="precision"):
+        run(tmp_path, precision="fp8")
+    with pytest.raises(AlbertError, match="optimizer"):
+        run(tmp_path, optimizer="sgd")
+
+
+def test_trains_the_albert_classifier(tmp_path):
+    model_mod = pytest.importorskip("albert.model")
+    from albert.config import preset
+
+    model = model_mod.AlbertForSequenceClassification(preset("micro", vocab_size=VOCAB, num_labels=2))
+    before = evaluate(model)
+    seq = max(len(r["input_ids"]) for r in TRAIN)
+    trainer = Trainer(model, config(tmp_path, epochs=4, lr=3e-3, layer_lr_decay=0.9), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate,
+                      flops_per_token=model.flops_per_token(seq), progress=False)
+    results = trainer.train()
+    assert results["final"]["loss"] < before["loss"]
+    assert len(trainer.optimizer.param_groups) > 2  # depth groups from layer_depths()
+
+
+# --- data parallel ----------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    trainer = Trainer(Toy(), config(Path(out), batch_size=4, max_steps=6, save_every=3), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, progress=False)
+    trainer.train()
+
+
+def test_two_processes_match_one(tmp_path):
+    mp = pytest.importorskip("torch.multiprocessing")
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    run(tmp_path / "one", batch_size=8, max_steps=6, save_every=3)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert sorted(b) == list(range(1, 7))
+    assert all(abs(a[k] - b[k]) < 1e-5 for k in a), (a, b)
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-3", "step-6"]
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp16"])
+def test_precision_on_cpu(tmp_path, precision):
+    results, model = run(tmp_path, precision=precision, max_steps=4)
+    # auto means fp32 on a CPU: no autocast unless asked for.
+    assert results["precision"] == ("fp32" if precision == "auto" else precision)
+    losses = train_losses(tmp_path)
+    assert len(losses) == 4 and all(np.isfinite(v) for v in losses.values())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights fp32

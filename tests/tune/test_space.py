@@ -1,0 +1,109 @@
+"""Search spaces: reproducible per-trial sampling, the distributions, validation, --space files."""
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from albert.errors import AlbertError
+from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform, default_space
+
+
+def test_sample_depends_only_on_seed_and_index():
+    space = default_space("rte")
+    forward = [space.sample(7, i) for i in range(20)]
+    backward = [space.sample(7, i) for i in reversed(range(20))][::-1]
+    assert forward == backward
+    assert space.sample(7, 3) == forward[3]
+    assert space.sample(8, 3) != forward[3]
+    assert len({json.dumps(c, sort_keys=True) for c in forward}) == 20
+    # values are plain Python types, so they go to JSON and back unchanged
+    assert json.loads(json.dumps(forward)) == forward
+    assert all(type(c["batch_size"]) is int and type(c["lr"]) is float for c in forward)
+
+
+def test_sample_ignores_key_order():
+    a = Space({"lr": LogUniform(1e-5, 1e-4), "warmup_ratio": Uniform(0.0, 0.2)})
+    b = Space({"warmup_ratio": Uniform(0.0, 0.2), "lr": LogUniform(1e-5, 1e-4)})
+    assert [a.sample(0, i) for i in range(5)] == [b.sample(0, i) for i in range(5)]
+
+
+def test_distributions_have_the_right_shape():
+    space = Space({"lr": LogUniform(1e-6, 1e-2), "u": Uniform(-1.0, 3.0), "n": IntUniform(2, 5),
+                   "c": Choice(["a", "b", "c"])})
+    samples = [space.sample(0, i) for i in range(2000)]
+    logs = np.log10([s["lr"] for s in samples])
+    # log-uniform: log10(lr) uniform on [-6, -2]
+    assert stats.kstest((logs + 6) / 4, "uniform").pvalue > 1e-3
+    us = np.array([s["u"] for s in samples])
+    assert us.min() >= -1 and us.max() < 3
+    assert stats.kstest((us + 1) / 4, "uniform").pvalue > 1e-3
+    assert {s["n"] for s in samples} == {2, 3, 4, 5}  # both ends included
+    counts = np.bincount(["abc".index(s["c"]) for s in samples])
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dist, message", [
+    (LogUniform(0.0, 1e-4), "log-uniform needs low > 0"),
+    (LogUniform(-1e-5, 1e-4), "log-uniform needs low > 0"),
+    (Uniform(0.2, 0.2), "empty range"),
+    (Uniform(0.3, 0.1), "empty range"),
+    (Uniform(0.0, math.inf), "finite"),
+    (IntUniform(4, 4), "empty range"),
+    (IntUniform(1.5, 4), "integers"),
+    (Choice([]), "no values"),
+])
+def test_invalid_distributions_name_the_parameter(dist, message):
+    with pytest.raises(AlbertError, match=message) as err:
+        Space({"my_param": dist})
+    assert "my_param" in str(err.value)
+
+
+def test_default_space_ranges():
+    space = default_space("mrpc")
+    assert set(space) == {"lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay"}
+    assert space["lr"] == LogUniform(5e-6, 1e-4)
+    assert space["batch_size"].options == (16, 32, 64)
+    assert default_space("squad").to_json()["batch_size"]["values"] == [16, 32, 48]
+    for i in range(50):
+        c = space.sample(1, i)
+        assert 5e-6 <= c["lr"] <= 1e-4 and 0.7 <= c["layer_lr_decay"] <= 1.0
+
+
+def test_from_json_round_trip_and_shorthand(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
+                                "batch_size": {"type": "choice", "values": [16, 32]},
+                                "warmup_ratio": [0.0, 0.1]}))
+    space = Space.from_json(path)
+    assert space["lr"] == LogUniform(1e-5, 1e-4)
+    assert space["batch_size"] == Choice([16, 32])
+    assert space["warmup_ratio"] == Choice([0.0, 0.1])
+    assert Space.from_dict(space.to_json()) == space
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-4}}, "key 'learning_rate': unknown hyperparameter"),
+    ({"lr": {"type": "gaussian", "low": 1, "high": 2}}, "key 'lr': unknown type 'gaussian'"),
+    ({"lr": {"type": "uniform", "low": 1}}, "key 'lr': type 'uniform' takes exactly low, high"),
+    ({"lr": {"type": "loguniform", "low": 0, "high": 1e-4}}, "'lr': log-uniform needs low > 0"),
+    ({"batch_size": {"type": "choice", "values": []}}, "'batch_size': choice has no values"),
+    ({"lr": 0.1}, "key 'lr': expected an object"),
+    ({}, "the search space is empty"),
+])
+def test_from_json_errors_name_file_and_key(tmp_path, spec, message):
+    path = tmp_path / "bad-space.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(AlbertError, match=message) as err:
+        Space.from_json(path)
+    assert str(path) in str(err.value)
+
+
+def test_from_json_syntax_error_has_line(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "lr": {"type": "uniform",\n  "low": 1 "high": 2}\n}\n')
+    with pytest.raises(AlbertError, match=rf"{path}:3: invalid JSON"):
+        Space.from_json(path)
+    with pytest.raises(AlbertError, match="cannot read"):
+        Space.from_json(tmp_path / "missing.json")

@@ -1,0 +1,70 @@
+"""Sweep storage: a round trip through SQLite, NaN/inf metrics, constraints, and errors."""
+import math
+import sqlite3
+
+import pytest
+
+from albert.errors import AlbertError
+from albert.tune.storage import DB_NAME, Storage
+
+
+def test_round_trip(tmp_path):
+    meta = {"settings": {"task": "rte", "budget": 5}, "space": {"lr": {"type": "uniform", "low": 0, "high": 1}}}
+    store = Storage.create(tmp_path, meta)
+    a = store.add_trial({"lr": 1e-5, "batch_size": 32}, seed=11, job_from=0, job_to=1, sample_index=0)
+    b = store.add_trial({"lr": 3e-5, "batch_size": 16}, seed=12, job_from=0, job_to=1, sample_index=1)
+    store.start_job(a, 0, 1, "cpu0:123", str(tmp_path / "trials" / "a"))
+    store.record(a, 1, 0.5, "report")
+    store.record(a, 1, 0.5, "result")
+    store.update_trial(a, state="paused", resource=1, metric=0.5)
+    store.start_job(a, 1, 3, "cpu1:124", str(tmp_path / "trials" / "a"))
+    store.record(b, 1, math.nan, "report")
+    store.record(b, 1, math.inf, "result")
+    store.update_trial(b, state="failed", resource=1, metric=math.nan, error="non-finite metric")
+    store.close()
+
+    store = Storage.open(tmp_path)
+    assert store.meta()["settings"] == meta["settings"] and store.meta()["space"] == meta["space"]
+    ta, tb = store.trials()
+    assert (ta.id, ta.config, ta.seed, ta.sample_index, ta.kind) == (a, {"lr": 1e-5, "batch_size": 32}, 11, 0, "search")
+    assert (ta.state, ta.job_from, ta.job_to, ta.worker, ta.resource, ta.metric) == ("running", 1, 3, "cpu1:124", 1, 0.5)
+    assert ta.checkpoint == str(tmp_path / "trials" / "a") and ta.heartbeat is not None
+    assert ta.rung_metrics == {1: 0.5}
+    assert (tb.state, tb.metric, tb.error) == ("failed", None, "non-finite metric")
+    assert math.isinf(tb.rung_metrics[1])
+    results = store.results()
+    assert [(r.trial_id, r.resource, r.source) for r in results] == [(a, 1, "report"), (a, 1, "result"),
+                                                                      (b, 1, "report"), (b, 1, "result")]
+    assert math.isnan(results[2].metric) and results[3].metric == math.inf
+    assert [r.seq for r in results] == sorted(r.seq for r in results)
+    assert store.count("search") == 2 and store.count("confirm") == 0
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_constraints_and_errors(tmp_path):
+    store = Storage.create(tmp_path, {"settings": {}})
+    store.add_trial({}, 1, 0, 1, sample_index=0)
+    with pytest.raises(sqlite3.IntegrityError):  # configuration 0 is tried once
+        store.add_trial({}, 1, 0, 1, sample_index=0)
+    parent = store.add_trial({}, 2, 0, 1, sample_index=1)
+    store.add_trial({}, 3, 0, 9, kind="confirm", sample_index=1, parent=parent)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_trial({}, 3, 0, 9, kind="confirm", sample_index=1, parent=parent)
+    with pytest.raises(ValueError, match="state"):
+        store.update_trial(parent, state="exploded")
+    with pytest.raises(AlbertError, match="already holds a sweep"):
+        Storage.create(tmp_path, {})
+    with pytest.raises(AlbertError, match=f"no {DB_NAME}"):
+        Storage.open(tmp_path / "elsewhere")
+
+
+def test_transaction_rolls_back_as_a_whole(tmp_path):
+    store = Storage.create(tmp_path, {})
+    tid = store.add_trial({}, 1, 0, 1, sample_index=0)
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.record(tid, 1, 0.3, "result")
+            store.update_trial(tid, state="paused", resource=1)
+            raise RuntimeError("killed half way")
+    assert store.results() == [] and store.trial(tid).state == "queued"

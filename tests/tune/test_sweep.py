@@ -1,0 +1,235 @@
+"""The sweep end to end with the synthetic objective: search quality, reproducibility, failures,
+kill -9 and resume, the report, and user errors."""
+import csv
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from albert.errors import AlbertError
+from albert.tune.space import default_space
+from albert.tune.storage import Storage
+from albert.tune.sweep import SweepSettings, run_sweep
+from albert.tune.synthetic import CHECKPOINT, final_metric
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make(tmp_path, name="sweep", **kw):
+    fixed = {"synthetic_sleep_ms": 0, **kw.pop("fixed", {})}
+    base = dict(sweep_dir=str(tmp_path / name), task="rte", budget=9, max_resource=9, eta=3, progress=False,
+                fixed=fixed)
+    base.update(kw)
+    return SweepSettings(**base)
+
+
+def read_log(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_asha_finds_nearly_the_best_with_a_third_of_the_resource(tmp_path):
+    fixed = {"synthetic_eval_every": 1000}  # one report per job: this test counts resource, not reports
+    asha = run_sweep(make(tmp_path, "asha", scheduler="asha", budget=81, max_resource=27, fixed=fixed))
+    rand = run_sweep(make(tmp_path, "random", scheduler="random", budget=81, max_resource=27, fixed=fixed))
+    assert asha["tried"] == rand["tried"] == 81
+    assert rand["compute"]["resource"] == 81 * 27
+    assert asha["compute"]["resource"] <= rand["compute"]["resource"] / 3
+    # Same 81 configurations (same master seed): ASHA's best is within 0.01 of the best of all of them.
+    assert rand["best"]["resource"] == asha["best"]["resource"] == 27
+    assert asha["best"]["metric"] >= rand["best"]["metric"] - 0.01
+    best_possible = max(final_metric(default_space("rte").sample(0, i)) for i in range(81)) - 0.3 * 27 ** -0.7
+    assert rand["best"]["metric"] == pytest.approx(best_possible, abs=0.1)
+    # A finished ASHA sweep stops only when nothing is promotable: the final top third of every rung
+    # went up. (More may have: a trial promoted early can drop out of the top later.)
+    store = Storage.open(asha["sweep_dir"])
+    trials = store.trials()
+    rungs = asha["rungs"]
+    for k in range(len(rungs) - 1):
+        ranked = sorted((t for t in trials if rungs[k] in t.rung_metrics), key=lambda t: -t.rung_metrics[rungs[k]])
+        went_up = {t.id for t in trials if rungs[k + 1] in t.rung_metrics}
+        assert {t.id for t in ranked[: len(ranked) // 3]} <= went_up
+    assert len([t for t in trials if t.state == "completed"]) >= 81 // 27
+    store.close()
+
+
+def test_reproducible_with_one_worker_and_a_seed(tmp_path):
+    fixed = {"synthetic_noise": 0.01}
+    a = run_sweep(make(tmp_path, "a", budget=12, master_seed=3, fixed=fixed))
+    b = run_sweep(make(tmp_path, "b", budget=12, master_seed=3, fixed=fixed))
+    c = run_sweep(make(tmp_path, "c", budget=12, master_seed=4, fixed=fixed))
+    text = {k: (tmp_path / k / "trials.csv").read_text() for k in "abc"}
+    assert text["a"] == text["b"]
+    assert text["a"] != text["c"]
+    assert a["best"] == b["best"] and a["compute"] == b["compute"]
+    rows = list(csv.DictReader(text["a"].splitlines()))
+    assert len(rows) == 12 and set(rows[0]) >= {"id", "state", "lr", "batch_size", "metric@1", "metric@9",
+                                                "final_metric", "resource"}
+    assert (tmp_path / "a" / "best" / "config.json").is_file()
+    assert json.loads((tmp_path / "a" / "best" / "best.json").read_text())["trial_id"] == a["best"]["trial_id"]
+
+
+def test_nan_trials_are_stopped_at_once(tmp_path):
+    log = tmp_path / "log.jsonl"
+    out = run_sweep(make(tmp_path, scheduler="random", budget=12, master_seed=1,
+                         fixed={"synthetic_nan_lr": 4e-5, "synthetic_log": str(log)}))
+    store = Storage.open(out["sweep_dir"])
+    trials = store.trials()
+    nan = [t for t in trials if t.config["lr"] > 4e-5]
+    assert nan and len(nan) < len(trials)
+    for t in trials:
+        reports = [r for r in store.results(t.id) if r.source == "report"]
+        if t in nan:
+            assert t.state == "failed" and "non-finite" in t.error and t.resource == 1
+            assert [r.resource for r in reports] == [1] and math.isnan(reports[0].metric)
+        else:
+            assert t.state == "completed" and t.resource == 9 and len(reports) == 9
+    ends = {Path(e["trial_dir"]).name: e["end"] for e in read_log(log) if e["event"] == "end"}
+    assert all(ends[f"{t.id:05d}"] == 1 for t in nan)  # the objective itself stopped after 1 unit
+    store.close()
+
+
+def test_dead_worker_requeued_once_and_raising_objective_fails(tmp_path):
+    log = tmp_path / "log.jsonl"
+    out = run_sweep(make(tmp_path, budget=6, fixed={"synthetic_die_once": str(tmp_path / "died"),
+                                                    "synthetic_error_lr": 7e-5, "synthetic_log": str(log)}))
+    store = Storage.open(out["sweep_dir"])
+    trials = {t.id: t for t in store.trials()}
+    retried = [t for t in trials.values() if t.retries]
+    assert len(retried) == 1 and "exited with code 3; re-queued" in retried[0].error
+    assert retried[0].state != "failed"
+    starts = Counter(Path(e["trial_dir"]).name for e in read_log(log) if e["event"] == "start")
+    assert starts[f"{retried[0].id:05d}"] == sum(1 for r in retried[0].rung_metrics) + 1  # killed once, run again
+    raising = [t for t in trials.values() if t.config["lr"] > 7e-5]
+    assert raising and all(t.state == "failed" and "ValueError: synthetic failure" in t.error for t in raising)
+    assert out["tried"] == 6 and all(t.state in ("completed", "pruned", "failed") for t in trials.values())
+    store.close()
+
+
+def _rows(db, sql):
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_kill_9_halfway_then_resume_loses_and_repeats_nothing(tmp_path):
+    log = tmp_path / "log.jsonl"
+    settings = make(tmp_path, budget=24, workers=2, max_resource=9,
+                    fixed={"synthetic_sleep_ms": 5, "synthetic_log": str(log)})
+    code = ("import sys, json\nfrom albert.tune.sweep import SweepSettings, run_sweep\n"
+            "run_sweep(SweepSettings.from_dict(json.loads(sys.argv[1])))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings.to_dict())], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    db = Path(settings.sweep_dir) / "sweep.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
+            except sqlite3.OperationalError:  # schema not written yet
+                states = Counter()
+            if states["paused"] + states["completed"] + states["pruned"] >= 8 and states["running"]:
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
+    assert sum(killed_states.values()) < 24
+    workers = {w.split(":")[1] for (w,) in _rows(db, "SELECT worker FROM trials WHERE worker IS NOT NULL")}
+    time.sleep(0.3)
+    for pid in workers:  # the workers died with the sweep (no orphan finishing a trial)
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+    out = run_sweep(resume_dir=settings.sweep_dir)
+    assert out["finished"] and out["tried"] == 24
+    store = Storage.open(settings.sweep_dir)
+    trials = store.trials()
+    assert [t.sample_index for t in trials] == list(range(24))  # budget continued, no index twice
+    assert all(t.state in ("completed", "pruned", "failed") for t in trials)
+    assert not any(t.state == "failed" for t in trials)
+    rungs = out["rungs"]
+    for t in trials:
+        # finished work is not lost: the rung results chain up to the resource reached ...
+        assert sorted(t.rung_metrics) == [r for r in rungs if r <= t.resource]
+        results = [r.resource for r in store.results(t.id) if r.source == "result"]
+        assert len(results) == len(set(results))  # ... and each rung was recorded once
+        # the objective's own record: each job trained once, from the checkpoint the last one left
+        history = json.loads((Path(t.checkpoint) / CHECKPOINT).read_text())["history"]
+        assert [h[:2] for h in history] == [[a, b] for a, b in zip([0] + rungs, rungs) if b <= t.resource]
+    ends = Counter((e["trial_dir"], e["start"]) for e in read_log(log) if e["event"] == "end")
+    assert max(ends.values()) == 1  # no job ran to completion twice
+    assert sum(ends.values()) >= sum(len(t.rung_metrics) for t in trials) - killed_states["running"]
+    store.close()
+
+
+def test_confirm_top_reruns_with_extra_seeds(tmp_path):
+    out = run_sweep(make(tmp_path, budget=9, confirm_top=2, confirm_seeds=2, fixed={"synthetic_noise": 0.02}))
+    store = Storage.open(out["sweep_dir"])
+    confirm = store.trials("confirm")
+    assert len(confirm) == 4 and all(t.state == "completed" and t.resource == 9 for t in confirm)
+    rows = out["confirm"]
+    assert len(rows) == 2
+    for row in rows:
+        parent = store.trial(row["trial_id"])
+        kids = sorted(t.metric for t in confirm if t.parent == parent.id)
+        # the second best stopped at a lower rung under ASHA: only the runs at max_resource count
+        own = [parent.metric] if parent.resource == 9 else []
+        assert sorted(row["metrics"]) == sorted([*own, *kids])
+        assert len({t.seed for t in confirm if t.parent == parent.id} | {parent.seed}) == 3
+        assert row["mean"] == pytest.approx(np.mean(row["metrics"]))
+        assert row["std"] == pytest.approx(np.std(row["metrics"], ddof=1)) and row["std"] > 0
+    assert rows[0]["mean"] >= rows[1]["mean"]
+    best = json.loads((Path(out["sweep_dir"]) / "best" / "best.json").read_text())
+    assert best["trial_id"] == rows[0]["trial_id"] == out["best"]["trial_id"]
+    assert len(list(csv.DictReader((Path(out["sweep_dir"]) / "trials.csv").open()))) == 13
+    store.close()
+
+
+def test_hyperband_stops_trials_at_rungs(tmp_path):
+    out = run_sweep(make(tmp_path, scheduler="hyperband", budget=12, max_resource=9))
+    store = Storage.open(out["sweep_dir"])
+    trials = store.trials()
+    pruned = [t for t in trials if t.state == "pruned"]
+    assert pruned and all(t.resource in (1, 3) for t in pruned)
+    assert any(t.state == "completed" and t.resource == 9 for t in trials)
+    assert out["compute"]["resource"] == sum(t.resource for t in trials) < 12 * 9
+    store.close()
+
+
+def test_time_budget_stops_starting_jobs(tmp_path):
+    t0 = time.monotonic()
+    out = run_sweep(make(tmp_path, budget=500, time_budget=1.0, fixed={"synthetic_sleep_ms": 20}))
+    assert out["stop_reason"] == "time" and not out["finished"] and out["tried"] < 500
+    assert time.monotonic() - t0 < 10
+    assert "running" not in out["states"]
+
+
+def test_user_errors(tmp_path):
+    with pytest.raises(AlbertError, match="--budget"):
+        run_sweep(make(tmp_path, budget=0))
+    with pytest.raises(AlbertError, match="'lr': empty range"):
+        run_sweep(make(tmp_path, space={"lr": {"type": "uniform", "low": 1e-4, "high": 1e-4}}))
+    with pytest.raises(AlbertError, match="no sweep to resume"):
+        run_sweep(resume_dir=tmp_path / "nothing")
+    with pytest.raises(AlbertError, match="both searched and fixed"):
+        run_sweep(make(tmp_path, fixed={"lr": 1e-5}))
+    # a sweep for rte cannot be resumed as a sweep for cola
+    settings = make(tmp_path, "rte")
+    Storage.create(settings.sweep_dir, {"settings": settings.to_dict()}).close()
+    with pytest.raises(AlbertError, match="task 'rte', not 'cola'"):
+        run_sweep(make(tmp_path, "rte", task="cola"), resume_dir=settings.sweep_dir)
+    with pytest.raises(AlbertError, match="already holds a sweep"):
+        run_sweep(settings)
+    with pytest.raises(AlbertError, match="no module named"):
+        run_sweep(make(tmp_path, "other", objective="albert.no_such_module:fn"))
