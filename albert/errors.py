@@ -25,11 +25,25 @@ def located(path: object, line: int | None, problem: str) -> AlbertError:
     return AlbertError(f"{where}: {problem}")
 
 
+def _show_albert_log() -> None:
+    """Our INFO/WARNING messages go to stderr, one line each; other libraries keep their own setting."""
+    import logging
+
+    logger = logging.getLogger("albert")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def cli_main(fn: F) -> Callable[..., None]:
     """Wrap a command-line `main` so user errors exit 2 with one line on stderr."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> None:
+        _show_albert_log()
         try:
             code = fn(*args, **kwargs)
         except AlbertError as e:

@@ -132,6 +132,15 @@ PEAK_FLOPS = (
 )
 
 
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """"auto" -> bf16 on CUDA GPUs that support it, else fp32; anything else as given."""
+    if precision == "auto":
+        device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                              "cpu" if device == "auto" else device)
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
 def peak_flops(device: torch.device, precision: str) -> float | None:
     """Peak FLOP/s of one device at `precision`, or None when unknown (CPUs, other GPUs)."""
     if device.type != "cuda":
@@ -529,10 +538,7 @@ class Trainer:
         return device
 
     def _resolve_precision(self, precision: str) -> str:
-        if precision == "auto":
-            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-            return "bf16" if cuda_bf16 else "fp32"
-        return precision
+        return resolve_precision(precision, self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":

@@ -11,7 +11,6 @@ Prints one summary line with the ratio and writes a JSON record.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sqlite3

@@ -187,6 +187,10 @@ class Task:
     def write_predictions(self, predictions: Any, raw: Dataset | DatasetDict, path: str | Path) -> None:
         raise NotImplementedError
 
+    def report(self, metrics: dict[str, float], predictions: Any) -> str | None:
+        """A human-readable table of an evaluation, where the metrics alone say too little (NER)."""
+        return None
+
 
 def _save_atomically(features: DatasetDict, target: Path) -> None:
     """save_to_disk into a temporary directory, then rename it into place in one step."""

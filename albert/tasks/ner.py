@@ -103,7 +103,7 @@ class NerTask(Task):
         tags, missing = self.decode(features, split, logits["logits"], names)
         scores = ner_scores(list(split["tags"]), tags)
         report = format_ner_report(scores)
-        log.info("NER scores:\n%s", report)
+        log.debug("NER scores:\n%s", report)
         if missing:
             log.warning("%d words fell outside max_seq_length and were predicted O", missing)
         metrics = {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
@@ -111,9 +111,11 @@ class NerTask(Task):
                    "words_not_predicted": float(missing)}
         return metrics, NerPredictions(tags, report, missing)
 
-    def report(self, predictions: NerPredictions, raw: Dataset | DatasetDict) -> str:
+    def report(self, metrics: dict[str, float], predictions: NerPredictions) -> str:
         """The per-type precision/recall/F1 table of an evaluation."""
-        return predictions.report
+        note = f"\n({predictions.words_not_predicted} words beyond max_seq_length were predicted O)" \
+            if predictions.words_not_predicted else ""
+        return predictions.report + note
 
     def write_predictions(self, predictions: NerPredictions, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """CoNLL-style "token gold predicted" lines, a blank line after every sentence."""

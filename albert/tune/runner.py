@@ -267,6 +267,10 @@ class WorkerPool:
     def busy(self) -> list[Worker]:
         return [w for w in self.workers if w.busy]
 
+    def replacing(self) -> bool:
+        """A worker is being recycled: its replacement starts when it has exited."""
+        return any(w.retiring for w in self.workers)
+
     def submit(self, worker: Worker, task: Task) -> None:
         assert not worker.busy
         worker.task = task

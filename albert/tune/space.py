@@ -105,9 +105,10 @@ Distribution = Uniform | LogUniform | IntUniform | Choice
 _TYPES = {"uniform": Uniform, "loguniform": LogUniform, "log_uniform": LogUniform,
           "int": IntUniform, "intuniform": IntUniform, "choice": Choice}
 
-# Hyperparameters the fine-tuning objective understands; `--space` files may name only these.
+# Hyperparameters the fine-tuning objective (albert.tune.objective) understands; `--space` files
+# may name only these. The resource (steps) is the scheduler's, so it is not one of them.
 HYPERPARAMETERS = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay",
-                   "num_epochs", "max_grad_norm", "adam_beta2", "adam_epsilon", "label_smoothing")
+                   "max_grad_norm", "grad_accum")
 
 
 class Space(Mapping[str, Distribution]):

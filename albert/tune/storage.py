@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import AlbertError
 
@@ -228,9 +228,6 @@ class Storage:
         rows = self.conn.execute(f"SELECT * FROM results {where} ORDER BY seq", args)
         return [ResultRecord(r["seq"], r["trial_id"], r["resource"], _from_sql(r["metric"]), r["time"], r["source"])
                 for r in rows]
-
-    def iter_states(self) -> Iterator[tuple[str, int]]:
-        yield from self.conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state")
 
 
 class _Transaction:

@@ -59,6 +59,7 @@ class SweepSettings:
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 1  # CPU workers (ignored on GPUs: trials_per_gpu per GPU)
     trials_per_gpu: int = 1
+    gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES or all visible
     max_retries: int = 1  # re-runs of a job whose worker died
     confirm_top: int = 0
     confirm_seeds: int = 0
@@ -287,7 +288,7 @@ class Sweep:
             if budget_s is not None and time.monotonic() - self.started > budget_s and self.stop_reason is None:
                 self.stop_reason = "time"
             self.dispatch(pool)
-            if not self.running:
+            if not self.running and not pool.replacing():
                 return
             timeout = 0.5
             if budget_s is not None and self.stop_reason is None:
@@ -428,7 +429,7 @@ def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | No
     if resuming:
         sweep.replay()
     progress = Progress(settings.progress)
-    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu)
+    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
     pool = None
     try:
         pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20)

@@ -89,7 +89,8 @@ def curve(config: dict[str, Any], trial_dir: str, from_resource: int, to_resourc
     if config.get("synthetic_error_lr") is not None and float(config["lr"]) > float(config["synthetic_error_lr"]):
         raise ValueError(f"synthetic failure: lr {config['lr']} > {config['synthetic_error_lr']}")
     die_marker = config.get("synthetic_die_once")
-    _log(config, event="start", trial_dir=str(trial), start=from_resource, end=to_resource, pid=os.getpid())
+    _log(config, event="start", trial_dir=str(trial), start=from_resource, end=to_resource, pid=os.getpid(),
+         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), omp_threads=os.environ.get("OMP_NUM_THREADS"))
     if die_marker and not os.path.exists(die_marker):
         Path(die_marker).touch()
         os._exit(3)

@@ -126,22 +126,9 @@ def test_kill_9_halfway_then_resume_loses_and_repeats_nothing(tmp_path):
     log = tmp_path / "log.jsonl"
     settings = make(tmp_path, budget=24, workers=2, max_resource=9,
                     fixed={"synthetic_sleep_ms": 5, "synthetic_log": str(log)})
-    code = ("import sys, json\nfrom albert.tune.sweep import SweepSettings, run_sweep\n"
-            "run_sweep(SweepSettings.from_dict(json.loads(sys.argv[1])))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings.to_dict())], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = _start_sweep_process(settings)
     db = Path(settings.sweep_dir) / "sweep.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
-            except sqlite3.OperationalError:  # schema not written yet
-                states = Counter()
-            if states["paused"] + states["completed"] + states["pruned"] >= 8 and states["running"]:
-                break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
+    _wait_until(proc, db, 8)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
@@ -233,3 +220,92 @@ def test_user_errors(tmp_path):
         run_sweep(settings)
     with pytest.raises(AlbertError, match="no module named"):
         run_sweep(make(tmp_path, "other", objective="albert.no_such_module:fn"))
+
+
+def _start_sweep_process(settings):
+    code = ("import sys, json\nfrom albert.tune.sweep import SweepSettings, run_sweep\n"
+            "run_sweep(SweepSettings.from_dict(json.loads(sys.argv[1])))\n")
+    return subprocess.Popen([sys.executable, "-c", code, json.dumps(settings.to_dict())], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _wait_until(proc, db, finished_at_least):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
+            except sqlite3.OperationalError:  # schema not written yet
+                states = Counter()
+            if states["paused"] + states["completed"] + states["pruned"] >= finished_at_least and states["running"]:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the sweep finished (or hung) before it could be interrupted")
+
+
+def test_ctrl_c_finishes_running_jobs_then_resume_completes(tmp_path):
+    settings = make(tmp_path, budget=20, workers=2, fixed={"synthetic_sleep_ms": 5})
+    proc = _start_sweep_process(settings)
+    db = Path(settings.sweep_dir) / "sweep.db"
+    _wait_until(proc, db, 5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    summary = json.loads((Path(settings.sweep_dir) / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupt" and not summary["finished"] and summary["tried"] < 20
+    states = Counter(s for (s,) in _rows(db, "SELECT state FROM trials"))
+    assert states["running"] == 0 and states["queued"] == 0  # the running jobs were let finish
+    out = run_sweep(resume_dir=settings.sweep_dir)
+    assert out["finished"] and out["tried"] == 20
+
+
+def test_worker_recycled_when_it_holds_memory(tmp_path):
+    # A negative threshold makes every worker look like it leaked: each job gets a fresh process.
+    out = run_sweep(make(tmp_path, budget=3, min_resource=1, max_resource=1, recycle_gpu_mib=-1))
+    store = Storage.open(out["sweep_dir"])
+    trials = store.trials()
+    assert [t.state for t in trials] == ["completed"] * 3
+    assert len({t.worker for t in trials}) == 3
+    store.close()
+
+
+def test_plots_when_matplotlib_is_installed(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run_sweep(make(tmp_path, budget=6))
+    assert out["plots"] == ["learning_curves.png", "parallel_coordinates.png"]
+    for name in out["plots"]:
+        assert (Path(out["sweep_dir"]) / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_workers_are_pinned_to_their_gpu(tmp_path):
+    # No GPU needed: the pinning is the environment each worker is started with, which the
+    # synthetic objective records.
+    log = tmp_path / "log.jsonl"
+    out = run_sweep(make(tmp_path, budget=8, device="cuda", gpus=["3", "5"], trials_per_gpu=2,
+                         fixed={"synthetic_sleep_ms": 3, "synthetic_log": str(log)}))
+    store = Storage.open(out["sweep_dir"])
+    seen = {}
+    for e in read_log(log):
+        if e["event"] == "start":
+            seen.setdefault(e["pid"], set()).add(e["cuda_visible_devices"])
+    assert all(len(v) == 1 for v in seen.values())
+    pinned = {pid: v.pop() for pid, v in seen.items()}
+    assert set(pinned.values()) <= {"3", "5"}
+    for t in store.trials():  # trials.worker is "gpu<id>.<slot>:<pid>"
+        name, pid = t.worker.split(":")
+        assert name.startswith(f"gpu{pinned[int(pid)]}.")
+    assert len({t.worker.split(":")[0] for t in store.trials()}) >= 2
+    store.close()
+
+
+def test_cpu_workers_split_the_threads(tmp_path):
+    from albert.tune.runner import plan_workers
+
+    specs = plan_workers("cpu", workers=2)
+    assert [s.name for s in specs] == ["cpu0", "cpu1"]
+    assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" and s.threads == max(1, (os.cpu_count() or 1) // 2) for s in specs)
+    specs = plan_workers("cuda", trials_per_gpu=3, gpus=["0", "1"])
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["0", "0", "0", "1", "1", "1"]
+    with pytest.raises(AlbertError, match="no GPU"):
+        plan_workers("cuda", gpus=[])
+    with pytest.raises(AlbertError, match="--workers"):
+        plan_workers("cpu", workers=0)
