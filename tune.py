@@ -1,6 +1,42 @@
 #!/usr/bin/env python
-"""Tune fine-tuning hyperparameters with ASHA: python tune.py --task sst2 --budget 100 --output-dir runs/sweep"""
-import sys
+"""Search fine-tuning hyperparameters with ASHA:
+  python tune.py --task sst2 --budget 100 --preset tiny --output-dir runs/sweep
+  python tune.py --resume runs/sweep            # continue after a crash or Ctrl-C
+"""
+from albert.errors import cli_main
+from albert.runconfig import UsageParser, add_arguments
+from albert.tune.command import TuneArgs, run
 
-print("tune.py: not yet available (issue 5: the tuner is being built)", file=sys.stderr)
-sys.exit(2)
+HELP = {
+    "budget": "number of configurations to try (pruned and failed ones count)",
+    "time_budget": "seconds; after that no new trial starts",
+    "output_dir": "the sweep directory",
+    "resume": "continue the sweep in this directory",
+    "scheduler": "asha (promote the top 1/eta at each rung), hyperband (stop-only, like Ray's AsyncHyperBand) "
+                 "or random (every trial to max_resource)",
+    "min_resource": "training steps at the first rung (default: max_resource / eta^3)",
+    "max_resource": "training steps of a full trial",
+    "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}}",
+    "workers": "parallel trials on CPU",
+    "trials_per_gpu": "parallel trials per GPU",
+    "confirm_top": "re-train the K best configurations with --confirm-seeds more seeds, pick by the mean",
+    "backend": "local (built-in scheduler and workers) or ray (Ray Tune's ASHA; pip install 'ray[tune]')",
+    "model": "checkpoint every trial starts from",
+    "preset": "random initialisation of this shape instead of --model",
+}
+
+
+@cli_main
+def main() -> int:
+    parser = UsageParser.make("tune.py", __doc__)
+    add_arguments(parser, TuneArgs, HELP)
+    summary = run(TuneArgs(**vars(parser.parse_args())))
+    best = summary.get("best") or {}
+    if best:
+        print(f"best {best.get('metric')} (trial {best.get('trial_id')}); retrain with: "
+              f"python train.py {summary.get('sweep_dir', '<sweep>')}/best/config.json")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

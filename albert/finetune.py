@@ -161,8 +161,10 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer):
             raise AlbertError(f"{args.model}: vocabulary of {model.config.vocab_size} is smaller than the "
                               f"tokenizer's {tokenizer.vocab_size}")
     else:
+        # A random initialisation can have as many positions as the task asks for.
+        positions = max(PRESETS[args.preset].get("max_position_embeddings", 512), args.max_seq_length)
         config = preset(args.preset, vocab_size=tokenizer.vocab_size, num_labels=num_labels, id2label=id2label,
-                        classifier_dropout_prob=args.dropout)
+                        classifier_dropout_prob=args.dropout, max_position_embeddings=positions)
         torch.manual_seed(args.seed)
         model = cls(config)
     if args.max_seq_length > model.config.max_position_embeddings:
@@ -206,6 +208,9 @@ def run(args: FinetuneArgs, resume: bool = False,
 
     task = get_task(args.task)
     args = resolve(args, task)
+    if not args.progress:
+        import datasets
+        datasets.disable_progress_bars()
     precision = resolve_precision(args.precision, args.device)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +221,9 @@ def run(args: FinetuneArgs, resume: bool = False,
         from .checkpoint import resolve as resolve_checkpoint
         model_dir = resolve_checkpoint(args.model)
     raw = load_data(args, task)
-    raw["validation"] = _subsample(raw["validation"], args.max_eval_samples, args.seed)
+    # Evaluation examples do not depend on the training seed: runs (and tuning trials) that differ
+    # only in seed are scored on the same examples, and share one feature cache.
+    raw["validation"] = _subsample(raw["validation"], args.max_eval_samples, seed=0)
     tokenizer = load_tokenizer(args, model_dir, lambda: task.texts(raw["train"]))
     # Featurize all of train once (cached, shared by every run and tuning trial), then subsample
     # the features: the label set still comes from the whole training split.

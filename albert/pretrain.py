@@ -151,10 +151,10 @@ def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     labels = batch["labels"][batch["labels"] != -100]
     metrics = {}
     if output.mlm_loss is not None:
-        metrics["mlm_loss"] = float(output.mlm_loss)
+        metrics["mlm_loss"] = float(output.mlm_loss.detach())
         metrics["mlm_accuracy"] = float((output.mlm_logits.argmax(-1) == labels).float().mean()) if labels.numel() else 0.0
     if output.sop_loss is not None:
-        metrics["sop_loss"] = float(output.sop_loss)
+        metrics["sop_loss"] = float(output.sop_loss.detach())
         metrics["sop_accuracy"] = float((output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean())
     return metrics
 
@@ -166,6 +166,9 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .trainer import Distributed, TrainConfig, Trainer
 
     args.validate()
+    if not args.progress:
+        import datasets
+        datasets.disable_progress_bars()
     if args.lr is None:
         args = dataclasses.replace(args, lr=DEFAULT_LR[args.optimizer])
     out = Path(args.output_dir)

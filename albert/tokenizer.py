@@ -115,10 +115,12 @@ class _CharsMap:
         trie_size = int.from_bytes(blob[:4], "little")
         self.units = np.frombuffer(blob[4:4 + trie_size], dtype="<u4").tolist()
         self.replacements = blob[4 + trie_size:]
+        self.transform = functools.lru_cache(maxsize=1 << 16)(self._transform)
         ascii_map = {c: self.transform(chr(c)) for c in range(128)}
         self.ascii = str.maketrans({c: r for c, r in ascii_map.items() if r is not None})
 
-    def transform(self, chunk: str) -> str | None:
+    def _transform(self, chunk: str) -> str | None:
+        """The replacement of the shortest key that starts `chunk`, if any."""
         units = self.units
         node = units[0] >> 10 << ((units[0] & (1 << 9)) >> 6)
         for byte in chunk.encode("utf-8"):
@@ -150,69 +152,32 @@ class _CharsMap:
         return "".join(out)
 
 
-def _grapheme_kind(c: str) -> str:
-    """The grapheme-break property of `c`, as far as it matters for the table (UAX #29, simplified)."""
-    o = ord(c)
-    if c in "\u200c\uff9e\uff9f" or 0x1F3FB <= o <= 0x1F3FF or 0xE0020 <= o <= 0xE007F:
-        return "Extend"
-    if c in "\u0e33\u0eb3":  # Thai and Lao AM
-        return "SpacingMark"
-    if c == "\u200d":
-        return "ZWJ"
-    if 0x1100 <= o <= 0x115F or 0xA960 <= o <= 0xA97C:
-        return "L"
-    if 0x1160 <= o <= 0x11A7 or 0xD7B0 <= o <= 0xD7C6:
-        return "V"
-    if 0x11A8 <= o <= 0x11FF or 0xD7CB <= o <= 0xD7FB:
-        return "T"
-    if 0xAC00 <= o <= 0xD7A3:
-        return "LV" if (o - 0xAC00) % 28 == 0 else "LVT"
-    if 0x1F1E6 <= o <= 0x1F1FF:
-        return "RI"
-    cat = unicodedata.category(c)
-    if cat in ("Mn", "Me"):
-        return "Extend"
-    if cat == "Mc":
-        return "SpacingMark"
-    if cat in ("Cc", "Cf", "Zl", "Zp"):
-        return "Control"
-    if cat == "So" or 0x1F000 <= o <= 0x1FAFF:
-        return "Pictographic"
-    return "Other"
+def _joins_previous(c: str) -> bool:
+    """Whether `c` extends the grapheme cluster before it (UAX #29 GB9/GB9a: Extend, ZWJ, SpacingMark).
+
+    The other cluster rules (Hangul syllables, flags, emoji ZWJ sequences) only ever build
+    clusters of 6 bytes or more, which tokenizers maps character by character anyway.
+    """
+    if c in "\u200c\u200d\uff9e\uff9f\u0e33\u0eb3" or 0x1F3FB <= ord(c) <= 0x1F3FF or 0xE0020 <= ord(c) <= 0xE007F:
+        return True
+    return unicodedata.category(c) in ("Mn", "Me", "Mc")
 
 
-_NO_BREAK = {("L", "L"), ("L", "V"), ("L", "LV"), ("L", "LVT"), ("LV", "V"), ("V", "V"), ("LV", "T"),
-             ("V", "T"), ("LVT", "T"), ("T", "T")}
+def _is_control(c: str) -> bool:
+    return c not in "\u200c\u200d" and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def _graphemes(text: str) -> Iterator[str]:
-    """Split text into extended grapheme clusters (CRLF, Hangul syllables, marks, ZWJ, flags)."""
-    start, prev, ri_run, after_pictograph = 0, None, 0, False
-    for i, c in enumerate(text):
-        kind = "CR" if c == "\r" else "LF" if c == "\n" else _grapheme_kind(c)
-        if prev is None:
-            join = False
-        elif prev == "CR" and kind == "LF":
-            join = True
-        elif prev in ("Control", "CR", "LF") or kind in ("Control", "CR", "LF"):
-            join = False
-        elif kind in ("Extend", "ZWJ", "SpacingMark") or (prev, kind) in _NO_BREAK:
-            join = True
-        elif prev == "ZWJ":
-            join = after_pictograph and kind == "Pictographic"  # emoji ZWJ sequences
-        else:
-            join = prev == "RI" and kind == "RI" and ri_run % 2 == 1
-        if not join:
-            if i > start:
-                yield text[start:i]
+    """Split text into grapheme clusters: a character plus the marks and joiners after it; CR LF."""
+    start = 0
+    for i in range(1, len(text)):
+        prev, c = text[i - 1], text[i]
+        if prev == "\r" and c == "\n":
+            continue
+        if _is_control(prev) or _is_control(c) or not _joins_previous(c):
+            yield text[start:i]
             start = i
-        ri_run = ri_run + 1 if kind == "RI" else 0
-        if kind == "Pictographic":
-            after_pictograph = True
-        elif kind not in ("Extend", "ZWJ"):
-            after_pictograph = False
-        prev = kind
-    if start < len(text):
+    if text:
         yield text[start:]
 
 
@@ -282,17 +247,23 @@ class Tokenizer:
         self._sp = spm.SentencePieceProcessor()
         try:
             self._sp.LoadFromSerializedProto(model_proto)
-            charsmap = _proto_field(_proto_field(model_proto, 3) or b"", 2)
+            charsmap = _proto_field(_proto_field(model_proto, 3) or b"", 2)  # NormalizerSpec.precompiled_charsmap
+            self._charsmap = _CharsMap(charsmap) if charsmap else None
         except Exception as e:
             raise AlbertError(f"{source}: not a SentencePiece model ({e})") from None
         self._pieces = [self._sp.IdToPiece(i) for i in range(self._sp.GetPieceSize())]
         if tuple(self._pieces[:len(SPECIAL_PIECES)]) != SPECIAL_PIECES:
             raise AlbertError(f"{source}: not an ALBERT vocabulary: ids 0-4 must be {', '.join(SPECIAL_PIECES)}, "
                               f"found {', '.join(self._pieces[:len(SPECIAL_PIECES)])}")
-        self._charsmap = _CharsMap(charsmap) if charsmap else None
         scores = [self._sp.GetScore(i) - (_DIGIT_COMMA_PENALTY if _is_digit_comma(p) else 0.0)
                   for i, p in enumerate(self._pieces)]
         self._unigram = _Unigram(self._pieces, scores)
+
+    def __getstate__(self) -> dict:  # picklable for DataLoader workers and datasets.map
+        return {"model_proto": self._proto, "do_lower_case": self.do_lower_case, "keep_accents": self.keep_accents}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model_proto"], do_lower_case=state["do_lower_case"], keep_accents=state["keep_accents"])
 
     @classmethod
     def load(cls, path: str | Path, *, do_lower_case: bool | None = None,

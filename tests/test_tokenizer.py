@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,7 +139,8 @@ def hf(model_dir):
 def test_trained_model_has_albert_layout(ours, hf):
     assert ours.vocab_size == 4000 == len(hf)
     assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (0, 1, 2, 3, 4)
-    assert ours.convert_ids_to_tokens([PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID]) == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+    specials = ours.convert_ids_to_tokens([PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID])
+    assert specials == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
     assert (hf.pad_token_id, hf.unk_token_id, hf.cls_token_id, hf.sep_token_id, hf.mask_token_id) == (0, 1, 2, 3, 4)
     pieces = hf.convert_ids_to_tokens(list(range(len(hf))))
     assert ours.convert_ids_to_tokens(range(ours.vocab_size)) == pieces
@@ -207,6 +209,23 @@ def test_tricky_text_matches(model_dir, settings):
         assert ours(text, "Café 1,000") == hf_call(hf, text, "Café 1,000"), text
         for skip in (False, True):
             assert ours.decode(ids, skip_special_tokens=skip) == hf.decode(ids, skip_special_tokens=skip), text
+
+
+# Fragments whose grapheme clusters make transformers' table lookup differ from SentencePiece's.
+FRAGMENTS = ["a", "b", "é", "E", " ", "\xa0", "\u0301", "\u0308", "\uff9e", "\uff9f", "\uff76", "\u0e33", "\u200d",
+             "\u200c", "\r\n", "\r", "\x0b", "\x85", "\ufb01", "\uff21", "\xbd", "\u2122", "\u01c4", "\u0130", "\u03a3",
+             "\u2581", "\U0001f44d", "\U0001f3fd", "\ud55c", "\u1100\u1161", "[MASK]", "``", "''", "1,0", ".", "\u00a8"]
+
+
+@pytest.mark.parametrize("settings", [{}, {"keep_accents": True}, {"do_lower_case": False}])
+def test_random_unicode_matches(model_dir, settings):
+    ours = Tokenizer.load(model_dir, **settings)
+    hf = hf_albert(model_dir, **settings)
+    rng = random.Random(len(settings))
+    for _ in range(700):
+        text = "".join(rng.choices(FRAGMENTS, k=rng.randint(1, 12)))
+        assert ours.encode(text) == hf(text, add_special_tokens=False)["input_ids"], repr(text)
+        assert ours.tokenize(text) == hf.tokenize(text), repr(text)
 
 
 def test_normalize_by_hand():
@@ -295,6 +314,12 @@ def test_save_load_round_trip(ours, model_dir, tmp_path):
     plain = Tokenizer.load(model_dir / "spiece.model", do_lower_case=False)  # a file, and an explicit setting
     assert (plain.do_lower_case, plain.keep_accents) == (False, False)
     assert plain.normalize("Abc") == "Abc" and ours.normalize("Abc") == "abc"
+
+
+def test_pickle_round_trip(ours):
+    again = pickle.loads(pickle.dumps(ours))
+    assert (again.do_lower_case, again.keep_accents, again.vocab_size) == (True, False, ours.vocab_size)
+    assert all(again.encode(t) == ours.encode(t) for t in TRICKY)
 
 
 def test_corrupt_or_missing_files_name_the_path(tmp_path):

@@ -114,6 +114,11 @@ class Scheduler:
     def claim(self, job: Job) -> None:
         """Mark a job re-issued from storage (after a resume) as handed out."""
 
+    def drain(self) -> Job | None:
+        """The budget is spent and nothing runs: a last job that the regular rule would not give,
+        or None when the sweep is done."""
+        return None
+
     def top(self, k: int, n: int) -> list[int]:
         """The best `n` trials recorded at rung `k`, best first."""
         ranked = sorted(self.results[k].items(), key=lambda kv: self.ranker.key(kv[1], kv[0]))
@@ -144,6 +149,21 @@ class ASHA(Scheduler):
                 return job
         if allow_new:
             return Job("new", None, 0, self.rungs[0])
+        return None
+
+    def drain(self) -> Job | None:
+        """With a finite budget a rung can hold fewer than eta results, and then nothing is ever
+        promoted out of it. Until some trial has reached max_resource, promote the best remaining
+        trial of the highest rung that has results, so the sweep ends with a fully trained winner."""
+        if any(math.isfinite(v) for v in self.results[-1].values()):
+            return None
+        for k in range(len(self.rungs) - 2, -1, -1):
+            ready = [t for t in self.top(k, len(self.results[k]))
+                     if t not in self.promoted[k] and t not in self.dead and math.isfinite(self.results[k][t])]
+            if ready:
+                job = Job("promote", ready[0], self.rungs[k], self.rungs[k + 1])
+                self.claim(job)
+                return job
         return None
 
     def claim(self, job: Job) -> None:

@@ -75,6 +75,24 @@ def leaderboard(trials: Sequence[TrialRecord], names: Sequence[str], mode: str, 
     return "\n".join(out)
 
 
+def _point_run_config_at(path: Path, output_dir: Path) -> None:
+    """`python train.py best/config.json` must retrain into best/retrain, not over the trial's own
+    directory (which the copy came from)."""
+    import json
+
+    if not path.is_file():
+        return
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(run, dict) and isinstance(run.get("args"), dict) and "kind" in run:
+        run["args"]["output_dir"] = str(output_dir)
+        if "overwrite" in run["args"]:
+            run["args"]["overwrite"] = False
+        write_json(path, run)
+
+
 def copy_best(trial: TrialRecord, sweep_dir: Path, extra: dict[str, Any]) -> Path:
     """best/ = the best trial's directory (checkpoint and the run's config.json) plus best.json."""
     dest = sweep_dir / "best"
@@ -84,6 +102,7 @@ def copy_best(trial: TrialRecord, sweep_dir: Path, extra: dict[str, Any]) -> Pat
         shutil.copytree(trial.checkpoint, tmp)
     else:
         tmp.mkdir(parents=True)
+    _point_run_config_at(tmp / "config.json", dest / "retrain")
     write_json(tmp / "best.json", {"trial_id": trial.id, "metric": trial.metric, "resource": trial.resource,
                                    "seed": trial.seed, "hyperparameters": trial.config, **extra})
     # Swap in whole so best/ is never half old, half new.

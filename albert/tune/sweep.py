@@ -36,6 +36,8 @@ from .runner import Died, Done, Error, Report, Task, WorkerPool, plan_workers
 from .space import Space, default_space
 from .storage import TERMINAL, Storage, TrialRecord
 
+FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
+
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
 IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
             "master_seed")
@@ -192,6 +194,8 @@ class Sweep:
             return self.pending.popleft()
         allow_new = self.storage.count("search") < self.settings.budget
         job = self.scheduler.suggest(allow_new)
+        if job is None and not allow_new and not self.running:
+            job = self.scheduler.drain()
         if job is None:
             return None
         if job.kind == "new":
@@ -259,6 +263,12 @@ class Sweep:
         job = self.running.pop(ev.trial_id)
         self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
         self.scheduler.fail(ev.trial_id)
+        # A setting that breaks every trial (a bad path, a too-long sequence) should stop the sweep
+        # with its message, not burn the whole budget on copies of one traceback.
+        if not self.storage.results() and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
+            last = ev.text.strip().splitlines()[-1] if ev.text.strip() else "unknown error"
+            raise AlbertError(f"the first {FAIL_FAST} trials all failed, the last with: {last} "
+                              f"(full tracebacks in {self.dir / 'sweep.db'}; fix and --resume)")
 
     def on_died(self, ev: Died) -> None:
         if ev.task is None:  # a worker we retired (GPU memory), or one that died between jobs

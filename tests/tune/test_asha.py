@@ -172,3 +172,25 @@ def test_random_search_runs_every_trial_to_max():
     assert rs.suggest() == Job("new", None, 0, 27)
     assert rs.suggest(allow_new=False) is None
     assert not rs.should_stop(0, 5, 0.1) and rs.should_stop(1, 5, math.nan)
+
+
+def test_drain_finishes_one_trial_when_the_budget_leaves_rungs_short():
+    """6 configurations, eta 3: rung 1 promotes 2, rung 3 (2 results) promotes none by the rule.
+    Once the budget is spent, drain promotes the best of the highest rung until one trial reaches the top."""
+    from albert.tune.asha import ASHA
+
+    s = ASHA(min_resource=1, max_resource=9, eta=3, mode="max")
+    assert s.rungs == [1, 3, 9]
+    metrics = {1: 0.1, 2: 0.5, 3: 0.3, 4: 0.9, 5: 0.2, 6: 0.4}
+    for tid, m in metrics.items():
+        s.report(tid, 1, m)
+    first, second = s.suggest(allow_new=False), s.suggest(allow_new=False)
+    assert (first.trial_id, second.trial_id) == (4, 2)  # floor(6/3) = 2: the best two
+    assert s.suggest(allow_new=False) is None
+    s.report(4, 3, 0.6)
+    s.report(2, 3, 0.7)
+    assert s.suggest(allow_new=False) is None  # 2 results at rung 3 < eta: the rule promotes nothing
+    job = s.drain()
+    assert (job.kind, job.trial_id, job.from_resource, job.to_resource) == ("promote", 2, 3, 9)
+    s.report(2, 9, 0.8)
+    assert s.drain() is None  # a trial reached max_resource: done
