@@ -2,7 +2,7 @@
 """Re-run a saved run configuration: python train.py RUN/config.json [--set lr=3e-5 ...] [--output-dir DIR]"""
 import argparse
 
-from albert.errors import cli_main
+from albert.errors import AlbertError, cli_main
 from albert.runconfig import UsageParser, apply_overrides, build_args, load_run_config
 
 
@@ -24,7 +24,8 @@ def main() -> int:
         from albert.pretrain import PretrainArgs, run
         cls = PretrainArgs
     else:
-        raise SystemExit(f"train.py: {ns.config}: a '{kind}' configuration cannot be re-run by train.py")
+        raise AlbertError(f"{ns.config}: a '{kind}' configuration cannot be re-run by train.py; "
+                          "use python tune.py --resume <sweep dir>, or a trial's config.json")
     values = apply_overrides(cls, values, ns.set)
     results = run(build_args(cls, values, ns.config), resume=ns.resume)
     print({k: v for k, v in results.items() if k in ("best", "final", "steps")})

@@ -38,12 +38,31 @@ def _show_albert_log() -> None:
         logger.propagate = False
 
 
+def _one_line_warnings() -> None:
+    """Our warnings (a skipped step, a damaged checkpoint) print as `warning: ...`, one line each."""
+    import warnings
+
+    default = warnings.showwarning
+    if getattr(default, "_albert", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.split(".")[0] == "albert":
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show._albert = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def cli_main(fn: F) -> Callable[..., None]:
     """Wrap a command-line `main` so user errors exit 2 with one line on stderr."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> None:
         _show_albert_log()
+        _one_line_warnings()
         try:
             code = fn(*args, **kwargs)
         except AlbertError as e:

@@ -105,8 +105,9 @@ def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
     filled = dataclasses.replace(
         args,
         lr=args.lr if args.lr is not None else d["lr"],
-        batch_size=args.batch_size or d["batch_size"],
-        max_seq_length=args.max_seq_length or d["max_seq_length"],
+        # `is not None`, not `or`: an explicit 0 must reach validate(), not become the default.
+        batch_size=args.batch_size if args.batch_size is not None else d["batch_size"],
+        max_seq_length=args.max_seq_length if args.max_seq_length is not None else d["max_seq_length"],
         warmup=args.warmup if args.warmup is not None else d["warmup"],
         weight_decay=args.weight_decay if args.weight_decay is not None else d.get("weight_decay", 0.0),
         dropout=args.dropout if args.dropout is not None else d.get("dropout", 0.1),
@@ -204,7 +205,7 @@ def run(args: FinetuneArgs, resume: bool = False,
 
     `report(step, metrics)` is called after every evaluation (the tuner uses it to prune)."""
     from .tasks import get_task
-    from .trainer import TrainConfig, Trainer, resolve_precision
+    from .trainer import TrainConfig, Trainer, refuse_earlier_run, resolve_precision
 
     task = get_task(args.task)
     args = resolve(args, task)
@@ -213,13 +214,16 @@ def run(args: FinetuneArgs, resume: bool = False,
         datasets.disable_progress_bars()
     precision = resolve_precision(args.precision, args.device)
     out = Path(args.output_dir)
+    if not resume and not args.overwrite:
+        refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
     out.mkdir(parents=True, exist_ok=True)
     save_run_config(out / "config.json", "finetune", args)
 
     model_dir = None
     if args.model:
-        from .checkpoint import resolve as resolve_checkpoint
+        from .checkpoint import load_config, resolve as resolve_checkpoint
         model_dir = resolve_checkpoint(args.model)
+        load_config(model_dir)  # no config.json, or not ALBERT: say so before asking for its tokenizer
     raw = load_data(args, task)
     # Evaluation examples do not depend on the training seed: runs (and tuning trials) that differ
     # only in seed are scored on the same examples, and share one feature cache.

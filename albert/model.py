@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import AlbertConfig
+from .errors import AlbertError
 
 
 @dataclass
@@ -75,8 +76,26 @@ class Embeddings(nn.Module):
         return self.proj(self.drop(self.norm(x)))
 
 
+ATTENTION_IMPLS = ("sdpa", "eager")
+
+
+def _eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                     dropout_p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v written out, the reference SDPA is measured against (bench/)."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if mask is not None:  # True = attend
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = F.dropout(scores.softmax(-1), dropout_p) if dropout_p > 0 else scores.softmax(-1)
+    return probs @ v
+
+
 class Layer(nn.Module):
-    """One transformer block, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
+    """One transformer block, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
+
+    `attention_impl` ("sdpa" or "eager") is a runtime switch, not part of the config: SDPA's
+    fused kernels by default, the written-out softmax for comparison (`set_attention_impl`)."""
+
+    attention_impl = "sdpa"
 
     def __init__(self, c: AlbertConfig):
         super().__init__()
@@ -92,11 +111,19 @@ class Layer(nn.Module):
         self.attn_drop = c.attention_probs_dropout_prob
         self.drop = nn.Dropout(c.hidden_dropout_prob)
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, H) -> q, k, v as (B, heads, T, H / heads) views of one fused matmul's output."""
+        B, T, H = x.shape
+        return self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4).unbind(0)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.attn_drop if self.training else 0.0)
+        q, k, v = self.project_qkv(x)
+        p = self.attn_drop if self.training else 0.0
+        if self.attention_impl == "sdpa":
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            a = _eager_attention(q, k, v, mask, p)
         a = a.transpose(1, 2).reshape(B, T, H)
         x = self.attn_norm(x + self.drop(self.attn_out(a)))
         # The reference TF code applies dropout to the FFN output too; transformers leaves it out.
@@ -180,6 +207,14 @@ class AlbertPreTrainedModel(nn.Module):
     @property
     def backbone_model(self) -> "AlbertModel":
         return self if isinstance(self, AlbertModel) else self.backbone
+
+    def set_attention_impl(self, impl: str) -> None:
+        """Attention kernel of every layer: "sdpa" (fused, the default) or "eager" (plain softmax)."""
+        if impl not in ATTENTION_IMPLS:
+            raise AlbertError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
+        for m in self.modules():
+            if isinstance(m, Layer):
+                m.attention_impl = impl
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

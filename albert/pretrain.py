@@ -163,7 +163,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .data.corpus import resolve_corpus
     from .data.pretraining import IndexedExamples, NgramMasker, build_pretraining_dataset, pretraining_collate
     from .model import AlbertForPreTraining
-    from .trainer import Distributed, TrainConfig, Trainer
+    from .trainer import Distributed, TrainConfig, Trainer, refuse_earlier_run
 
     args.validate()
     if not args.progress:
@@ -174,6 +174,8 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     out = Path(args.output_dir)
     is_main = Distributed().is_main
     if is_main:
+        if not resume and not args.overwrite:
+            refuse_earlier_run(out)  # before config.json and tokenizer/ are replaced
         out.mkdir(parents=True, exist_ok=True)
         save_run_config(out / "config.json", "pretrain", args)
 

@@ -118,6 +118,8 @@ class _CharsMap:
         self.transform = functools.lru_cache(maxsize=1 << 16)(self._transform)
         ascii_map = {c: self.transform(chr(c)) for c in range(128)}
         self.ascii = str.maketrans({c: r for c, r in ascii_map.items() if r is not None})
+        self.space_maps_to_itself = ascii_map[ord(" ")] in (None, " ")
+        self.word = functools.lru_cache(maxsize=1 << 18)(self._clusters)
 
     def _transform(self, chunk: str) -> str | None:
         """The replacement of the shortest key that starts `chunk`, if any."""
@@ -138,6 +140,17 @@ class _CharsMap:
 
     def __call__(self, text: str) -> str:
         if text.isascii() and "\r\n" not in text:  # then every character is a cluster of its own
+            return text.translate(self.ascii)
+        # A cluster never spans an ASCII space unless the next character joins it (a combining
+        # mark), so words can be mapped on their own, and cached: words repeat, lines do not.
+        if self.space_maps_to_itself:
+            words = text.split(" ")
+            if not any(w and _joins_previous(w[0]) for w in words[1:]):
+                return " ".join(map(self.word, words))
+        return self._clusters(text)
+
+    def _clusters(self, text: str) -> str:
+        if text.isascii() and "\r\n" not in text:
             return text.translate(self.ascii)
         out = []
         for cluster in _graphemes(text):

@@ -113,13 +113,17 @@ class TrainConfig:
         need(self.schedule_steps is None or self.schedule_steps >= 1,
              f"schedule_steps must be >= 1, got {self.schedule_steps}")
 
-    def fingerprint(self) -> str:
-        """Hash of the settings that shape the training trajectory (not where or how it is logged)."""
+    def trajectory_settings(self) -> dict[str, Any]:
+        """The settings that shape the training trajectory (not where or how it is logged)."""
         d = dataclasses.asdict(self)
         for k in ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last", "overwrite",
                   "max_steps"):
             d.pop(k)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+    def fingerprint(self) -> str:
+        """Hash of `trajectory_settings()`."""
+        return hashlib.sha256(json.dumps(self.trajectory_settings(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Dense peak FLOP/s per GPU: (bf16/fp16 tensor cores, fp32 without TF32). First match wins.
@@ -268,8 +272,9 @@ class CheckpointStore:
     against files damaged afterwards. Only the newest `keep_last` are kept.
     """
 
-    def __init__(self, root: Path, keep_last: int, fingerprint: str):
+    def __init__(self, root: Path, keep_last: int, fingerprint: str, settings: dict[str, Any] | None = None):
         self.root, self.keep_last, self.fingerprint = root, keep_last, fingerprint
+        self.settings = settings  # what the fingerprint hashes, so a mismatch can be named
 
     def steps(self) -> list[tuple[int, Path]]:
         """Checkpoint directories, newest first."""
@@ -283,21 +288,37 @@ class CheckpointStore:
         return sorted(found, reverse=True)
 
     def save(self, step: int, objects: dict[str, Any]) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-step-{step}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        files = {}
-        for name, obj in objects.items():
-            path = tmp / f"{name}.pt"
-            torch.save(obj, path)
-            _fsync(path)
-            files[path.name] = _sha256(path)
-        manifest = {"format": 1, "step": step, "config": self.fingerprint, "files": files}
-        with atomic_write(tmp / "manifest.json") as f:
-            json.dump(manifest, f, indent=2)
-        _fsync(tmp)
         final = self.root / f"step-{step}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # Only partial checkpoints are ever left in temporary directories (a kill mid-save).
+            for stale in self.root.glob(".tmp-step-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.root / f".tmp-step-{step}-{os.getpid()}"
+            tmp.mkdir()
+            try:
+                files = {}
+                for name, obj in objects.items():
+                    path = tmp / f"{name}.pt"
+                    torch.save(obj, path)
+                    _fsync(path)
+                    files[path.name] = _sha256(path)
+                manifest = {"format": 1, "step": step, "config": self.fingerprint, "files": files}
+                if self.settings is not None:
+                    manifest["settings"] = self.settings
+                with atomic_write(tmp / "manifest.json") as f:
+                    json.dump(manifest, f, indent=2)
+                _fsync(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        # torch.save reports a full disk as a RuntimeError from its zip writer.
+        except (OSError, RuntimeError, AlbertError) as e:
+            cause = e.__cause__ if isinstance(e, AlbertError) and e.__cause__ is not None else e
+            reason = getattr(cause, "strerror", None) or str(cause).strip().splitlines()[0]
+            kept = self.steps()
+            previous = f"the previous checkpoint {kept[0][1]} is intact" if kept else "no earlier checkpoint exists"
+            raise AlbertError(f"{final}: cannot write the checkpoint ({reason}); {previous}") from e
         if final.exists():  # the same step saved again (e.g. after a resume): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -322,6 +343,13 @@ class CheckpointStore:
                 return f"{name} is missing"
             if _sha256(p) != digest:
                 return f"{name} does not match its sha256 in manifest.json (truncated or corrupt)"
+        for name in files:
+            # A file put there with a matching manifest must still be tensors and plain data: it
+            # is unpickled without running code (weights_only) and its tensors only mapped (mmap).
+            try:
+                torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as e:
+                return f"{name} is not a checkpoint file ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
         return None
 
     def newest_valid(self) -> Path | None:
@@ -347,7 +375,28 @@ class CheckpointStore:
     @staticmethod
     def load(path: Path, name: str, map_location: Any = "cpu") -> Any:
         # weights_only: a checkpoint holds tensors and plain data, never code.
-        return torch.load(path / f"{name}.pt", map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path / f"{name}.pt", map_location=map_location, weights_only=True)
+        except Exception as e:  # refused globals (pickled code), a foreign or damaged file
+            raise AlbertError(f"{path / f'{name}.pt'}: not a checkpoint this trainer wrote "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
+
+
+def _differences(saved: dict[str, Any] | None, now: dict[str, Any] | None) -> str:
+    """" (lr 0.001 -> 0.002, ...)" naming the settings that changed, when the manifest recorded them."""
+    if not isinstance(saved, dict) or now is None:
+        return ""
+    changed = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+               if saved.get(k) != now.get(k)]
+    return f" ({', '.join(changed)})" if changed else ""
+
+
+def refuse_earlier_run(output_dir: str | os.PathLike) -> None:
+    """A fresh run must not take over (or overwrite the config.json of) an earlier run's directory."""
+    steps = CheckpointStore(Path(output_dir) / "checkpoints", 1, "").steps()
+    if steps:
+        raise AlbertError(f"{output_dir}: holds checkpoints of an earlier run (up to step {steps[0][0]}); "
+                          "pass --resume to continue it, or use another --output-dir")
 
 
 # --- logging ----------------------------------------------------------------------------------
@@ -388,8 +437,11 @@ class RunLog:
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise AlbertError(f"{self.path}: cannot write the log ({e.strerror or e})") from e
         if self._tb is not None:
             prefix = record.get("type", "train")
             for k, v in record.items():
@@ -517,7 +569,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
-        self.store = CheckpointStore(self.output_dir / "checkpoints", cfg.keep_last, cfg.fingerprint())
+        self.store = CheckpointStore(self.output_dir / "checkpoints", cfg.keep_last, cfg.fingerprint(),
+                                     cfg.trajectory_settings())
         self.log = RunLog(self.output_dir, enabled=self.dist.is_main)
         self._reset_state()
 
@@ -590,16 +643,26 @@ class Trainer:
         found = self.dist.broadcast(None if found is None else str(found))
         if found is None:
             if self.dist.is_main and self.store.steps():
+                if not self.config.overwrite:  # never delete a run's checkpoints unasked
+                    raise AlbertError(f"{self.store.root}: no intact checkpoint to resume from (each was skipped, "
+                                      "see the warnings); pass --overwrite to start the run over")
                 warnings.warn(f"{self.store.root}: no intact checkpoint; starting from scratch",
                               TrainingWarning, stacklevel=3)
             return None
         path = Path(found)
         manifest = self.store.manifest(path)
         if manifest.get("config") != self.store.fingerprint:
-            warnings.warn(f"{path}: saved with different training options than this run's; "
+            warnings.warn(f"{path}: saved with different training options than this run's"
+                          f"{_differences(manifest.get('settings'), self.store.settings)}; "
                           "the resumed run will not match an uninterrupted one", TrainingWarning, stacklevel=3)
-        self.model.load_state_dict(self.store.load(path, "model", self.device))
-        self.optimizer.load_state_dict(self.store.load(path, "optimizer", self.device))
+        try:
+            self.model.load_state_dict(self.store.load(path, "model", self.device))
+            self.optimizer.load_state_dict(self.store.load(path, "optimizer", self.device))
+        except (RuntimeError, ValueError, KeyError) as e:
+            detail = " ".join(str(e).split())[:300]
+            raise AlbertError(f"{path}: the checkpoint does not fit this run's model ({detail}); it was written "
+                              "by a run with another model or task: resume with the same options, or use "
+                              "another --output-dir") from None
         state = self.store.load(path, "trainer")
         if state["global_batch"] != self.sampler.global_batch:
             raise AlbertError(f"{path}: saved with a global batch of {state['global_batch']} rows, this run uses "
@@ -665,13 +728,21 @@ class Trainer:
         best = self.output_dir / "best"
         tmp = self.output_dir / f".best.tmp-{os.getpid()}"
         old = self.output_dir / ".best.old"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.save_best_fn(self.model, tmp)
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                _fsync(p)
-        _fsync(tmp)
+        for stale in self.output_dir.glob(".best.tmp-*"):  # left by a kill mid-save
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+            self.save_best_fn(self.model, tmp)
+            for p in tmp.rglob("*"):
+                if p.is_file():
+                    _fsync(p)
+            _fsync(tmp)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise AlbertError(f"{best}: cannot write the best model ({e.strerror or e}); "
+                                  "the previous best/ is intact") from e
+            raise
         shutil.rmtree(old, ignore_errors=True)
         if best.exists():
             os.replace(best, old)
@@ -790,9 +861,7 @@ class Trainer:
         if resumed_at is None and self.dist.is_main:
             if self.store.steps():
                 if not cfg.overwrite:
-                    raise AlbertError(f"{self.output_dir}: holds checkpoints of an earlier run (up to step "
-                                      f"{self.store.steps()[0][0]}); pass --resume to continue it, or use "
-                                      "another --output-dir")
+                    refuse_earlier_run(self.output_dir)
                 warnings.warn(f"{self.store.root}: removing checkpoints of an earlier run (overwrite=True)",
                               TrainingWarning, stacklevel=2)
             self.store.clear()
@@ -860,6 +929,9 @@ class Trainer:
                         self.epoch += 1
                         self.epoch_step = 0
                     save = self.step % cfg.save_every == 0 if cfg.save_every else evaluated
+                    # During a run of non-finite steps, keep_last must not rotate away the last
+                    # checkpoint saved before it began (the one a divergence error points to).
+                    save = save and self.bad_steps == 0
                     if save or last or stopped_early:
                         self.save_checkpoint()
                     clock = time.perf_counter()  # evaluation and saving are not training time

@@ -7,6 +7,7 @@ trial's run directory: `python train.py <sweep>/best/config.json` retrains it) a
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def settings_from(args: TuneArgs):
     if args.max_resource < 1:
         raise AlbertError(f"--max-resource must be >= 1 step, got {args.max_resource}")
     min_resource = args.min_resource or max(1, args.max_resource // args.eta ** 3)
-    space = Space.from_json(args.space, allowed_names=HYPERPARAMETERS).to_json() if args.space else None
+    space = _read_space(args.space).to_json() if args.space else None
     device = args.device
     if device == "auto":
         import torch
@@ -83,6 +84,17 @@ def settings_from(args: TuneArgs):
         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress)
 
 
+def _read_space(spec: str) -> Space:
+    """--space takes a JSON file or, as its help shows, the JSON object itself."""
+    if not spec.lstrip().startswith("{"):
+        return Space.from_json(spec, allowed_names=HYPERPARAMETERS)
+    try:
+        value = json.loads(spec)
+    except json.JSONDecodeError as e:
+        raise AlbertError(f"--space: invalid JSON: {e.msg} (column {e.colno})") from None
+    return Space.from_dict(value, HYPERPARAMETERS, source="--space")
+
+
 def run(args: TuneArgs) -> dict[str, Any]:
     from .sweep import run_sweep
 
@@ -90,6 +102,9 @@ def run(args: TuneArgs) -> dict[str, Any]:
         raise AlbertError(f"--backend must be local or ray, got {args.backend!r}")
     if args.budget < 1:
         raise AlbertError(f"--budget must be a positive number of configurations, got {args.budget}")
+    if args.resume and (Path(args.resume) / "ray_sweep.json").exists():
+        from .ray_backend import resume_with_ray
+        return resume_with_ray(args.resume)
     if args.resume:
         if not (Path(args.resume) / "sweep.db").exists():
             raise AlbertError(f"{args.resume}: no sweep.db; not a sweep directory")
