@@ -160,8 +160,11 @@ class Encoder(nn.Module):
 
 def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """(B, T) 1/0 padding mask -> boolean (B, 1, 1, T) mask for SDPA; None when nothing is padded,
-    so that SDPA may pick its fastest (flash) kernel."""
-    if attention_mask is None or bool(attention_mask.all()):
+    so that SDPA may pick its fastest (flash) kernel. Under torch.compile the mask is always kept:
+    the check reads a value back from the device, which would break the graph in two."""
+    if attention_mask is None:
+        return None
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     return attention_mask[:, None, None, :].bool()
 

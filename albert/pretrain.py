@@ -198,8 +198,14 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     build = functools.partial(build_pretraining_dataset, corpus, tokenizer, max_seq_length=args.max_seq_length,
                               cache_dir=cache, num_proc=args.num_proc, seed=args.seed, dupe_factor=args.dupe_factor,
                               short_seq_prob=args.short_seq_prob)
+    # Under torchrun rank 0 builds the example cache while the others wait, then they load it.
+    dist = Distributed()
+    if not dist.is_main:
+        dist.barrier()
     train = build("train", max_docs=args.max_docs)
     held = build("valid", max_docs=None if args.max_docs is None else max(50, args.max_docs // 20))
+    if dist.is_main:
+        dist.barrier()
     held = held.select(range(min(len(held), args.eval_examples)))
     if len(train) == 0:
         raise AlbertError(f"corpus {args.corpus}: no pretraining examples could be built")
@@ -230,7 +236,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
                       progress=args.progress)
     started = time.time()
     results = trainer.train(resume=resume)
-    if Distributed().is_main:
+    if dist.is_main:
         export(trainer.model, out / "final")
         results = {"corpus": args.corpus, "train_examples": len(train), "held_out_examples": len(held),
                    "parameters": model.num_parameters(), **results, "run_wall_time_s": round(time.time() - started, 2)}

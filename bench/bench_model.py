@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.config import preset  # noqa: E402
 from albert.model import HEADS  # noqa: E402
+from albert.trainer import peak_flops  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -79,11 +80,11 @@ def batch_for(head: str, batch: int, seq: int, device: torch.device, hf: bool, m
     return {k: v.to(device) for k, v in out.items()}
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache_enabled)
 
 
 def train_step_fn(model, batch, device, precision):
@@ -139,6 +140,11 @@ def measure(kind: str, head: str, shape: str, batch: int, seq: int, device, prec
     if kind == "train":
         fpt = ours.flops_per_token(seq, head_fraction=0.15 if head == "AlbertForPreTraining" else 1.0)
         rec["albert_tflops"] = fpt * tokens / ours_s / 1e12
+        rec["transformers_tflops"] = fpt * tokens / hf_s / 1e12
+        peak = peak_flops(device, precision)
+        if peak is not None:
+            rec["albert_mfu"] = fpt * tokens / ours_s / peak
+            rec["transformers_mfu"] = fpt * tokens / hf_s / peak
     del ours, hf
     return rec
 
@@ -179,7 +185,8 @@ def main() -> None:
         print(f"{what:<40} {r['albert_tokens_per_s']:>13.0f} {r['transformers_tokens_per_s']:>11.0f} {r['ratio']:>5.2f}x"
               + (f"  latency {r['albert_s'] * 1e3:.1f} vs {r['transformers_s'] * 1e3:.1f} ms" if r["batch"] == 1 else "")
               + (f"  peak MiB {r['peak_mem_mib']['albert']:.0f} vs {r['peak_mem_mib']['transformers']:.0f}"
-                 if "peak_mem_mib" in r else ""))
+                 if "peak_mem_mib" in r else "")
+              + (f"  MFU {r['albert_mfu']:.1%} vs {r['transformers_mfu']:.1%}" if "albert_mfu" in r else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "device_name": name, "threads": torch.get_num_threads(),

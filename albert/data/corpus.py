@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
@@ -146,7 +147,7 @@ def read_lines(path: Path) -> Iterator[str]:
                 try:
                     # Never more than MAX_LINE_CHARS in all, with what is carried over.
                     piece = f.readline(MAX_LINE_CHARS - len(carry))
-                except (OSError, EOFError) as e:  # truncated or corrupt gzip
+                except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip
                     raise AlbertError(f"{path}: cannot read: {e}") from e
                 bad += _decode_errors.count - before
                 text = carry + piece

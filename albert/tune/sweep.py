@@ -458,13 +458,13 @@ def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | No
         progress.close()
         summary = sweep.write_report(finished)
         board = reporting.leaderboard(storage.trials("search"), list(space), settings.mode)
-        if settings.progress:
-            print(board)
-            c = summary["compute"]
-            print(f"compute used: {c['resource']} resource units = {c['full_trainings']:.2f} full trainings")
-            for row in summary["confirm"]:
-                print(f"confirm trial {row['trial_id']}: {row['mean']:.4g} ± {row['std']:.2g} "
-                      f"over {len(row['metrics'])} seeds")
+        # The leaderboard is the sweep's result: printed whether or not the live line was shown.
+        print(board)
+        c = summary["compute"]
+        print(f"compute used: {c['resource']} resource units = {c['full_trainings']:.2f} full trainings")
+        for row in summary["confirm"]:
+            print(f"confirm trial {row['trial_id']}: {row['mean']:.4g} ± {row['std']:.2g} "
+                  f"over {len(row['metrics'])} seeds")
         return summary
     finally:
         if pool is not None:

@@ -1,0 +1,258 @@
+"""The four commands on bad input: one line on stderr naming the file, line or option, exit
+status 2, no traceback, and nothing half-written in the output directory.
+
+Most cases run the scripts in this process (runpy, as `python finetune.py ...` would, with
+cli_main's exit) so that torch is imported once; a few run as real subprocesses to show the
+same from the outside.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from albert.tokenizer import train_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SYLLABLES = ["ka", "lo", "mi", "ten", "ra", "su", "ven", "dor", "pa", "li", "gro", "bel", "nu", "sa", "tor"]
+WORDS = sorted({a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("", "s", "n")})[:400]
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+
+
+def conll_text(n_sentences: int, seed: int) -> str:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_sentences):
+        for j in range(rng.randint(3, 12)):
+            tag = TAGS[(i + j) % len(TAGS)] if j == 0 else rng.choice(TAGS)
+            lines.append(f"{rng.choice(WORDS)} NN B-NP {tag}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def prose_lines(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "." for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Inputs good and bad, shared by the cases below."""
+    root = tmp_path_factory.mktemp("inputs")
+    ner = root / "ner"
+    ner.mkdir()
+    (ner / "train.txt").write_text(conll_text(60, 1))
+    (ner / "valid.txt").write_text(conll_text(20, 2))
+    bad_ner = root / "bad-ner"
+    bad_ner.mkdir()
+    (bad_ner / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nGerman JJ\n")
+    (bad_ner / "valid.txt").write_text("EU NNP B-NP B-ORG\n")
+    sst2 = root / "sst2"
+    sst2.mkdir()
+    (sst2 / "train.tsv").write_bytes("\ufeffsentence\tlabel\tsource\na film\t1\tx\n".encode())
+    (sst2 / "dev.tsv").write_text("sentence\tlabel\na film\t1\n")
+    squad = root / "squad"
+    squad.mkdir()
+    (squad / "dev-v1.1.json").write_text('{"version": "1.1", "data": [\n  {"title": "x",,}\n]}\n')
+
+    corpus = root / "small.txt"
+    corpus.write_text("\n\n".join(" ".join(prose_lines(4, i)) for i in range(30)) + "\n")
+    (root / "blank.txt").write_text("\n \n\t\n\n")
+
+    tok = train_tokenizer(prose_lines(300, 0), root / "spm", vocab_size=200)
+    from albert.config import preset
+    from albert.model import AlbertForTokenClassification
+
+    model = root / "model-64"  # a checkpoint with only 64 positions
+    AlbertForTokenClassification(preset("micro", vocab_size=tok.vocab_size, max_position_embeddings=64,
+                                        num_labels=9)).save_pretrained(model)
+    tok.save(model)
+    no_config = root / "no-config"
+    no_config.mkdir()
+    tok.save(no_config)
+    (no_config / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())
+    bert = root / "bert"
+    bert.mkdir()
+    tok.save(bert)
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 200, "hidden_size": 16}))
+    (bert / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())
+    truncated = root / "truncated"
+    truncated.mkdir()
+    tok.save(truncated)
+    (truncated / "config.json").write_text((model / "config.json").read_text())
+    blob = (model / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(blob[: len(blob) // 3])
+
+    (root / "model-config.json").write_text((model / "config.json").read_text())
+    (root / "not-json.json").write_text("kind: finetune\n")
+    (root / "unknown-option.json").write_text(json.dumps({"kind": "finetune", "args": {"task": "ner", "bogus": 1}}))
+    (root / "tune-kind.json").write_text(json.dumps({"kind": "tune", "args": {"task": "sst2"}}))
+    (root / "finetune.json").write_text(json.dumps({"kind": "finetune", "args": {"task": "ner", "preset": "micro"}}))
+    (root / "space-unknown.json").write_text(json.dumps({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
+                                                         "momentum": [0.9, 0.99]}))
+    from albert.tune.storage import Storage
+    Storage.create(root / "rte-sweep", {"settings": {"task": "rte"}}).close()
+    return root
+
+
+def cli(capsys, monkeypatch, script: str, *args: object) -> tuple[int, str, str]:
+    """Run `python <script> <args>` in this process: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+    logger = logging.getLogger("albert")
+    saved = logger.handlers[:]
+    logger.handlers.clear()  # cli_main binds a fresh handler to this test's captured stderr
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+    finally:
+        logger.handlers[:] = saved
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def the_error(err: str) -> str:
+    """The one error line; other stderr lines may only be our one-line log messages."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:") or ": error: " in line]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    return errors[0]
+
+
+def nothing_written(out: Path) -> None:
+    """A failed command leaves no results, model, checkpoint, log or temporary file behind."""
+    if out.exists():
+        left = sorted(p.name for p in out.iterdir())
+        assert set(left) <= {"config.json"}, left
+
+
+# (script, arguments with {placeholders}, what the error line must contain)
+CASES = {
+    "negative lr": ("finetune.py", "--task ner --preset micro --lr -1", "--lr must be positive, got -1.0"),
+    "batch size 0": ("finetune.py", "--task ner --preset micro --batch-size 0", "--batch-size must be >= 1, got 0"),
+    "max seq length 0": ("finetune.py", "--task ner --preset micro --max-seq-length 0", "--max-seq-length must be >= 8"),
+    "unknown preset": ("finetune.py", "--task ner --preset nano", "--preset 'nano' is unknown"),
+    "unknown task": ("finetune.py", "--task nerr --preset micro", "unknown task 'nerr'"),
+    "lr not a number": ("finetune.py", "--task ner --preset micro --lr fast", "argument --lr: --lr: cannot parse 'fast'"),
+    "model and preset": ("finetune.py", "--task ner --preset micro --model {files}/model-64", "not both"),
+    "no data dir": ("finetune.py", "--task ner --preset micro --data-dir {files}/nowhere", "nowhere: data directory not found"),
+    "CoNLL missing column": ("finetune.py", "--task ner --preset micro --data-dir {files}/bad-ner",
+                             "bad-ner/train.txt:4: found 2 columns, but line 1 has 4"),
+    "TSV header with BOM": ("finetune.py", "--task sst2 --preset micro --data-dir {files}/sst2",
+                            "sst2/train.tsv:1: header is ['sentence', 'label', 'source']"),
+    "SQuAD not JSON": ("finetune.py", "--task squad --preset micro --data-dir {files}/squad",
+                       "squad/dev-v1.1.json:2: not valid JSON"),
+    "model without config.json": ("finetune.py", "--task ner --model {files}/no-config --data-dir {files}/ner",
+                                  "no-config: no config.json"),
+    "model not ALBERT": ("finetune.py", "--task ner --model {files}/bert --data-dir {files}/ner",
+                         "model_type is 'bert', not 'albert'"),
+    "model weights truncated": ("finetune.py", "--task ner --model {files}/truncated --data-dir {files}/ner "
+                                               "--max-seq-length 32", "corrupt or truncated safetensors file"),
+    "seq length above the model's": ("finetune.py", "--task ner --model {files}/model-64 --data-dir {files}/ner "
+                                                    "--max-seq-length 128",
+                                     "--max-seq-length 128 exceeds the model's max_position_embeddings 64"),
+    "corpus missing": ("pretrain.py", "--corpus {files}/nowhere.txt --preset micro",
+                       "corpus {files}/nowhere.txt: no such file or directory"),
+    "corpus empty": ("pretrain.py", "--corpus {files}/blank.txt --preset micro", "blank.txt (train) is empty"),
+    "vocabulary too large": ("pretrain.py", "--corpus {files}/small.txt --preset micro --vocab-size 5000",
+                             "cannot support a vocabulary of 5000 pieces"),
+    "pretrain unknown preset": ("pretrain.py", "--corpus {files}/small.txt --preset nano", "--preset 'nano' is unknown"),
+    "pretrain batch size 0": ("pretrain.py", "--corpus {files}/small.txt --batch-size 0", "--batch-size must be >= 1"),
+    "pretrain seq length": ("pretrain.py", "--corpus {files}/small.txt --preset micro --max-seq-length 4096",
+                            "--max-seq-length 4096 exceeds the micro preset's max_position_embeddings 128"),
+    "model config for train.py": ("train.py", "{files}/model-config.json", "looks like a model config.json"),
+    "train.py not JSON": ("train.py", "{files}/not-json.json", "not-json.json: not valid JSON"),
+    "train.py unknown option": ("train.py", "{files}/unknown-option.json", "unknown option(s) bogus"),
+    "train.py tune config": ("train.py", "{files}/tune-kind.json", "a 'tune' configuration cannot be re-run"),
+    "train.py bad --set": ("train.py", "{files}/finetune.json --set lr=fast", "--set lr: cannot parse 'fast'"),
+    "space unknown name": ("tune.py", "--task sst2 --preset micro --space {files}/space-unknown.json",
+                           "space-unknown.json: key 'momentum': unknown hyperparameter"),
+    "space empty range": ("tune.py", ["--task", "sst2", "--preset", "micro", "--space",
+                                      '{"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-5}}'],
+                          "--space: hyperparameter 'lr': empty range, low 0.0001 >= high 1e-05"),
+    "space not JSON": ("tune.py", ["--task", "sst2", "--preset", "micro", "--space", '{"lr": [1e-5,'],
+                       "--space: invalid JSON"),
+    "budget 0": ("tune.py", "--task sst2 --preset micro --budget 0", "--budget must be a positive number"),
+    "resume another task's sweep": ("tune.py", "--task sst2 --resume {files}/rte-sweep",
+                                    "this sweep is for task 'rte', not 'sst2'"),
+    "resume no sweep": ("tune.py", "--resume {files}/ner", "no sweep.db; not a sweep directory"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_line_exit_2(files, tmp_path, capsys, monkeypatch, name):
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    script, args, needle = CASES[name]
+    args = args.split() if isinstance(args, str) else args
+    args = [a.replace("{files}", str(files)) for a in args]
+    out = tmp_path / "out"
+    if script in ("finetune.py", "pretrain.py") or (script == "tune.py" and "--resume" not in args):
+        args += ["--output-dir", str(out), "--max-steps" if script != "tune.py" else "--max-resource", "2",
+                 "--no-progress"]
+    code, stdout, err = cli(capsys, monkeypatch, script, *args)
+    assert code == 2, (code, err)
+    line = the_error(err)
+    assert needle.replace("{files}", str(files)) in line, line
+    nothing_written(out)
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(files, tmp_path, capsys, monkeypatch):
+    """A learning rate of 1e6 makes every loss after the first update NaN: the run skips steps,
+    then exits 2 naming the checkpoint written before the divergence, which it keeps (a checkpoint
+    every step: those of the skipped steps must not rotate it away)."""
+    from albert.trainer import CheckpointStore
+
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--preset", "micro", "--data-dir",
+                       files / "ner", "--vocab-size", "150", "--max-seq-length", "32", "--batch-size", "4",
+                       "--lr", "1e6", "--warmup", "0", "--max-steps", "40", "--save-every", "1", "--log-every", "1",
+                       "--no-progress", "--output-dir", out)
+    assert code == 2
+    line = the_error(err)
+    assert "training diverged: 10 consecutive steps with a non-finite loss" in line and "lower lr" in line
+    store = CheckpointStore(out / "checkpoints", 2, "")
+    kept = store.steps()
+    assert len(kept) >= 1 and f"the last good checkpoint is {kept[0][1]}." in line
+    assert store.verify(kept[0][1]) is None
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    last_finite = max(r["step"] for r in log if r["type"] == "train" and r["loss"] is not None)
+    assert kept[0][0] <= last_finite  # written before the first non-finite step, not during the streak
+    assert not (out / "results.json").exists() and not (out / "best").exists()
+
+
+SUBPROCESS = {
+    "finetune": (["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", "{files}/bad-ner",
+                  "--output-dir", "{tmp}/ft"], "bad-ner/train.txt:4: found 2 columns"),
+    "pretrain": (["pretrain.py", "--corpus", "{files}/nowhere.txt", "--output-dir", "{tmp}/pt"],
+                 "nowhere.txt: no such file or directory"),
+    "train": (["train.py", "{files}/model-config.json"], "not a run configuration"),
+    "tune": (["tune.py", "--task", "sst2", "--preset", "micro", "--space", "{files}/space-unknown.json",
+              "--output-dir", "{tmp}/sweep"], "unknown hyperparameter"),
+}
+
+
+def test_real_processes_exit_2_with_one_line(files, tmp_path):
+    """The same, from the outside: four commands started at once, each a real interpreter."""
+    env = {**os.environ, "ALBERT_CACHE": str(files / "cache"), "PYTHONPATH": str(REPO)}
+    procs = {}
+    for name, (argv, _) in SUBPROCESS.items():
+        argv = [a.replace("{files}", str(files)).replace("{tmp}", str(tmp_path)) for a in argv]
+        procs[name] = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, stderr)
+        assert "Traceback" not in stderr and stdout == "", (name, stdout, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and SUBPROCESS[name][1] in lines[0], (name, stderr)
+    for sub in ("ft", "pt", "sweep"):
+        nothing_written(tmp_path / sub)
