@@ -14,6 +14,8 @@ from typing import IO, Any, Iterator
 
 from .errors import AlbertError
 
+from .errors import AlbertError
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -29,57 +31,33 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file for writing; on success it replaces `path` atomically."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` atomically.
+    For writers that want a file name (torch.save, safetensors)."""
     path = Path(path)
-    with _named_write_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-
-@contextlib.contextmanager
-def _named_write_errors(path: Path) -> Iterator[None]:
-    """A failed write (full disk, read-only or missing directory) becomes one line naming `path`;
-    the file, if it existed, still holds its previous version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        yield
-    except OSError as e:
-        raise AlbertError(f"{path}: cannot write ({e.strerror or e}); its previous version, if any, "
-                          "is unchanged") from e
-
-
-def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
-    """Yield a temporary path for writers that want a file name (torch.save, safetensors)."""
-    return _atomic_path(Path(path))
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    with _named_write_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         try:
             yield Path(tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        except OSError as e:  # a full disk, a read-only mount: one line naming the file
+            raise AlbertError(f"{path}: cannot write ({e.strerror or e})") from None
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file for writing; on success it replaces `path` atomically."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -25,7 +25,7 @@ import torch
 from .atomic import write_json
 from .config import PRESETS, preset
 from .errors import AlbertError
-from .runconfig import save_run_config
+from .runconfig import TrainingOptions, save_run_config
 
 log = logging.getLogger("albert")
 
@@ -33,10 +33,9 @@ HEAD_CLASSES = {"sequence": "AlbertForSequenceClassification", "token": "AlbertF
                 "span": "AlbertForQuestionAnswering"}
 
 
-@dataclass
-class FinetuneArgs:
+@dataclass(kw_only=True)
+class FinetuneArgs(TrainingOptions):
     task: str
-    output_dir: str = ""
     model: str | None = None            # checkpoint directory or hub name
     preset: str | None = None           # random initialisation of this shape instead of --model
     tokenizer: str | None = None        # spiece.model or directory; default: the model's, else trained on the task
@@ -45,35 +44,15 @@ class FinetuneArgs:
     train_file: str | None = None
     dev_file: str | None = None
     max_seq_length: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    grad_accum: int = 1
     epochs: float | None = None
-    max_steps: int | None = None
     schedule_steps: int | None = None   # length of the LR schedule when it differs from max_steps (tuning rungs)
-    warmup: float | None = None
-    weight_decay: float | None = None
     dropout: float | None = None        # classifier dropout
     layer_lr_decay: float | None = None
-    optimizer: str = "adamw"
-    schedule: str = "linear"
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    precision: str = "auto"
-    device: str = "auto"
-    eval_every: int = 0
-    log_every: int = 10
-    save_every: int = 0
-    keep_last: int = 2
     patience: int | None = None
     eval_batch_size: int = 64
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    num_workers: int = 0
-    compile: bool = False
-    progress: bool = True
     predict: bool = True                # re-score the best model and write its predictions at the end
-    overwrite: bool = False             # start over in an output dir that holds an earlier run's checkpoints
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -235,15 +214,9 @@ def run(args: FinetuneArgs, resume: bool = False,
     features["train"] = _subsample(features["train"], args.max_train_samples, args.seed)
     model = build_model(args, task, raw, tokenizer)
 
-    cfg = TrainConfig(
-        output_dir=str(out), lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        max_steps=args.max_steps, epochs=args.epochs or 3.0, warmup=args.warmup, schedule=args.schedule,
-        optimizer=args.optimizer, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        layer_lr_decay=args.layer_lr_decay, precision=args.precision, eval_every=args.eval_every,
-        log_every=args.log_every, save_every=args.save_every, keep_last=args.keep_last, patience=args.patience,
-        metric=task.main_metric, greater_is_better=task.greater_is_better, seed=args.seed,
-        num_workers=args.num_workers, device=args.device, compile=args.compile, overwrite=args.overwrite,
-        schedule_steps=args.schedule_steps)
+    cfg = args.train_config(epochs=args.epochs or 3.0, layer_lr_decay=args.layer_lr_decay, patience=args.patience,
+                            metric=task.main_metric, greater_is_better=task.greater_is_better,
+                            schedule_steps=args.schedule_steps)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         # The trainer already runs evaluation under its autocast.

@@ -27,7 +27,7 @@ from .atomic import write_json
 from .config import PRESETS, preset
 from .errors import AlbertError
 from .finetune import cache_root
-from .runconfig import save_run_config
+from .runconfig import TrainingOptions, save_run_config
 
 log = logging.getLogger("albert")
 
@@ -36,10 +36,9 @@ log = logging.getLogger("albert")
 DEFAULT_LR = {"lamb": 1e-3, "adamw": 1e-4}
 
 
-@dataclass
-class PretrainArgs:
+@dataclass(kw_only=True)
+class PretrainArgs(TrainingOptions):
     corpus: str = "wiki"                 # "wiki", "wikitext-103", or local files / a directory / a glob
-    output_dir: str = ""
     preset: str = "tiny"
     tokenizer: str | None = None         # an existing spiece.model or checkpoint directory
     vocab_size: int = 30000
@@ -50,28 +49,17 @@ class PretrainArgs:
     dupe_factor: int = 1
     max_docs: int | None = None          # only the first documents (quick runs)
     eval_examples: int = 1000
+    num_proc: int | None = None
+    power: float = 1.0
+    # Pretraining defaults for the shared training options:
     optimizer: str = "lamb"
-    lr: float | None = None
     batch_size: int = 64
-    grad_accum: int = 1
     max_steps: int = 10_000
     warmup: float = 0.025
     weight_decay: float = 0.01
     schedule: str = "polynomial"
-    power: float = 1.0
-    max_grad_norm: float = 1.0
-    precision: str = "auto"
-    device: str = "auto"
     eval_every: int = 500
-    log_every: int = 10
-    save_every: int = 0
-    keep_last: int = 2
     seed: int = 12345
-    num_proc: int | None = None
-    num_workers: int = 0
-    compile: bool = False
-    progress: bool = True
-    overwrite: bool = False             # start over in an output dir that holds an earlier run's checkpoints
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -163,7 +151,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .data.corpus import resolve_corpus
     from .data.pretraining import IndexedExamples, NgramMasker, build_pretraining_dataset, pretraining_collate
     from .model import AlbertForPreTraining
-    from .trainer import Distributed, TrainConfig, Trainer, refuse_earlier_run
+    from .trainer import Distributed, Trainer, refuse_earlier_run
 
     args.validate()
     if not args.progress:
@@ -214,13 +202,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
 
     torch.manual_seed(args.seed)
     model = AlbertForPreTraining(config)
-    cfg = TrainConfig(
-        output_dir=str(out), lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        max_steps=args.max_steps, warmup=args.warmup, schedule=args.schedule, power=args.power,
-        optimizer=args.optimizer, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        precision=args.precision, eval_every=args.eval_every, log_every=args.log_every, save_every=args.save_every,
-        keep_last=args.keep_last, metric="loss", greater_is_better=False, seed=args.seed,
-        num_workers=args.num_workers, group_by_length=True, device=args.device, compile=args.compile, overwrite=args.overwrite)
+    cfg = args.train_config(power=args.power, metric="loss", greater_is_better=False, group_by_length=True)
 
     def export(m: torch.nn.Module, directory: Path) -> None:
         m.save_pretrained(directory)

@@ -19,6 +19,42 @@ from .errors import AlbertError
 KINDS = ("finetune", "pretrain", "tune")
 
 
+@dataclasses.dataclass(kw_only=True)
+class TrainingOptions:
+    """Options of the shared training loop, common to fine-tuning and pretraining runs
+    (subclasses change defaults and add their own options)."""
+
+    output_dir: str = ""
+    lr: float | None = None
+    batch_size: int | None = None
+    grad_accum: int = 1
+    max_steps: int | None = None
+    warmup: float | None = None          # < 1: a ratio of the steps; >= 1: a number of steps
+    weight_decay: float | None = None
+    optimizer: str = "adamw"
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: str = "auto"
+    device: str = "auto"
+    eval_every: int = 0
+    log_every: int = 10
+    save_every: int = 0
+    keep_last: int = 2
+    num_workers: int = 0
+    compile: bool = False
+    progress: bool = True
+    overwrite: bool = False              # start over in an output dir that holds an earlier run's checkpoints
+
+    def train_config(self, **extra: Any):
+        """The trainer's configuration: these options, plus the run's own settings in `extra`."""
+        from .trainer import TrainConfig
+
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingOptions) if f.name in names}
+        return TrainConfig(**{**common, **extra})
+
+
 def save_run_config(path: str | Path, kind: str, args: Any) -> None:
     """Write `args` (a dataclass) as the run configuration at `path`, atomically."""
     write_json(path, {"kind": kind, "albert_version": __version__, "args": dataclasses.asdict(args)})
