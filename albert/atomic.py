@@ -14,8 +14,6 @@ from typing import IO, Any, Iterator
 
 from .errors import AlbertError
 
-from .errors import AlbertError
-
 
 def _fsync_dir(path: Path) -> None:
     try:

@@ -45,6 +45,7 @@ class TrainingOptions:
     compile: bool = False
     progress: bool = True
     overwrite: bool = False              # start over in an output dir that holds an earlier run's checkpoints
+    auto_accumulate: bool = False        # on GPU out-of-memory: halve the micro-batch, double accumulation, retry
 
     def train_config(self, **extra: Any):
         """The trainer's configuration: these options, plus the run's own settings in `extra`."""

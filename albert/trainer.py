@@ -696,8 +696,12 @@ class Trainer:
             return False
         metrics = None
         if self.dist.is_main:
-            with preserved_rng(), torch.no_grad(), self._autocast():
-                metrics = {k: float(v) for k, v in self.evaluate_fn(self.model).items()}
+            try:
+                with preserved_rng(), torch.no_grad(), self._autocast():
+                    metrics = {k: float(v) for k, v in self.evaluate_fn(self.model).items()}
+            except _OOM:
+                raise AlbertError(f"out of GPU memory while evaluating at step {self.step}; lower the evaluation "
+                                  "batch size (--eval-batch-size)") from None
             self.model.train()
         metrics = self.dist.broadcast(metrics)
         name = self.config.metric

@@ -262,21 +262,28 @@ def test_pretrain_survives_kill_9(tmp_path):
 
 # --- tuning --------------------------------------------------------------------------------------
 
-def _trials(sweep: Path) -> list[dict]:
-    con = sqlite3.connect(f"file:{sweep / 'sweep.db'}?mode=ro", uri=True)
+def _query(sweep: Path, sql: str) -> list:
+    """Rows of sweep.db, read-only; none while the database is still being created."""
+    if not (sweep / "sweep.db").exists():
+        return []
+    con = sqlite3.connect(f"file:{sweep / 'sweep.db'}?mode=ro", uri=True, timeout=10)
     try:
         con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM trials ORDER BY id")]
+        return [dict(r) for r in con.execute(sql)]
+    except sqlite3.OperationalError as e:  # no tables yet
+        if "no such table" in str(e):
+            return []
+        raise
     finally:
         con.close()
+
+
+def _trials(sweep: Path) -> list[dict]:
+    return _query(sweep, "SELECT * FROM trials ORDER BY id")
 
 
 def _results(sweep: Path) -> list[tuple]:
-    con = sqlite3.connect(f"file:{sweep / 'sweep.db'}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT trial_id, resource, source FROM results").fetchall()
-    finally:
-        con.close()
+    return [(r["trial_id"], r["resource"], r["source"]) for r in _query(sweep, "SELECT * FROM results")]
 
 
 def test_tune_survives_kill_9(tmp_path):
@@ -303,22 +310,22 @@ def test_tune_survives_kill_9(tmp_path):
         proc = launcher.start(argv)
         argv = ["tune.py", "--resume", sweep, "--no-progress"]
         started = time.monotonic()
-        results_before = len(_results(sweep)) if (sweep / "sweep.db").exists() else 0
+        results_before = len(_results(sweep))
         if k % 2:  # a random moment
             delay = rng.uniform(2.0, 15.0)
             hit = wait_until(proc, lambda: time.monotonic() - started > delay, 300)
         else:  # right after a worker's result was recorded: the next job has just started
             want = results_before + rng.randint(1, 3)
-            hit = wait_until(proc, lambda: (sweep / "sweep.db").exists() and len(_results(sweep)) >= want, 300)
+            hit = wait_until(proc, lambda: len(_results(sweep)) >= want, 300)
         if not hit:
             assert proc.wait(timeout=600) == 0, launcher.last.read_text()[-3000:]
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(0.5)
-        states = [t["state"] for t in _trials(sweep)] if (sweep / "sweep.db").exists() else []
+        states = [t["state"] for t in _trials(sweep)]
         kills.append({"after_s": round(time.monotonic() - started, 2), "trials": len(states),
-                      "running": states.count("running"), "results": len(_results(sweep)) if states else 0})
+                      "running": states.count("running"), "results": len(_results(sweep))})
     launcher.run(["tune.py", "--resume", sweep, "--no-progress"])
     report("tune sst2", [{**k, "steps_lost": 0, "mid_checkpoint_write": False} for k in kills])
     assert len(kills) >= 2
