@@ -294,9 +294,10 @@ def _mlm(head: MLMHead, h: torch.Tensor, word: torch.Tensor, labels: torch.Tenso
         return head(h, word), None
     selected = labels != -100
     logits = head(h[selected], word)
-    if logits.shape[0] == 0:  # nothing masked: a zero loss that still touches the graph
-        return logits, h.sum() * 0.0
-    return logits, F.cross_entropy(logits.float(), labels[selected])
+    # The mean written as sum / count, so that a batch with nothing masked gives a zero loss
+    # (still part of the graph) without a branch on the count, which torch.compile cannot trace.
+    loss = F.cross_entropy(logits.float(), labels[selected], reduction="sum") / selected.sum().clamp(min=1)
+    return logits, loss
 
 
 class AlbertForPreTraining(AlbertPreTrainedModel):

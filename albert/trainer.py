@@ -548,6 +548,9 @@ class Trainer:
         self.model = model.to(self.device)
         forward_model: nn.Module = self.model
         if cfg.compile:
+            # The MLM head's masked-position gather has a data-dependent shape: let dynamo capture
+            # it instead of breaking the graph there (one graph for pretraining instead of five).
+            torch._dynamo.config.capture_dynamic_output_shape_ops = True
             forward_model = torch.compile(forward_model)
         if self.dist.enabled:
             forward_model = DistributedDataParallel(

@@ -155,7 +155,7 @@ def main() -> None:
                     choices=["transformers", "albert", "albert-random"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--out", default="runs/bench/finetune.json")
+    ap.add_argument("--out", default="bench/results/finetune.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
