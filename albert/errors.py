@@ -19,6 +19,12 @@ class AlbertError(Exception):
     """An error caused by the user's input: its message names the file, line or option."""
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise `AlbertError(message)` unless `condition` holds (option checks read as a list)."""
+    if not condition:
+        raise AlbertError(message)
+
+
 def located(path: object, line: int | None, problem: str) -> AlbertError:
     """An `AlbertError` that says where: `path:line: problem`."""
     where = f"{path}:{line}" if line is not None else f"{path}"

@@ -24,7 +24,7 @@ import torch
 
 from .atomic import write_json
 from .config import PRESETS, preset
-from .errors import AlbertError
+from .errors import AlbertError, require
 from .runconfig import TrainingOptions, save_run_config
 
 log = logging.getLogger("albert")
@@ -56,26 +56,17 @@ class FinetuneArgs(TrainingOptions):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise AlbertError(msg)
-
-        need(bool(self.output_dir), "--output-dir is required")
-        need(self.model is None or self.preset is None, "give --model or --preset, not both")
-        need(self.preset is None or self.preset in PRESETS,
-             f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
-        need(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
-        need(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
-        need(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
-        need(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
-        need(self.weight_decay is None or self.weight_decay >= 0, f"--weight-decay must be >= 0")
-        need(self.dropout is None or 0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.max_seq_length is None or self.max_seq_length >= 8,
-             f"--max-seq-length must be >= 8, got {self.max_seq_length}")
-        need(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
-        need(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
+        super().validate()
+        require(self.model is None or self.preset is None, "give --model or --preset, not both")
+        require(self.preset is None or self.preset in PRESETS,
+                f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        require(self.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
+        require(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        require(self.dropout is None or 0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+        require(self.max_seq_length is None or self.max_seq_length >= 8,
+                f"--max-seq-length must be >= 8, got {self.max_seq_length}")
+        require(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
+        require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
 
 
 def resolve(args: FinetuneArgs, task) -> FinetuneArgs:

@@ -25,7 +25,7 @@ import torch
 
 from .atomic import write_json
 from .config import PRESETS, preset
-from .errors import AlbertError
+from .errors import AlbertError, require
 from .finetune import cache_root
 from .runconfig import TrainingOptions, save_run_config
 
@@ -63,25 +63,18 @@ class PretrainArgs(TrainingOptions):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise AlbertError(msg)
-
-        need(bool(self.output_dir), "--output-dir is required")
-        need(self.preset in PRESETS, f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-        need(self.optimizer in DEFAULT_LR, f"--optimizer must be one of {', '.join(DEFAULT_LR)}")
-        need(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
-        need(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
-        need(self.max_seq_length >= 16, f"--max-seq-length must be >= 16, got {self.max_seq_length}")
+        super().validate()
+        require(self.preset in PRESETS, f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        require(self.optimizer in DEFAULT_LR, f"--optimizer must be one of {', '.join(DEFAULT_LR)}")
+        require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
+        require(self.max_seq_length >= 16, f"--max-seq-length must be >= 16, got {self.max_seq_length}")
         limit = PRESETS[self.preset].get("max_position_embeddings", 512)
-        need(self.max_seq_length <= limit,
-             f"--max-seq-length {self.max_seq_length} exceeds the {self.preset} preset's "
-             f"max_position_embeddings {limit}")
-        need(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
-        need(self.max_predictions >= 1, f"--max-predictions must be >= 1")
-        need(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
+        require(self.max_seq_length <= limit,
+                f"--max-seq-length {self.max_seq_length} exceeds the {self.preset} preset's "
+                f"max_position_embeddings {limit}")
+        require(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
+        require(self.max_predictions >= 1, f"--max-predictions must be >= 1")
+        require(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
 
 
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import __version__
 from .atomic import write_json
-from .errors import AlbertError
+from .errors import AlbertError, require
 
 KINDS = ("finetune", "pretrain", "tune")
 
@@ -46,6 +46,15 @@ class TrainingOptions:
     progress: bool = True
     overwrite: bool = False              # start over in an output dir that holds an earlier run's checkpoints
     auto_accumulate: bool = False        # on GPU out-of-memory: halve the micro-batch, double accumulation, retry
+
+    def validate(self) -> None:
+        """Checks of the shared options; subclasses add their own after calling this."""
+        require(bool(self.output_dir), "--output-dir is required")
+        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
+        require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
+        require(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
 
     def train_config(self, **extra: Any):
         """The trainer's configuration: these options, plus the run's own settings in `extra`."""

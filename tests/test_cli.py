@@ -20,21 +20,9 @@ import pytest
 
 from albert.tokenizer import train_tokenizer
 
+from synthetic_text import WORDS, conll_text  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-SYLLABLES = ["ka", "lo", "mi", "ten", "ra", "su", "ven", "dor", "pa", "li", "gro", "bel", "nu", "sa", "tor"]
-WORDS = sorted({a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("", "s", "n")})[:400]
-TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
-
-
-def conll_text(n_sentences: int, seed: int) -> str:
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n_sentences):
-        for j in range(rng.randint(3, 12)):
-            tag = TAGS[(i + j) % len(TAGS)] if j == 0 else rng.choice(TAGS)
-            lines.append(f"{rng.choice(WORDS)} NN B-NP {tag}")
-        lines.append("")
-    return "\n".join(lines) + "\n"
 
 
 def prose_lines(n: int, seed: int) -> list[str]:
