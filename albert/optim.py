@@ -141,11 +141,13 @@ class Lamb(torch.optim.Optimizer):
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.01,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                    layer_lr_decay: float | None = None, fused: bool | None = None) -> torch.optim.Optimizer:
-    """AdamW (torch, fused on CUDA when possible) or LAMB over `param_groups(model, ...)`."""
+    """AdamW (torch, fused where torch has the kernels) or LAMB over `param_groups(model, ...)`."""
     groups = param_groups(model, weight_decay, lr, layer_lr_decay)
     if name == "adamw":
         if fused is None:
-            fused = all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
+            # torch has fused AdamW kernels for CUDA and (since 2.4) CPU: one kernel over all tensors.
+            fused = all((p.is_cuda or p.device.type == "cpu") and p.is_floating_point()
+                        for g in groups for p in g["params"])
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                  fused=True if fused else None, foreach=None if fused else True)
     if name == "lamb":
