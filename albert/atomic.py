@@ -58,6 +58,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         yield f
 
 
+def read_json_object(path: str | os.PathLike, missing: str = "no such file") -> dict[str, Any]:
+    """A JSON object from `path`; a missing, unreadable or non-object file is a one-line error."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AlbertError(f"{path}: {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AlbertError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise AlbertError(f"{path}: expected a JSON object")
+    return d
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_write(path) as f:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json
+from .atomic import read_json_object, write_json
 from .errors import AlbertError
 
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "gelu_pytorch_tanh", "gelu_fast", "silu", "swish")
@@ -120,14 +119,7 @@ class AlbertConfig:
     @classmethod
     def from_json_file(cls, path: str | Path) -> "AlbertConfig":
         path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AlbertError(f"{path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise AlbertError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise AlbertError(f"{path}: expected a JSON object")
+        d = read_json_object(path)
         if "model_type" not in d:
             raise AlbertError(f"{path}: no model_type; this is not an ALBERT config.json")
         return cls.from_hf_dict(d, source=str(path))

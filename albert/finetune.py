@@ -116,17 +116,16 @@ def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Call
     return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
 
 
-def build_model(args: FinetuneArgs, task, raw, tokenizer):
+def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None):
+    """The task's model: from the resolved checkpoint `model_dir`, else a random `--preset`."""
     from . import model as models
-    from .checkpoint import resolve as resolve_checkpoint
 
     cls = getattr(models, HEAD_CLASSES[task.head])
     num_labels = task.num_labels(raw)
     names = task.label_names(raw)
     id2label = {i: n for i, n in enumerate(names)} if names else None
-    if args.model:
-        directory = resolve_checkpoint(args.model)
-        model = cls.from_pretrained(directory, num_labels=num_labels, id2label=id2label,
+    if model_dir is not None:
+        model = cls.from_pretrained(model_dir, num_labels=num_labels, id2label=id2label,
                                     classifier_dropout_prob=args.dropout)
         if model.config.vocab_size < tokenizer.vocab_size:
             raise AlbertError(f"{args.model}: vocabulary of {model.config.vocab_size} is smaller than the "
@@ -203,7 +202,7 @@ def run(args: FinetuneArgs, resume: bool = False,
     # the features: the label set still comes from the whole training split.
     features = task.featurize(raw, tokenizer, args.max_seq_length, cache_root() / "features")
     features["train"] = _subsample(features["train"], args.max_train_samples, args.seed)
-    model = build_model(args, task, raw, tokenizer)
+    model = build_model(args, task, raw, tokenizer, model_dir)
 
     cfg = args.train_config(epochs=args.epochs or 3.0, layer_lr_decay=args.layer_lr_decay, patience=args.patience,
                             metric=task.main_metric, greater_is_better=task.greater_is_better,

@@ -153,7 +153,8 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     if args.lr is None:
         args = dataclasses.replace(args, lr=DEFAULT_LR[args.optimizer])
     out = Path(args.output_dir)
-    is_main = Distributed().is_main
+    dist = Distributed()
+    is_main = dist.is_main
     if is_main:
         if not resume and not args.overwrite:
             refuse_earlier_run(out)  # before config.json and tokenizer/ are replaced
@@ -180,7 +181,6 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
                               cache_dir=cache, num_proc=args.num_proc, seed=args.seed, dupe_factor=args.dupe_factor,
                               short_seq_prob=args.short_seq_prob)
     # Under torchrun rank 0 builds the example cache while the others wait, then they load it.
-    dist = Distributed()
     if not dist.is_main:
         dist.barrier()
     train = build("train", max_docs=args.max_docs)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import write_json
+from .atomic import read_json_object, write_json
 from .errors import AlbertError, require
 
 KINDS = ("finetune", "pretrain", "tune")
@@ -72,15 +72,10 @@ def save_run_config(path: str | Path, kind: str, args: Any) -> None:
 
 def load_run_config(path: str | Path) -> tuple[str, dict[str, Any]]:
     path = Path(path)
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AlbertError(f"{path}: no such run configuration") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AlbertError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("kind") not in KINDS or not isinstance(d.get("args"), dict):
+    d = read_json_object(path, missing="no such run configuration")
+    if d.get("kind") not in KINDS or not isinstance(d.get("args"), dict):
         hint = " (this looks like a model config.json; pass the run's config.json instead)" \
-            if isinstance(d, dict) and d.get("model_type") else ""
+            if d.get("model_type") else ""
         raise AlbertError(f"{path}: not a run configuration: expected {{\"kind\": one of {KINDS}, \"args\": {{...}}}}"
                           f"{hint}")
     return d["kind"], d["args"]
