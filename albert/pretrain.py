@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from .atomic import write_json
 from .config import PRESETS, preset
@@ -98,7 +100,13 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
 
 
 class HeldOut:
-    """Held-out MLM loss/accuracy and SOP loss/accuracy, with the same masks every time."""
+    """Held-out MLM loss/accuracy and SOP loss/accuracy, with the same masks every time.
+
+    The held-out labels need not be balanced: one-sentence chunks always get label 1 (segment B
+    from another document), and short held-out documents have many of them. So besides plain
+    accuracy it reports the majority-class share (what answering the commoner label scores) and
+    balanced accuracy (mean recall over the two labels), whose chance level is 0.5 whatever the
+    label shares."""
 
     def __init__(self, dataset, collate, batch_size: int):
         self.dataset, self.collate, self.batch_size = dataset, collate, batch_size
@@ -108,7 +116,8 @@ class HeldOut:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        mlm_loss = mlm_correct = mlm_count = sop_loss = sop_correct = rows = 0.0
+        mlm_loss = mlm_correct = mlm_count = sop_loss = rows = 0.0
+        sop_pred, sop_gold = [], []
         for start in range(0, len(self.dataset), self.batch_size):
             idx = list(range(start, min(start + self.batch_size, len(self.dataset))))
             batch = {k: v.to(device) for k, v in self.collate(self.dataset.__getitems__(idx), epoch=0).items()}
@@ -119,12 +128,17 @@ class HeldOut:
             mlm_count += labels.numel()
             sol = batch["sentence_order_label"]
             sop_loss += float(torch.nn.functional.cross_entropy(out.sop_logits.float(), sol, reduction="sum"))
-            sop_correct += float((out.sop_logits.argmax(-1) == sol).sum())
+            sop_pred.append(out.sop_logits.argmax(-1).cpu())
+            sop_gold.append(sol.cpu())
             rows += len(idx)
         model.train(was_training)
         mlm = mlm_loss / max(mlm_count, 1)
+        pred, gold = (torch.cat(x).numpy() if x else np.zeros(0, dtype=np.int64) for x in (sop_pred, sop_gold))
+        sop_correct = float((pred == gold).sum())
         return {"mlm_loss": mlm, "mlm_accuracy": mlm_correct / max(mlm_count, 1), "mlm_perplexity": math.exp(min(mlm, 50)),
                 "sop_loss": sop_loss / max(rows, 1), "sop_accuracy": sop_correct / max(rows, 1),
+                "sop_balanced_accuracy": float(balanced_accuracy_score(gold, pred)) if rows else 0.0,
+                "sop_majority": float(np.bincount(gold).max() / rows) if rows else 0.0,
                 "loss": mlm + sop_loss / max(rows, 1)}
 
 
