@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score
 
 from .atomic import write_json
 from .config import PRESETS, preset
@@ -113,6 +112,8 @@ class HeldOut:
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        from sklearn.metrics import balanced_accuracy_score  # only evaluation needs scikit-learn
+
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
