@@ -30,25 +30,23 @@ def ordered_corpus(n_docs: int, seed: int) -> str:
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
+    """The run's directory, its results and its held-out evaluations, in step order."""
     tmp = tmp_path_factory.mktemp("pretrain")
     corpus = tmp / "ordered.txt"
     corpus.write_text(ordered_corpus(3000, seed=3))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALBERT_CACHE", str(tmp / "cache"))
-    try:
-        args = PretrainArgs(corpus=str(corpus), output_dir=str(tmp / "run"), preset="tiny", vocab_size=200, optimizer="adamw", lr=1e-3,
-                            max_seq_length=64, batch_size=32, max_steps=200, eval_every=100,
-                            eval_examples=128, log_every=25, num_proc=1, seed=4, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALBERT_CACHE", str(tmp / "cache"))
+        args = PretrainArgs(corpus=str(corpus), output_dir=str(tmp / "run"), preset="tiny", vocab_size=200,
+                            optimizer="adamw", lr=1e-3, max_seq_length=64, batch_size=32, max_steps=200,
+                            eval_every=100, eval_examples=128, log_every=25, num_proc=1, seed=4, progress=False)
         results = run(args)
-    finally:
-        mp.undo()
-    return tmp / "run", results
+    out = tmp / "run"
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return out, results, [r for r in records if r.get("type") == "eval"]
 
 
 def test_sop_learns_visible_sentence_order(pretrained):
-    out, results = pretrained
-    evals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()
-             if json.loads(line).get("type") == "eval"]
+    _, results, evals = pretrained
     assert [e["step"] for e in evals] == [100, 200]
     final = results["final"]
     # Chance is 0.5 for balanced accuracy whatever the held-out label shares.
@@ -58,12 +56,10 @@ def test_sop_learns_visible_sentence_order(pretrained):
 
 
 def test_mlm_loss_falls_below_uniform(pretrained):
-    out, results = pretrained
+    out, results, evals = pretrained
     vocab = json.loads((out / "model_config.json").read_text())["vocab_size"]
-    evals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()
-             if json.loads(line).get("type") == "eval"]
-    # A freshly initialised model predicts ~uniformly: ln(vocab). Words are drawn from 400 made-up ones, so a
-    # model that learnt the unigram distribution is well below that.
+    # A freshly initialised model predicts ~uniformly: ln(vocab). Words are drawn from 400
+    # made-up ones, so a model that learnt the unigram distribution is well below that.
     assert evals[0]["mlm_loss"] < math.log(vocab) - 0.5, evals
     assert evals[-1]["mlm_loss"] < evals[0]["mlm_loss"], evals
     assert results["final"]["mlm_accuracy"] > 0.05
