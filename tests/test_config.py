@@ -4,9 +4,6 @@ transformers reads."""
 from __future__ import annotations
 
 import json
-import logging
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +11,9 @@ import pytest
 from albert.config import AlbertConfig, preset
 from albert.errors import AlbertError
 
-transformers = pytest.importorskip("transformers")
+from test_cli import cli  # runs a script in this process, as the command line would
 
-REPO = Path(__file__).resolve().parents[1]
+transformers = pytest.importorskip("transformers")
 
 
 def written_by_transformers(directory: Path, **changes) -> Path:
@@ -145,21 +142,6 @@ def test_configs_built_in_python_are_checked_too():
     assert preset("micro", pad_token_id=None).pad_token_id is None
 
 
-def cli(capsys, monkeypatch, script: str, *args: object) -> tuple[int, str]:
-    """Run `python <script> <args>` in this process: (exit status, stderr)."""
-    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
-    logger = logging.getLogger("albert")
-    saved = logger.handlers[:]
-    logger.handlers.clear()  # cli_main binds a fresh handler to this test's captured stderr
-    capsys.readouterr()
-    try:
-        with pytest.raises(SystemExit) as e:
-            runpy.run_path(str(REPO / script), run_name="__main__")
-    finally:
-        logger.handlers[:] = saved
-    return e.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("case", ["num_labels a string", "layer_norm_eps a string", "pad_token_id = vocab_size",
                                   "id2label key not an integer", "true as an integer"])
 def test_finetune_from_a_bad_model_is_one_line_exit_2(tmp_path, capsys, monkeypatch, case):
@@ -169,8 +151,8 @@ def test_finetune_from_a_bad_model_is_one_line_exit_2(tmp_path, capsys, monkeypa
     model = tmp_path / "model"
     path = written_by_transformers(model, **changes)
     out = tmp_path / "run"
-    code, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--model", model, "--data-dir",
-                    tmp_path / "no-data", "--output-dir", out, "--max-steps", "2", "--no-progress")
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--model", model, "--data-dir",
+                       tmp_path / "no-data", "--output-dir", out, "--max-steps", "2", "--no-progress")
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [f"error: {path}: {expected}"]
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"config.json"}  # finetune.py writes it first
