@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .atomic import read_json_object, write_json
-from .errors import AlbertError
+from .errors import AlbertError, require
+from .schema import check_values, is_number
 
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "gelu_pytorch_tanh", "gelu_fast", "silu", "swish")
 
@@ -30,9 +31,9 @@ class AlbertConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    pad_token_id: int = 0
-    bos_token_id: int = 2
-    eos_token_id: int = 3
+    pad_token_id: int | None = 0         # null (transformers allows it): no padding row
+    bos_token_id: int | None = 2
+    eos_token_id: int | None = 3
     # Task-head settings, saved in config.json the way transformers does.
     num_labels: int = 2
     id2label: dict[int, str] | None = None
@@ -40,30 +41,45 @@ class AlbertConfig:
     architectures: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        self.validate()
+    # Where the values came from (a config.json path), for error messages; not a setting.
+    source: InitVar[str] = "ALBERT config"
 
-    def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise AlbertError(f"invalid ALBERT config: {msg}")
+    def __post_init__(self, source: str) -> None:
+        self.validate(source)
+
+    def validate(self, source: str = "ALBERT config") -> None:
+        """Whether the values make sense together; raise `AlbertError("<source>: key 'x': ...")` if not.
+        (Their types are checked by `from_hf_dict`, which reads untrusted JSON.)"""
+        def key(name: str, ok: bool, problem: str) -> None:
+            require(ok, f"{source}: key {name!r}: {problem}")
 
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
-                     "inner_group_num", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
+                     "inner_group_num", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                     "type_vocab_size", "num_labels"):
             v = getattr(self, name)
-            need(isinstance(v, int) and v > 0, f"{name} must be a positive integer, got {v!r}")
-        need(self.hidden_size % self.num_attention_heads == 0,
-             f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
-        need(self.num_hidden_groups <= self.num_hidden_layers,
-             f"num_hidden_groups {self.num_hidden_groups} exceeds num_hidden_layers {self.num_hidden_layers}")
-        need(self.hidden_act in ACTIVATIONS, f"hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            key(name, isinstance(v, int) and not isinstance(v, bool) and v > 0, f"must be a positive integer, got {v!r}")
+        key("hidden_size", self.hidden_size % self.num_attention_heads == 0,
+            f"{self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+        key("num_hidden_groups", self.num_hidden_groups <= self.num_hidden_layers,
+            f"{self.num_hidden_groups} exceeds num_hidden_layers {self.num_hidden_layers}")
+        key("hidden_act", self.hidden_act in ACTIVATIONS,
+            f"{self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
             v = getattr(self, name)
-            need(0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v}")
-        if self.classifier_dropout_prob is not None:
-            need(0.0 <= self.classifier_dropout_prob < 1.0,
-                 f"classifier_dropout_prob must be in [0, 1), got {self.classifier_dropout_prob}")
-        need(self.type_vocab_size >= 1, "type_vocab_size must be at least 1")
+            key(name, v is None and name == "classifier_dropout_prob" or is_number(v) and 0.0 <= v < 1.0,
+                f"must be in [0, 1), got {v!r}")
+        key("layer_norm_eps", is_number(self.layer_norm_eps) and self.layer_norm_eps > 0,
+            f"must be a positive number, got {self.layer_norm_eps!r}")
+        key("initializer_range", is_number(self.initializer_range) and self.initializer_range >= 0,
+            f"must be a number >= 0, got {self.initializer_range!r}")
+        # The embedding's padding row: outside the vocabulary, torch fails with an AssertionError.
+        key("pad_token_id", self.pad_token_id is None or 0 <= self.pad_token_id < self.vocab_size,
+            f"{self.pad_token_id} is outside the vocabulary (vocab_size {self.vocab_size})")
+        if self.id2label is not None:
+            key("id2label", sorted(self.id2label) == list(range(len(self.id2label))),
+                f"keys must be the label ids 0..{len(self.id2label) - 1}, got {sorted(self.id2label)}")
+            key("num_labels", self.num_labels == len(self.id2label),
+                f"{self.num_labels} disagrees with the {len(self.id2label)} labels of id2label")
 
     @property
     def head_dim(self) -> int:
@@ -96,25 +112,23 @@ class AlbertConfig:
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "AlbertConfig":
+        """A config from a Hugging Face config.json object; every value is type-checked, and a
+        bad one is an `AlbertError("<source>: key 'x': expected ..., got ...")`. Keys transformers
+        writes that mean nothing here (output_attentions, dtype, ...) are kept in `extra`."""
         if d.get("model_type") not in ("albert", None):
             raise AlbertError(f"{source}: model_type is {d.get('model_type')!r}, not 'albert'")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise AlbertError(f"{source}: position_embedding_type {d['position_embedding_type']!r} is not supported")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "id2label", "num_labels"}
-        kwargs = {k: v for k, v in d.items() if k in names}
-        id2label = d.get("id2label")
-        if id2label:
-            kwargs["id2label"] = {int(k): v for k, v in id2label.items()}
-            kwargs["num_labels"] = len(id2label)
-        elif "num_labels" in d:
-            kwargs["num_labels"] = int(d["num_labels"])
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = check_values(cls, {k: v for k, v in d.items() if k in names}, source)
+        if kwargs.get("id2label"):  # transformers writes no num_labels: it is id2label's length
+            kwargs.setdefault("num_labels", len(kwargs["id2label"]))  # (one that disagrees is refused)
+        else:
+            kwargs["id2label"] = None
         ignored = {"model_type", "label2id", "position_embedding_type", "transformers_version",
-                   "torch_dtype", "dtype", "num_labels", "id2label"}
+                   "torch_dtype", "dtype"}
         extra = {k: v for k, v in d.items() if k not in names and k not in ignored}
-        try:
-            return cls(**kwargs, extra=extra)
-        except TypeError as e:
-            raise AlbertError(f"{source}: {e}") from None
+        return cls(**kwargs, extra=extra, source=source)
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "AlbertConfig":

@@ -87,7 +87,8 @@ def build_args(cls: type, values: dict[str, Any], source: str) -> Any:
     unknown = sorted(set(values) - names)
     if unknown:
         raise AlbertError(f"{source}: unknown option(s) {', '.join(unknown)}")
-    return cls(**values)
+    from .schema import check_values  # issue 12 item 8 (lockcfg): types, NaN/inf and required keys
+    return cls(**check_values(cls, values, source))
 
 
 def apply_overrides(cls: type, values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
