@@ -13,6 +13,8 @@ HELP = {
     "max_train_samples": "use only this many training examples (quick runs)",
     "warmup": "warmup: a ratio of the steps if < 1, else a number of steps",
     "precision": "auto (bf16 on GPUs that support it, fp32 on CPU), fp32, bf16 or fp16",
+    "metric": "the evaluation metric that picks best/ (default: the task's main metric)",
+    "greater_is_better": "whether a larger --metric is better (default: the task's direction)",
 }
 
 

@@ -13,6 +13,7 @@ HELP = {
     "tokenizer": "an existing spiece.model or checkpoint directory instead of training a vocabulary",
     "max_docs": "only the first N documents (quick runs)",
     "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes",
+    "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .atomic import read_json_object, write_json
-from .errors import AlbertError, require
+from .errors import AlbertError
 
 KINDS = ("finetune", "pretrain", "tune")
 

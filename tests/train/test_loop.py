@@ -76,7 +76,8 @@ def collate(rows, *, epoch, indices):
 
 def evaluate(model: nn.Module) -> dict[str, float]:
     model.eval()
-    batch = pad_batch(DEV)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in pad_batch(DEV).items()}
     out = model(**batch)
     acc = (out.logits.argmax(-1) == batch["labels"]).float().mean().item()
     return {"loss": out.loss.item(), "accuracy": acc}
@@ -360,17 +361,23 @@ def test_precision_on_cpu(tmp_path, precision):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights fp32
 
 
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=GPU)])
 @pytest.mark.parametrize("saved_with", ["fp32", "bf16"])
-def test_an_fp16_run_resumes_from_a_checkpoint_without_a_scaler(tmp_path, saved_with):
+def test_an_fp16_run_resumes_from_a_checkpoint_without_a_scaler(tmp_path, saved_with, device):
     """A bf16/fp32 checkpoint holds an empty GradScaler state: fp16 starts a fresh scaler from it."""
-    run(tmp_path, precision=saved_with, max_steps=2, save_every=2)
+    run(tmp_path, precision=saved_with, max_steps=2, save_every=2, device=device)
     with pytest.warns(TrainingWarning, match=f"precision '{saved_with}' -> 'fp16'"):
-        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision="fp16", max_steps=4, save_every=2)
+        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision="fp16", max_steps=4, save_every=2,
+                         device=device)
     assert results["steps"] == 4 and results["precision"] == "fp16"
     assert sorted(train_losses(tmp_path)) == [1, 2, 3, 4]
     # and back: the fp16 checkpoint's scaler state is ignored by a run without one
     with pytest.warns(TrainingWarning):
-        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision=saved_with, max_steps=6, save_every=2)
+        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision=saved_with, max_steps=6, save_every=2,
+                         device=device)
     assert results["steps"] == 6
 
 
