@@ -128,6 +128,17 @@ def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str,
                             required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
+def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, str]) -> tuple[Any, bool]:
+    """A recipe's command line (finetune.py, pretrain.py): one --option per field of the args
+    dataclass `cls`, and --resume. Returns (args, resume)."""
+    parser = UsageParser.make(prog, description)
+    add_arguments(parser, cls, helps)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    ns = vars(parser.parse_args())
+    resume = ns.pop("resume")
+    return cls(**ns), resume
+
+
 class UsageParser:
     """argparse exits 2 on a bad option already; this only makes its message one line."""
 

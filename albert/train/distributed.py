@@ -1,7 +1,8 @@
 """Where this process trains: its device, and its place in a torchrun launch.
 
-The recipe (finetune/pretrain `run`) creates one `Distributed`, sets it up for its device and
-hands it to the trainer; whoever set it up tears it down.
+The recipe (finetune/pretrain `run`) creates one `Distributed` and hands it to the trainer, which
+sets it up for its device (pretraining sets it up earlier, for its barriers: setup is
+idempotent); the recipe tears it down at the end.
 """
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ class Progress:
 class Trainer:
     """Fine-tuning and pretraining loop; see the module docstring for the data contract.
 
-    - `dist`: the process's place in a torchrun launch, set up by the recipe (default: one process).
+    - `dist`: the process's place in a torchrun launch, made by the recipe (default: the only
+      process); set up here for the training device, torn down by whoever made it.
     - `lengths`: one length per row, for length-grouped batches (ignored when
       `options.group_by_length` is False); without it batches are plainly random.
     - `evaluate(model) -> metrics`: run on rank 0 at each evaluation (the model is in eval
