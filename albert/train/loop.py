@@ -88,7 +88,7 @@ class Trainer:
                  step_metrics: Callable[[Any, dict], dict[str, float]] | None = None,
                  flops_per_token: float | None = None,
                  on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None):
-        options.validate_resolved()
+        options.validate_resolved(evaluating=evaluate is not None)
         self.options = opt = options
         self.output_dir = Path(opt.output_dir)
         self.train_data, self.collate_fn = train_data, collate_fn

@@ -17,8 +17,9 @@ from .precision import CHOICES as PRECISION_CHOICES
 # uninterrupted one.
 NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last", "overwrite",
                   "max_steps", "progress")
-# Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training.
-RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay", "metric", "greater_is_better")
+# Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
+# metric and greater_is_better are needed only where the trainer evaluates.
+RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,10 +85,12 @@ class TrainingOptions:
         require(self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
         require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
 
-    def validate_resolved(self) -> None:
-        """What the trainer needs beyond `validate`: every recipe default filled in."""
+    def validate_resolved(self, evaluating: bool = True) -> None:
+        """What the trainer needs beyond `validate`: every recipe default filled in (and, when it
+        evaluates, the metric that picks the best model)."""
         self.validate()
-        missing = [name for name in RESOLVED_BY_RECIPE if getattr(self, name) is None]
+        needed = RESOLVED_BY_RECIPE + (("metric", "greater_is_better") if evaluating else ())
+        missing = [name for name in needed if getattr(self, name) is None]
         require(not missing, f"training options not set: {', '.join(missing)}")
         require(self.max_steps is not None or self.epochs is not None, "give max_steps or epochs")
 

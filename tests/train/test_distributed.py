@@ -61,7 +61,7 @@ def test_ddp_wraps_the_model_and_compile_wraps_ddp(monkeypatch, tmp_path):
     monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or ("compiled", m))
     monkeypatch.setattr(Distributed, "setup", lambda self, device: None)  # no process group for this check
     options = TrainingOptions(output_dir=str(tmp_path), lr=0.1, batch_size=2, max_steps=1, warmup=0,
-                              weight_decay=0.0, metric="loss", greater_is_better=False, device="cpu", compile=True)
+                              weight_decay=0.0, device="cpu", compile=True)
     model = torch.nn.Linear(2, 2)
     trainer = Trainer(model, options, [0, 1, 2, 3], lambda rows, epoch, indices: {}, dist=Distributed(2, 0, 0))
     assert isinstance(trainer.ddp, FakeDDP) and trainer.ddp.module is model

@@ -48,7 +48,7 @@ def test_the_trainer_passes_epochs_and_indices(tmp_path: Path):
 
     collate = Recorder()
     options = TrainingOptions(output_dir=str(tmp_path), lr=0.1, batch_size=5, epochs=2, warmup=0, weight_decay=0.0,
-                              metric="loss", greater_is_better=False, device="cpu", progress=False)
+                              device="cpu", progress=False)
     Trainer(Model(), options, ROWS, collate).train()
     assert [e for e, _ in collate.calls] == [0] * 4 + [1] * 4
     assert sorted(i for e, idx in collate.calls if e == 1 for i in idx) == list(range(20))

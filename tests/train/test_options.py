@@ -46,6 +46,10 @@ def test_the_trainer_needs_the_recipe_defaults_filled_in():
     with pytest.raises(AlbertError, match="training options not set: lr, batch_size, warmup, weight_decay, "
                                           "metric, greater_is_better"):
         TrainingOptions(output_dir="out").validate_resolved()
+    without_metric = TrainingOptions(**{**RESOLVED, "metric": None, "greater_is_better": None})
+    without_metric.validate_resolved(evaluating=False)  # a run without evaluation needs no metric
+    with pytest.raises(AlbertError, match="training options not set: metric, greater_is_better"):
+        without_metric.validate_resolved()
     with pytest.raises(AlbertError, match="give max_steps or epochs"):
         TrainingOptions(**{**RESOLVED, "epochs": None}).validate_resolved()
 
