@@ -5,7 +5,7 @@ Several GPUs or nodes: torchrun --nproc_per_node 8 pretrain.py --corpus wiki ...
 """
 from albert.errors import cli_main
 from albert.pretrain import PretrainArgs, run
-from albert.runconfig import UsageParser, add_arguments
+from albert.runconfig import parse_recipe_args
 
 HELP = {
     "corpus": "wiki ($ALBERT_DATA/wiki shards, else the hub), wikitext-103, or local text files/dir/glob (.gz ok)",
@@ -13,19 +13,16 @@ HELP = {
     "tokenizer": "an existing spiece.model or checkpoint directory instead of training a vocabulary",
     "max_docs": "only the first N documents (quick runs)",
     "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes",
+    "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
 }
 
 
 @cli_main
 def main() -> int:
-    parser = UsageParser.make("pretrain.py", __doc__)
-    add_arguments(parser, PretrainArgs, HELP)
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
-    ns = vars(parser.parse_args())
-    resume = ns.pop("resume")
-    results = run(PretrainArgs(**ns), resume=resume)
+    args, resume = parse_recipe_args("pretrain.py", __doc__, PretrainArgs, HELP)
+    results = run(args, resume=resume)
     if results:
-        print(f"pretraining done: {results.get('steps')} steps; final model in {ns['output_dir']}/final")
+        print(f"pretraining done: {results.get('steps')} steps; final model in {args.output_dir}/final")
     return 0
 
 

@@ -1,13 +1,14 @@
-"""Atomic file writes: a crash (or kill -9) never leaves a half-written file behind.
+"""Atomic writes: a crash (or kill -9) never leaves a half-written file or directory behind.
 
-Write to a temporary file in the same directory, fsync it, then rename over the target;
-rename is atomic on POSIX file systems, so readers see the old file or the new one.
+Write into a temporary file (or directory) beside the target, fsync it, then rename it over
+the target; rename is atomic on POSIX file systems, so readers see the old one or the new one.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -49,6 +50,61 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file under `root`, then the directories' entries, to disk."""
+    for parent, _, files in os.walk(root, topdown=False):
+        for name in files:
+            with open(os.path.join(parent, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(parent))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a new, empty directory beside `path` to write into. When the block succeeds, every
+    file in it is fsynced and it is renamed to `path`, which therefore appears complete or not at
+    all; when the block raises, it is removed.
+
+    An existing `path` is replaced (`replace=True`; the old one is moved aside, then removed) or
+    kept (`replace=False`: another process wrote the same content first, e.g. two tuning trials
+    building one feature cache; ours is dropped). A kill -9 can leave the temporaries behind,
+    named `.NAME.tmp-*` and `.NAME.old-*`: a directory's only writer sweeps them with
+    `remove_temporaries`; shared caches leave them (another process may be writing one).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if replace and path.exists():
+            old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))  # as unique as tmp
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(old, path)  # put the old one back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        elif not path.exists():
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if replace or not path.exists():  # not a concurrent writer that got there first
+                    raise
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed
+
+
+def remove_temporaries(parent: str | os.PathLike, name: str = "*") -> None:
+    """Delete what `atomic_dir` calls cut short by a kill left in `parent` (for targets matching the
+    glob `name`). Only for directories with one writer at a time."""
+    for pattern in (f".{name}.tmp-*", f".{name}.old-*"):
+        for stale in Path(parent).glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
-"""User-facing errors.
+"""User-facing errors and warnings.
 
 Anything the user can fix (a bad path, a malformed file, an impossible option) raises
 `AlbertError`; the command-line entry points print its message on one line and exit with
-status 2 instead of showing a traceback.
+status 2 instead of showing a traceback. What a run recovers from (a skipped step, a damaged
+checkpoint) is a `TrainingWarning`, printed as one `warning: ...` line.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ F = TypeVar("F", bound=Callable[..., int | None])
 
 class AlbertError(Exception):
     """An error caused by the user's input: its message names the file, line or option."""
+
+
+class TrainingWarning(UserWarning):
+    """Something went wrong that training recovers from (a skipped step, a bad checkpoint)."""
 
 
 def require(condition: bool, message: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,12 @@ from typing import Any, Callable
 
 import torch
 
-from .atomic import write_json
+from .atomic import atomic_dir, write_json
+from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
-from .runconfig import TrainingOptions, save_run_config
+from .runconfig import save_run_config
+from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
 
@@ -44,11 +45,7 @@ class FinetuneArgs(TrainingOptions):
     train_file: str | None = None
     dev_file: str | None = None
     max_seq_length: int | None = None
-    epochs: float | None = None
-    schedule_steps: int | None = None   # length of the LR schedule when it differs from max_steps (tuning rungs)
     dropout: float | None = None        # classifier dropout
-    layer_lr_decay: float | None = None
-    patience: int | None = None
     eval_batch_size: int = 64
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -61,7 +58,6 @@ class FinetuneArgs(TrainingOptions):
         require(self.preset is None or self.preset in PRESETS,
                 f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
         require(self.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
-        require(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
         require(self.dropout is None or 0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
         require(self.max_seq_length is None or self.max_seq_length >= 8,
                 f"--max-seq-length must be >= 8, got {self.max_seq_length}")
@@ -70,7 +66,8 @@ class FinetuneArgs(TrainingOptions):
 
 
 def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
-    """Fill in the task's defaults (the ALBERT paper's fine-tuning table where it has one)."""
+    """Fill in the task's defaults (the ALBERT paper's fine-tuning table where it has one) and its
+    metric."""
     d = task.defaults
     filled = dataclasses.replace(
         args,
@@ -81,6 +78,8 @@ def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
         warmup=args.warmup if args.warmup is not None else d["warmup"],
         weight_decay=args.weight_decay if args.weight_decay is not None else d.get("weight_decay", 0.0),
         dropout=args.dropout if args.dropout is not None else d.get("dropout", 0.1),
+        metric=args.metric if args.metric is not None else task.main_metric,
+        greater_is_better=args.greater_is_better if args.greater_is_better is not None else task.greater_is_better,
     )
     if filled.max_steps is None and filled.epochs is None:
         if d.get("max_steps"):
@@ -91,10 +90,6 @@ def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
         raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
     filled.validate()
     return filled
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ALBERT_CACHE", Path.home() / ".cache" / "albert"))
 
 
 def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Callable[[], Any]):
@@ -174,14 +169,14 @@ def run(args: FinetuneArgs, resume: bool = False,
 
     `report(step, metrics)` is called after every evaluation (the tuner uses it to prune)."""
     from .tasks import get_task
-    from .trainer import TrainConfig, Trainer, refuse_earlier_run, resolve_precision
+    from .train import Distributed
+    from .train.checkpoints import refuse_earlier_run
 
     task = get_task(args.task)
     args = resolve(args, task)
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
-    precision = resolve_precision(args.precision, args.device)
     out = Path(args.output_dir)
     if not resume and not args.overwrite:
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
@@ -203,10 +198,16 @@ def run(args: FinetuneArgs, resume: bool = False,
     features = task.featurize(raw, tokenizer, args.max_seq_length, cache_root() / "features")
     features["train"] = _subsample(features["train"], args.max_train_samples, args.seed)
     model = build_model(args, task, raw, tokenizer, model_dir)
+    dist = Distributed.from_env()
+    try:
+        return _train(args, task, model, tokenizer, raw, features, dist, resume, report)
+    finally:
+        dist.teardown()
 
-    cfg = args.train_config(epochs=args.epochs or 3.0, layer_lr_decay=args.layer_lr_decay, patience=args.patience,
-                            metric=task.main_metric, greater_is_better=task.greater_is_better,
-                            schedule_steps=args.schedule_steps)
+
+def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, features, dist, resume: bool,
+           report: Callable[[int, dict[str, float]], bool] | None) -> dict[str, Any]:
+    from .train import Trainer
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         # The trainer already runs evaluation under its autocast.
@@ -220,31 +221,30 @@ def run(args: FinetuneArgs, resume: bool = False,
     train_rows = features["train"]
     lengths = task.lengths(train_rows)
     seq_len = int(sum(lengths) / max(1, len(lengths)))
-    trainer = Trainer(model, cfg, train_rows, task.collate, lengths=lengths, evaluate=evaluate,
-                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len),
-                      progress=args.progress, on_evaluate=report)
+    trainer = Trainer(model, args, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
+                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len), on_evaluate=report)
     started = time.time()
-    results = trainer.train(resume=resume)
-
-    results = {"task": args.task, "main_metric": task.main_metric, **results}
+    results = {"task": args.task, "main_metric": task.main_metric, **trainer.train(resume=resume)}
     if args.predict:
-        results["best"] = predict(args, task, trainer.model, features, raw, save_best, precision)
+        results["best"] = predict(args, task, trainer, features, raw, save_best)
     results["run_wall_time_s"] = round(time.time() - started, 2)
-    write_json(out / "results.json", results)
+    write_json(Path(args.output_dir) / "results.json", results)
     return results
 
 
-def predict(args: FinetuneArgs, task, final_model, features, raw, save_best, precision: str) -> dict[str, float]:
-    """Score the best model as saved (best/), write its predictions, print the task's report."""
+def predict(args: FinetuneArgs, task, trainer, features, raw, save_best) -> dict[str, float]:
+    """Score the best model as saved (best/) on the training device, write its predictions, print
+    the task's report."""
     out = Path(args.output_dir)
     best_dir = out / "best"
     if best_dir.exists():
-        best = type(final_model).from_pretrained(best_dir)
+        best = type(trainer.model).from_pretrained(best_dir).to(trainer.device)
     else:  # no evaluation ran: the final weights are the result
-        best = final_model
-        save_best(best, best_dir)
+        best = trainer.model
+        with atomic_dir(best_dir) as tmp:
+            save_best(best, tmp)
     metrics, predictions = task.evaluate(best, features["validation"], raw["validation"],
-                                         batch_size=args.eval_batch_size, precision=precision)
+                                         batch_size=args.eval_batch_size, precision=trainer.precision)
     task.write_predictions(predictions, raw["validation"], out / f"predictions{task.prediction_suffix}")
     text = task.report(metrics, predictions) if hasattr(task, "report") else None
     if text:

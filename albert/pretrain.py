@@ -15,20 +15,19 @@ import functools
 import itertools
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .atomic import write_json
+from .atomic import atomic_dir, write_json
+from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
-from .finetune import cache_root
-from .runconfig import TrainingOptions, save_run_config
+from .runconfig import save_run_config
+from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
 
@@ -51,7 +50,6 @@ class PretrainArgs(TrainingOptions):
     max_docs: int | None = None          # only the first documents (quick runs)
     eval_examples: int = 1000
     num_proc: int | None = None
-    power: float = 1.0
     # Pretraining defaults for the shared training options:
     optimizer: str = "lamb"
     batch_size: int = 64
@@ -66,7 +64,6 @@ class PretrainArgs(TrainingOptions):
     def validate(self) -> None:
         super().validate()
         require(self.preset in PRESETS, f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-        require(self.optimizer in DEFAULT_LR, f"--optimizer must be one of {', '.join(DEFAULT_LR)}")
         require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
         require(self.max_seq_length >= 16, f"--max-seq-length must be >= 16, got {self.max_seq_length}")
         limit = PRESETS[self.preset].get("max_position_embeddings", 512)
@@ -98,88 +95,86 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
     return train_tokenizer(texts, own, vocab_size=args.vocab_size, seed=args.seed)
 
 
-class HeldOut:
-    """Held-out MLM loss/accuracy and SOP loss/accuracy, with the same masks every time.
-
-    The held-out labels need not be balanced: one-sentence chunks always get label 1 (segment B
-    from another document), and short held-out documents have many of them. So besides plain
-    accuracy it reports the majority-class share (what answering the commoner label scores) and
-    balanced accuracy (mean recall over the two labels), whose chance level is 0.5 whatever the
-    label shares."""
-
-    def __init__(self, dataset, collate, batch_size: int):
-        self.dataset, self.collate, self.batch_size = dataset, collate, batch_size
-
-    @torch.no_grad()
-    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        from sklearn.metrics import balanced_accuracy_score  # only evaluation needs scikit-learn
-
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        mlm_loss = mlm_correct = mlm_count = sop_loss = rows = 0.0
-        sop_pred, sop_gold = [], []
-        for start in range(0, len(self.dataset), self.batch_size):
-            idx = list(range(start, min(start + self.batch_size, len(self.dataset))))
-            batch = {k: v.to(device) for k, v in self.collate(self.dataset.__getitems__(idx), epoch=0).items()}
-            out = model(**batch)
-            labels = batch["labels"][batch["labels"] != -100]
-            mlm_loss += float(torch.nn.functional.cross_entropy(out.mlm_logits.float(), labels, reduction="sum"))
-            mlm_correct += float((out.mlm_logits.argmax(-1) == labels).sum())
-            mlm_count += labels.numel()
-            sol = batch["sentence_order_label"]
-            sop_loss += float(torch.nn.functional.cross_entropy(out.sop_logits.float(), sol, reduction="sum"))
-            sop_pred.append(out.sop_logits.argmax(-1).cpu())
-            sop_gold.append(sol.cpu())
-            rows += len(idx)
-        model.train(was_training)
-        mlm = mlm_loss / max(mlm_count, 1)
-        pred, gold = (torch.cat(x).numpy() if x else np.zeros(0, dtype=np.int64) for x in (sop_pred, sop_gold))
-        sop_correct = float((pred == gold).sum())
-        return {"mlm_loss": mlm, "mlm_accuracy": mlm_correct / max(mlm_count, 1), "mlm_perplexity": math.exp(min(mlm, 50)),
-                "sop_loss": sop_loss / max(rows, 1), "sop_accuracy": sop_correct / max(rows, 1),
-                "sop_balanced_accuracy": float(balanced_accuracy_score(gold, pred)) if rows else 0.0,
-                "sop_majority": float(np.bincount(gold).max() / rows) if rows else 0.0,
-                "loss": mlm + sop_loss / max(rows, 1)}
-
-
-def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    labels = batch["labels"][batch["labels"] != -100]
-    metrics = {}
-    if output.mlm_loss is not None:
-        metrics["mlm_loss"] = float(output.mlm_loss.detach())
-        metrics["mlm_accuracy"] = float((output.mlm_logits.argmax(-1) == labels).float().mean()) if labels.numel() else 0.0
-    if output.sop_loss is not None:
-        metrics["sop_loss"] = float(output.sop_loss.detach())
-        metrics["sop_accuracy"] = float((output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean())
-    return metrics
-
-
 def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .data.corpus import resolve_corpus
-    from .data.pretraining import IndexedExamples, NgramMasker, build_pretraining_dataset, pretraining_collate
-    from .model import AlbertForPreTraining
-    from .trainer import Distributed, Trainer, refuse_earlier_run
+    from .tokenizer import Tokenizer
+    from .train import Distributed
+    from .train.checkpoints import refuse_earlier_run
+    from .train.distributed import resolve_device
 
     args.validate()
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
-    if args.lr is None:
-        args = dataclasses.replace(args, lr=DEFAULT_LR[args.optimizer])
+    args = dataclasses.replace(args, lr=args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
+                               metric=args.metric or "loss",
+                               greater_is_better=bool(args.greater_is_better))
     out = Path(args.output_dir)
-    dist = Distributed()
-    is_main = dist.is_main
-    if is_main:
-        if not resume and not args.overwrite:
-            refuse_earlier_run(out)  # before config.json and tokenizer/ are replaced
-        out.mkdir(parents=True, exist_ok=True)
-        save_run_config(out / "config.json", "pretrain", args)
+    dist = Distributed.from_env()
+    # Set up now: under torchrun the ranks wait for rank 0's vocabulary and examples.
+    dist.setup(resolve_device(args.device, dist.local_rank))
+    try:
+        if dist.is_main:
+            if not resume and not args.overwrite:
+                refuse_earlier_run(out)  # before config.json and tokenizer/ are replaced
+            out.mkdir(parents=True, exist_ok=True)
+            save_run_config(out / "config.json", "pretrain", args)
+        corpus = resolve_corpus(args.corpus)
+        tokenizer = get_tokenizer(args, corpus, out) if dist.is_main else None
+        dist.barrier()  # the other ranks load the vocabulary rank 0 made
+        tokenizer = tokenizer or Tokenizer.load(out / "tokenizer")
+        return _pretrain(args, corpus, tokenizer, dist, resume)
+    finally:
+        dist.teardown()
 
-    corpus = resolve_corpus(args.corpus)
-    tokenizer = get_tokenizer(args, corpus, out) if is_main else None
-    tokenizer = _share_tokenizer(tokenizer, out)
 
+def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict[str, Any]:
+    from .data.pretraining import IndexedExamples, NgramMasker, pretraining_collate
+    from .model import AlbertForPreTraining
+    from .tasks.pretraining import HeldOut, step_metrics
+    from .train import Trainer
+
+    out = Path(args.output_dir)
+    config = _model_config(args, tokenizer, resume, dist.is_main)
+    train, held = _examples(args, corpus, tokenizer, dist)
+    masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, max_predictions=args.max_predictions)
+    torch.manual_seed(args.seed)
+    model = AlbertForPreTraining(config)
+
+    def export(m: torch.nn.Module, directory: Path) -> None:
+        m.save_pretrained(directory)
+        tokenizer.save(directory)
+
+    lengths = [len(x) for x in train["input_ids"]] if len(train) <= 2_000_000 else None
+    seq_len = int(sum(lengths) / len(lengths)) if lengths else args.max_seq_length
+    mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
+    held_out = HeldOut(IndexedExamples(held), functools.partial(pretraining_collate, masker=masker),
+                       batch_size=max(args.batch_size, 64))
+    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(_collate, masker=masker), dist=dist,
+                      lengths=lengths, evaluate=held_out, save_best=export, step_metrics=step_metrics,
+                      flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction))
+    started = time.time()
+    results = trainer.train(resume=resume)
+    if dist.is_main:
+        with atomic_dir(out / "final") as tmp:
+            export(trainer.model, tmp)
+        results = {"corpus": args.corpus, "train_examples": len(train), "held_out_examples": len(held),
+                   "parameters": model.num_parameters(), **results, "run_wall_time_s": round(time.time() - started, 2)}
+        write_json(out / "results.json", results)
+    return results
+
+
+def _collate(rows: list[dict[str, Any]], *, epoch: int, indices: list[int], masker) -> dict[str, torch.Tensor]:
+    """The trainer's collate contract (albert/train/feed.py) over pretraining_collate, whose rows
+    carry their index already (IndexedExamples)."""
+    from .data.pretraining import pretraining_collate
+
+    return pretraining_collate(rows, masker=masker, epoch=epoch)
+
+
+def _model_config(args: PretrainArgs, tokenizer, resume: bool, is_main: bool):
+    """The model's shape, written to model_config.json; a resume must keep the vocabulary size."""
+    out = Path(args.output_dir)
     config = preset(args.preset, vocab_size=tokenizer.vocab_size, max_position_embeddings=max(
         args.max_seq_length, PRESETS[args.preset].get("max_position_embeddings", 512)))
     saved = out / "model_config.json"
@@ -190,11 +185,16 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
                               f"this run's tokenizer has {config.vocab_size}; use a new --output-dir or the same tokenizer")
     if is_main:
         write_json(saved, config.to_hf_dict())
+    return config
 
-    cache = cache_root() / "pretraining"
+
+def _examples(args: PretrainArgs, corpus, tokenizer, dist):
+    """The training and held-out sentence-order pairs (from the cache when built before)."""
+    from .data.pretraining import build_pretraining_dataset
+
     build = functools.partial(build_pretraining_dataset, corpus, tokenizer, max_seq_length=args.max_seq_length,
-                              cache_dir=cache, num_proc=args.num_proc, seed=args.seed, dupe_factor=args.dupe_factor,
-                              short_seq_prob=args.short_seq_prob)
+                              cache_dir=cache_root() / "pretraining", num_proc=args.num_proc, seed=args.seed,
+                              dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob)
     # Under torchrun rank 0 builds the example cache while the others wait, then they load it.
     if not dist.is_main:
         dist.barrier()
@@ -202,46 +202,6 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     held = build("valid", max_docs=None if args.max_docs is None else max(50, args.max_docs // 20))
     if dist.is_main:
         dist.barrier()
-    held = held.select(range(min(len(held), args.eval_examples)))
     if len(train) == 0:
         raise AlbertError(f"corpus {args.corpus}: no pretraining examples could be built")
-    masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, max_predictions=args.max_predictions)
-    collate = functools.partial(pretraining_collate, masker=masker)
-
-    torch.manual_seed(args.seed)
-    model = AlbertForPreTraining(config)
-    cfg = args.train_config(power=args.power, metric="loss", greater_is_better=False, group_by_length=True)
-
-    def export(m: torch.nn.Module, directory: Path) -> None:
-        m.save_pretrained(directory)
-        tokenizer.save(directory)
-
-    lengths = [len(x) for x in train["input_ids"]] if len(train) <= 2_000_000 else None
-    seq_len = int(sum(lengths) / len(lengths)) if lengths else args.max_seq_length
-    mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
-    trainer = Trainer(model, cfg, IndexedExamples(train), collate, lengths=lengths,
-                      evaluate=HeldOut(IndexedExamples(held), collate, batch_size=max(args.batch_size, 64)),
-                      save_best=export, step_metrics=step_metrics,
-                      flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction),
-                      progress=args.progress)
-    started = time.time()
-    results = trainer.train(resume=resume)
-    if dist.is_main:
-        export(trainer.model, out / "final")
-        results = {"corpus": args.corpus, "train_examples": len(train), "held_out_examples": len(held),
-                   "parameters": model.num_parameters(), **results, "run_wall_time_s": round(time.time() - started, 2)}
-        write_json(out / "results.json", results)
-    return results
-
-
-def _share_tokenizer(tokenizer, out: Path):
-    """Under torchrun only rank 0 trains the vocabulary; the others wait, then load it."""
-    from .tokenizer import Tokenizer
-    from .trainer import Distributed
-
-    d = Distributed()
-    if not d.enabled:
-        return tokenizer
-    d.setup(torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda", d.local_rank))
-    d.barrier()
-    return tokenizer if tokenizer is not None else Tokenizer.load(out / "tokenizer")
+    return train, held.select(range(min(len(held), args.eval_examples)))

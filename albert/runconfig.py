@@ -2,7 +2,9 @@
 
 A run configuration is a JSON object `{"kind": "finetune" | "pretrain", "albert_version": ...,
 "args": {...}}` whose args are the fully resolved options of that run (task defaults filled in),
-so the same command reproduces the same result.
+so the same command reproduces the same result. The args are a dataclass (FinetuneArgs,
+PretrainArgs: the training options of albert/train/options.py plus the recipe's own); the
+command lines get one --option per field from it (`add_arguments`).
 """
 from __future__ import annotations
 
@@ -14,55 +16,9 @@ from typing import Any
 
 from . import __version__
 from .atomic import read_json_object, write_json
-from .errors import AlbertError, require
+from .errors import AlbertError
 
 KINDS = ("finetune", "pretrain", "tune")
-
-
-@dataclasses.dataclass(kw_only=True)
-class TrainingOptions:
-    """Options of the shared training loop, common to fine-tuning and pretraining runs
-    (subclasses change defaults and add their own options)."""
-
-    output_dir: str = ""
-    lr: float | None = None
-    batch_size: int | None = None
-    grad_accum: int = 1
-    max_steps: int | None = None
-    warmup: float | None = None          # < 1: a ratio of the steps; >= 1: a number of steps
-    weight_decay: float | None = None
-    optimizer: str = "adamw"
-    schedule: str = "linear"
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    precision: str = "auto"
-    device: str = "auto"
-    eval_every: int = 0
-    log_every: int = 10
-    save_every: int = 0
-    keep_last: int = 2
-    num_workers: int = 0
-    compile: bool = False
-    progress: bool = True
-    overwrite: bool = False              # start over in an output dir that holds an earlier run's checkpoints
-    auto_accumulate: bool = False        # on GPU out-of-memory: halve the micro-batch, double accumulation, retry
-
-    def validate(self) -> None:
-        """Checks of the shared options; subclasses add their own after calling this."""
-        require(bool(self.output_dir), "--output-dir is required")
-        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
-        require(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
-        require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
-        require(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
-
-    def train_config(self, **extra: Any):
-        """The trainer's configuration: these options, plus the run's own settings in `extra`."""
-        from .trainer import TrainConfig
-
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingOptions) if f.name in names}
-        return TrainConfig(**{**common, **extra})
 
 
 def save_run_config(path: str | Path, kind: str, args: Any) -> None:
@@ -111,7 +67,8 @@ def parse_value(raw: str, hint: Any, where: str) -> Any:
     """Parse a command-line string as the type a dataclass field declares."""
     if raw.lower() in ("none", "null"):
         return None
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    # A union (X | None) tries each of its types; any other hint is tried as a whole.
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else []
     kinds = args or [hint]
     for kind in kinds:
         try:
@@ -123,10 +80,21 @@ def parse_value(raw: str, hint: Any, where: str) -> Any:
                 raise ValueError(raw)
             if kind in (int, float, str):
                 return kind(raw)
-            return json.loads(raw)
+            value = json.loads(raw)
+            if typing.get_origin(kind) is tuple:  # e.g. betas: "[0.9, 0.98]"
+                if not isinstance(value, list) or len(value) != len(typing.get_args(kind)):
+                    raise ValueError(raw)
+                value = tuple(value)
+            return value
         except (ValueError, json.JSONDecodeError):
             continue
     raise AlbertError(f"{where}: cannot parse {raw!r} as {hint}")
+
+
+def _is_union(hint: Any) -> bool:
+    import types
+
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
 def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str, str] | None = None,
@@ -159,6 +127,17 @@ def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str,
         convert.__name__ = getattr(hint, "__name__", "value")
         parser.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=text,
                             required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, str]) -> tuple[Any, bool]:
+    """A recipe's command line (finetune.py, pretrain.py): one --option per field of the args
+    dataclass `cls`, and --resume. Returns (args, resume)."""
+    parser = UsageParser.make(prog, description)
+    add_arguments(parser, cls, helps)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    ns = vars(parser.parse_args())
+    resume = ns.pop("resume")
+    return cls(**ns), resume
 
 
 class UsageParser:

@@ -18,3 +18,14 @@ def conll_text(n_sentences: int, seed: int) -> str:
             lines.append(f"{rng.choice(WORDS)} NN B-NP {tag}")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def prose(n_docs: int, seed: int, sentences: tuple[int, int] = (2, 6)) -> str:
+    """Documents of capitalised sentences, a blank line between documents."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        sents = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "."
+                 for _ in range(rng.randint(*sentences))]
+        docs.append(" ".join(sents))
+    return "\n\n".join(docs) + "\n"

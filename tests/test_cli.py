@@ -196,7 +196,7 @@ def test_divergence_stops_with_the_last_good_checkpoint(files, tmp_path, capsys,
     """A learning rate of 1e6 makes every loss after the first update NaN: the run skips steps,
     then exits 2 naming the checkpoint written before the divergence, which it keeps (a checkpoint
     every step: those of the skipped steps must not rotate it away)."""
-    from albert.trainer import CheckpointStore
+    from albert.train.checkpoints import CheckpointStore
 
     monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
     out = tmp_path / "run"

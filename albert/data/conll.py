@@ -14,7 +14,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from ..errors import AlbertError, located
-from .sources import load_from_hub, read_lines, resolve_files
+from .sources import load_from_hub, numbered_lines, resolve_files
 
 FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 HUB_NAMES = ("eriktks/conll2003", "conll2003")
@@ -34,7 +34,7 @@ def read_conll(path: str | os.PathLike) -> list[_Sentence]:
     sentences: list[_Sentence] = []
     current = _Sentence()
     columns: tuple[int, int] | None = None  # (count, line it was first seen on)
-    for lineno, text in read_lines(path):
+    for lineno, text in numbered_lines(path):
         cols = text.split()
         if not cols or cols[0] == "-DOCSTART-":
             if current.tokens:

@@ -131,7 +131,7 @@ def _count_and_replace(exc: UnicodeDecodeError) -> tuple[str, int]:
 codecs.register_error("albert.count_replace", _count_and_replace)
 
 
-def read_lines(path: Path) -> Iterator[str]:
+def lenient_lines(path: Path) -> Iterator[str]:
     """Stream the lines of a text file (plain or .gz), without line ends.
 
     Bytes that are not UTF-8 become U+FFFD and are counted (a warning names the file); a line
@@ -254,7 +254,7 @@ class TextFileSource:
     selection: Selection = field(default_factory=Selection)
 
     def _raw_documents(self) -> Iterator[list[str]]:
-        lines = read_lines(self.path)
+        lines = lenient_lines(self.path)
         if self.fmt == "wikitext":
             yield from _wikitext_documents(lines)
             return

@@ -15,7 +15,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from ..errors import AlbertError, located
-from .sources import load_from_hub, read_lines, resolve_files
+from .sources import load_from_hub, numbered_lines, resolve_files
 
 FILES = {"train": "train.tsv", "validation": "dev.tsv"}
 HUB_NAMES = ("nyu-mll/glue", "glue")
@@ -89,7 +89,7 @@ def read_tsv(path: str | os.PathLike, task: str) -> tuple[list[dict], list[int]]
     path, lay = Path(path), layout(task)
     rows: list[dict] = []
     lines: list[int] = []
-    for lineno, text in read_lines(path):
+    for lineno, text in numbered_lines(path):
         fields = text.split("\t")
         if lineno == 1 and lay.header is not None:
             if tuple(fields) != lay.header:

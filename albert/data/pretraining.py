@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from ..atomic import write_json
+from ..atomic import atomic_dir, write_json
 from ..errors import AlbertError
 from ..tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, Tokenizer
 from .batching import pad_batch
@@ -240,9 +240,10 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
 
     final.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    # Everything is built inside a temporary directory next to the cache and renamed into place,
-    # so a crash never leaves a half-written cache that a later call would trust.
-    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as work:
+    # Everything is built inside temporary directories next to the cache, and the result renamed
+    # into place, so a crash never leaves a half-written cache that a later call would trust.
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as work, \
+            atomic_dir(final, replace=False) as out:  # a concurrent builder that finished first wins
         try:
             ds = datasets.Dataset.from_generator(
                 _generate_examples, features=_features(), cache_dir=os.path.join(work, "generate"),
@@ -256,17 +257,11 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
             raise original from None
         if len(ds) == 0:
             raise AlbertError(f"{final.name}: the corpus gave no examples (are its documents empty?)")
-        out = Path(work) / "dataset"
         ds.save_to_disk(str(out))
         tokens = pc.sum(pc.list_value_length(ds.data.column("input_ids"))).as_py()
         info = {**settings, "examples": len(ds), "tokens": tokens, "build_seconds": round(time.time() - started, 1)}
         write_json(out / "build.json", info)
         del ds
-        try:
-            os.rename(out, final)
-        except OSError:
-            if not (final / "build.json").is_file():  # not a concurrent builder that won the race
-                raise
     log.info("built %d pretraining examples in %.0f s: %s", info["examples"], info["build_seconds"], final)
     return datasets.load_from_disk(str(final))
 

@@ -13,7 +13,7 @@ the number of steps already done in it.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from ..errors import AlbertError
 
 
 class LengthGroupedSampler:
-    """Batch sampler (yields lists of indices) usable as a DataLoader `batch_sampler`.
+    """The order of training examples: `steps()` gives this rank's steps of the current epoch,
+    each a list of micro-batches (lists of indices), for the trainer's feed (train/feed.py).
 
     With `lengths`, examples are shuffled, cut into mega-batches of `mega_batch` global
     batches, sorted by length (longest first) inside each mega-batch and cut into global
@@ -56,7 +57,6 @@ class LengthGroupedSampler:
         self.seed, self.shuffle, self.mega_batch, self.drop_last = seed, shuffle, mega_batch, drop_last
         self.epoch = 0
         self.start_step = 0  # steps of the current epoch to skip (resume)
-        self._steps_yielded = 0
 
     @property
     def global_batch(self) -> int:
@@ -80,47 +80,21 @@ class LengthGroupedSampler:
         full, rest = divmod(self.num_items, self.global_batch)
         return full + (1 if rest and not self.drop_last else 0)
 
-    def __len__(self) -> int:
-        """Micro-batches this rank yields in one full epoch (ignoring any resume skip)."""
-        return sum(len(step) for step in self._epoch_steps(self.epoch))
-
     # --- epoch and resume -------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration yields, from its first step."""
-        self.epoch, self.start_step, self._steps_yielded = int(epoch), 0, 0
+        """Select the epoch whose order `steps()` gives, from its first step."""
+        self.epoch, self.start_step = int(epoch), 0
 
     def skip(self, steps: int) -> None:
-        """Start the next iteration of the current epoch after its first `steps` steps."""
+        """Make `steps()` start after the current epoch's first `steps` steps."""
         if not 0 <= steps <= self.num_steps:
             raise AlbertError(f"cannot skip {steps} steps of an epoch of {self.num_steps}")
-        self.start_step, self._steps_yielded = int(steps), int(steps)
-
-    def state_dict(self) -> dict:
-        """Epoch and steps fully yielded so far. A DataLoader prefetches, so when iterating
-        through one, record the steps you actually consumed and pass those to load_state_dict."""
-        return {"epoch": self.epoch, "step": self._steps_yielded, "seed": self.seed,
-                "global_batch": self.global_batch}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("global_batch", self.global_batch) != self.global_batch:
-            raise AlbertError(f"the saved data position is for global batch {state['global_batch']}, "
-                              f"this run uses {self.global_batch}: resume with the same batch size, "
-                              "gradient accumulation and number of processes")
-        self.seed = state.get("seed", self.seed)
-        self.set_epoch(state["epoch"])
-        self.skip(state["step"])
+        self.start_step = int(steps)
 
     # --- order ------------------------------------------------------------------------------
     def steps(self) -> list[list[list[int]]]:
         """This rank's remaining steps of the current epoch, each a list of micro-batches."""
         return self._epoch_steps(self.epoch)[self.start_step:]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in self.steps():
-            for j, micro in enumerate(step):
-                if j == len(step) - 1:
-                    self._steps_yielded += 1  # counted when handed out, not when asked for the next
-                yield micro
 
     def _epoch_steps(self, epoch: int) -> list[list[list[int]]]:
         steps = []

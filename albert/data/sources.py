@@ -66,7 +66,7 @@ def resolve_files(subdir: str, names: Mapping[str, str], data_dir: str | os.Path
     return files
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without the line ending); bad UTF-8 is an error naming the line.
 
     A UTF-8 byte-order mark at the start of the file is dropped (MRPC's files have one).

@@ -5,13 +5,9 @@ scores a model on them. The trainer and the tuner only talk to this interface.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import shutil
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Sequence
@@ -20,12 +16,13 @@ import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from ..atomic import atomic_dir
 from ..data.batching import pad_batch
 from ..errors import AlbertError
+from ..train.precision import autocast
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -128,13 +125,16 @@ class Task:
         })
         if target is None:
             return features
-        _save_atomically(features, target)
+        # replace=False: a parallel tuning trial that saved the same features first is as good as us.
+        with atomic_dir(target, replace=False) as tmp:
+            features.save_to_disk(str(tmp))
         return load_from_disk(str(target))
 
     # ----- batches
 
-    def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        """Model inputs and targets, padded to the batch's longest row."""
+    def collate(self, rows: list[dict], *, epoch: int = 0, indices: Sequence[int] = ()) -> dict[str, torch.Tensor]:
+        """Model inputs and targets, padded to the batch's longest row. (`epoch` and `indices`, which
+        the trainer always passes, are not needed: nothing here is random.)"""
         return pad_batch([{k: r[k] for k in self.model_keys if k in r} for r in rows])
 
     def lengths(self, features: Dataset) -> list[int]:
@@ -151,19 +151,16 @@ class Task:
         Batches are formed longest-first so that each one pads little. Token-level outputs are cut
         to each row's own length; `reduce` (e.g. argmax) is applied to each batch before it is kept.
         """
-        if precision not in PRECISIONS:
-            raise AlbertError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         device = torch.device(device) if device is not None else next(model.parameters()).device
+        amp = autocast(precision, device)
         lengths = np.asarray(self.lengths(features))
         order = np.argsort(-lengths, kind="stable")
         inputs = features.select_columns([k for k in ("input_ids", "token_type_ids") if k in features.column_names])
         results: dict[str, list] = {name: [None] * len(features) for name in outputs}
-        dtype = PRECISIONS[precision]
-        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext())
         was_training = model.training
         model.eval()
         try:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), amp:
                 for start in range(0, len(order), batch_size):
                     idx = order[start:start + batch_size].tolist()
                     batch = {k: v.to(device) for k, v in pad_batch(as_rows(inputs[idx])).items() if k in INPUT_KEYS}
@@ -190,22 +187,6 @@ class Task:
     def report(self, metrics: dict[str, float], predictions: Any) -> str | None:
         """A human-readable table of an evaluation, where the metrics alone say too little (NER)."""
         return None
-
-
-def _save_atomically(features: DatasetDict, target: Path) -> None:
-    """save_to_disk into a temporary directory, then rename it into place in one step."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        features.save_to_disk(str(tmp))
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            # Another process (a parallel tuning trial) got there first; its copy is as good as ours.
-            if not (target / "dataset_dict.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def as_rows(columns: dict[str, Sequence]) -> list[dict]:

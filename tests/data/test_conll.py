@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from hypothesis import given
+from hypothesis import strategies as st
 
 from albert.data.conll import from_hub_format, label_list, load_conll, read_conll
 from albert.errors import AlbertError
+from assertions import one_line_error
+from strategies import GARBAGE, HYPOTHESIS
+from synthetic_text import TAGS
 
 DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 CONLL = DATA / "conll2003"
@@ -138,3 +143,83 @@ def test_where_data_comes_from_without_a_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     with pytest.raises(AlbertError, match="no local data and the hub is offline"):
         load_conll()
+
+
+# ----- malformed, odd and random input
+
+CONLL_BAD = {
+    "missing NER column": ("EU NNP B-NP B-ORG\nrejects\n", 2, "expected at least 2 columns"),
+    "column count changes": ("EU NNP B-NP B-ORG\nrejects VBZ O\n", 2, "found 3 columns, but line 1 has 4"),
+    "unknown tag": ("EU NNP B-NP B_ORG\n", 1, "unknown NER tag 'B_ORG'"),
+    "tag without type": ("EU NNP B-NP B-\n", 1, "unknown NER tag 'B-'"),
+    "lower-case tag": ("EU NNP B-NP o\n", 1, "unknown NER tag 'o'"),
+    "not UTF-8": ("EU NNP B-NP O\n\n\xff\xfe NNP B-NP O\n", 3, "not valid UTF-8"),
+    "only DOCSTART and blanks": ("-DOCSTART- -X- -X- O\n\n\n\n", None, "no sentences found"),
+    "empty file": ("", None, "no sentences found"),
+}
+
+
+@pytest.mark.parametrize("name", CONLL_BAD)
+def test_malformed_conll_names_file_and_line(tmp_path, name):
+    text, line, problem = CONLL_BAD[name]
+    path = tmp_path / "train.txt"
+    path.write_bytes(text.encode("latin-1") if name == "not UTF-8" else text.encode())
+    with pytest.raises(AlbertError) as e:
+        read_conll(path)
+    one_line_error(e, f"{path}:{line}:" if line else f"{path}:", problem)
+
+
+def test_odd_but_valid_conll_reads(tmp_path):
+    """Mixed tabs and spaces, CRLF, a BOM, runs of blank lines (empty sentences) and DOCSTARTs."""
+    text = ("\ufeff-DOCSTART- -X- -X- O\r\n\r\n\r\n"
+            "EU\tNNP B-NP\tB-ORG\r\nrejects  VBZ \tB-VP O\r\n\n\n\n"
+            "-DOCSTART- -X- -X- O\n\n"
+            "Peter NNP B-NP B-PER\n \t \nBlackburn NNP B-NP B-LOC\n")
+    path = tmp_path / "odd.txt"
+    path.write_bytes(text.encode())
+    sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [["EU", "rejects"], ["Peter"], ["Blackburn"]]
+    assert [s.tags for s in sentences] == [["B-ORG", "O"], ["B-PER"], ["B-LOC"]]
+
+
+def _conll_token():
+    # A CoNLL column is any run of non-white-space characters (str.split), other than -DOCSTART-.
+    chars = st.characters(blacklist_categories=("Cs",))
+    return st.text(chars, min_size=1, max_size=8).filter(lambda t: t.split() == [t] and t != "-DOCSTART-")
+
+
+@HYPOTHESIS
+@given(sentences=st.lists(st.lists(st.tuples(_conll_token(), st.sampled_from(TAGS)), min_size=1, max_size=6),
+                          min_size=1, max_size=5),
+       extra_columns=st.integers(0, 2), seps=st.lists(st.sampled_from([" ", "\t", "  ", " \t"]), min_size=1),
+       gaps=st.lists(st.sampled_from(["\n", "\n\n", "\n-DOCSTART- -X- O\n\n", "\n \t\n"]), min_size=1),
+       data=st.data())
+def test_conll_round_trip(tmp_path, sentences, extra_columns, seps, gaps, data):
+    lines = []
+    for k, sentence in enumerate(sentences):
+        for token, tag in sentence:
+            middle = [data.draw(_conll_token()) for _ in range(extra_columns)]
+            cols = [token, *middle, tag]
+            line = cols[0]
+            for i, col in enumerate(cols[1:]):
+                line += seps[i % len(seps)] + col
+            lines.append(line + "\n")
+        lines.append(gaps[k % len(gaps)])
+    path = tmp_path / "rt.txt"
+    path.write_bytes("".join(lines).encode())
+    got = read_conll(path)
+    assert [s.tokens for s in got] == [[t for t, _ in s] for s in sentences]
+    assert [s.tags for s in got] == [[g for _, g in s] for s in sentences]
+
+
+@HYPOTHESIS
+@given(blob=GARBAGE)
+def test_conll_garbage_is_an_albert_error_or_parses(tmp_path, blob):
+    path = tmp_path / "garbage.txt"
+    path.write_bytes(blob)
+    try:
+        sentences = read_conll(path)
+    except AlbertError as e:
+        assert str(e).startswith(f"{path}") and "\n" not in str(e), str(e)
+    else:
+        assert sentences and all(len(s.tokens) == len(s.tags) > 0 for s in sentences)

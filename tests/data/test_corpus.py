@@ -5,13 +5,18 @@ import gzip
 import itertools
 import logging
 import os
+import random
 from pathlib import Path
 
 import pytest
 
 from albert.data import corpus as corpus_mod
 from albert.data.corpus import HOLD_OUT_EVERY, MAX_LINE_CHARS, is_heading, resolve_corpus, split_sentences
+from albert.data.pretraining import build_pretraining_dataset
 from albert.errors import AlbertError
+from albert.tokenizer import train_tokenizer
+from assertions import one_line_error
+from synthetic_text import WORDS, prose
 
 DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
 WIKI_VALID = DATA / "wiki" / "wiki-valid.txt.gz"
@@ -149,7 +154,7 @@ def test_bad_bytes_are_replaced_and_counted(tmp_path, caplog):
 def test_huge_line_is_cut_into_pieces(tmp_path):
     words = [f"w{i}" for i in range(6000)]  # ~35k characters, no newline, no sentence end
     path = _write(tmp_path / "huge.txt", " ".join(words))
-    pieces = list(corpus_mod.read_lines(path))
+    pieces = list(corpus_mod.lenient_lines(path))
     assert len(pieces) >= 3 and all(len(p) <= MAX_LINE_CHARS for p in pieces)
     assert " ".join(pieces).split() == words  # cut at spaces: no word lost or broken
 
@@ -233,3 +238,44 @@ def test_hub_sources_without_network(tmp_path, monkeypatch):
     assert list(wt.paragraphs("train")) == [["Alpha is a one-off letter, first of all. It leads.", "It is used often."],
                                             ["Beta follows it."]]
     assert list(wt.documents("valid")) == [["Gamma is third."]]
+
+
+# ----- odd, missing and empty corpora
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return train_tokenizer(prose(80, 0).splitlines(), tmp_path_factory.mktemp("spm"), vocab_size=200)
+
+
+def test_odd_corpora_build_examples(tmp_path, tokenizer):
+    """Empty documents, one-sentence documents and a 100k-character line all work."""
+    rng = random.Random(0)
+    huge = " ".join(rng.choice(WORDS) + ("." if i % 9 == 8 else "") for i in range(20_000)).capitalize()
+    text = ("\n\n\n   \n\t\n" + prose(20, 1) + "\n\n\n\n" + prose(15, 2, sentences=(1, 1))
+            + "\n\n" + huge + "\n\n" + prose(5, 3))
+    assert len(huge) > 100_000
+    path = tmp_path / "odd.txt"
+    path.write_text(text)
+    corpus = resolve_corpus(str(path))
+    docs = list(corpus.documents("train"))
+    assert docs and all(docs) and max(len(" ".join(d)) for d in docs) > 100_000
+    ds = build_pretraining_dataset(corpus, tokenizer, "train", 64, tmp_path / "cache", num_proc=1)
+    assert len(ds) > 50 and max(len(x) for x in ds["input_ids"]) <= 64
+
+
+def test_missing_and_empty_corpora(tmp_path, tokenizer):
+    with pytest.raises(AlbertError) as e:
+        resolve_corpus(str(tmp_path / "nope.txt"))
+    one_line_error(e, str(tmp_path / "nope.txt"), "no such file or directory")
+    (tmp_path / "blank.txt").write_text("\n\n  \n\t\n")
+    with pytest.raises(AlbertError) as e:
+        build_pretraining_dataset(resolve_corpus(str(tmp_path / "blank.txt")), tokenizer, "train", 64, tmp_path / "c")
+    one_line_error(e, "blank.txt", "is empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AlbertError) as e:
+        resolve_corpus(str(tmp_path / "empty"))
+    one_line_error(e, "empty", "no *.txt or *.txt.gz file")
+    (tmp_path / "broken.txt.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    with pytest.raises(AlbertError) as e:
+        list(resolve_corpus(str(tmp_path / "broken.txt.gz")).documents("train"))
+    one_line_error(e, "broken.txt.gz", "cannot read")

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from hypothesis import given
+from hypothesis import strategies as st
 
 from albert.data.glue import LAYOUTS, from_hub_format, load_glue, read_tsv
 from albert.errors import AlbertError
+from assertions import one_line_error
+from strategies import GARBAGE, HYPOTHESIS
 
 DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 GLUE = DATA / "glue"
@@ -127,3 +131,70 @@ def test_hub_layout_is_converted():
     out = from_hub_format(hub, "qnli")
     assert set(out) == {"train"}  # the unlabelled test split is dropped
     assert out["train"][0] == {"id": "3", "sentence1": "q", "sentence2": "s", "label": 1}
+
+
+# ----- malformed, odd and random input
+
+TSV_BAD = {
+    "short row": ("sst2", "sentence\tlabel\na fine film\n", 2, "expected 2 tab-separated columns"),
+    "long row": ("sst2", "sentence\tlabel\na fine\tfilm\t1\n", 2, "found 3"),
+    "wrong header": ("sst2", "text\tlabel\na fine film\t1\n", 1, "header is ['text', 'label']"),
+    "header missing": ("rte", "0\tA man.\tA person.\tentailment\n", 1, "header is"),
+    "not UTF-8": ("sst2", "sentence\tlabel\ncaf\xe9 au lait\t1\n", 2, "not valid UTF-8 (byte 0xe9"),
+    "label not a number": ("sst2", "sentence\tlabel\ngood\tpositive\n", 2, "label 'positive' is not an integer"),
+    "label out of range": ("cola", "gj04\t7\t\tShe left.\n", 1, "label 7 is out of range"),
+    "unknown label name": ("rte", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tneutral\n", 2, "label 'neutral'"),
+    "score not finite": ("stsb", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
+                                 "\tscore\n0\tg\tf\t2012\t1\ts\ts\tA.\tB.\tnan\n", 2, "outside [0.0, 5.0]"),
+    "no data rows": ("sst2", "sentence\tlabel\n", None, "no data rows"),
+}
+
+
+@pytest.mark.parametrize("name", TSV_BAD)
+def test_malformed_tsv_names_file_and_line(tmp_path, name):
+    task, text, line, problem = TSV_BAD[name]
+    path = tmp_path / "dev.tsv"
+    path.write_bytes(text.encode("latin-1") if name == "not UTF-8" else text.encode())
+    with pytest.raises(AlbertError) as e:
+        read_tsv(path, task)
+    one_line_error(e, f"{path}:{line}:" if line else f"{path}:", problem)
+
+
+def test_bom_crlf_and_quotes_in_tsv_read(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_bytes("\ufeffsentence\tlabel\r\nit 's \"a film\t1\r\n' bad\t0\r\n".encode())
+    rows, lines = read_tsv(path, "sst2")
+    assert [(r["sentence1"], r["label"]) for r in rows] == [("it 's \"a film", 1), ("' bad", 0)]
+    assert lines == [2, 3]
+
+
+_TSV_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), max_size=30)
+
+
+@HYPOTHESIS
+@given(rows=st.lists(st.tuples(_TSV_TEXT, _TSV_TEXT, st.sampled_from(["entailment", "not_entailment"])),
+                     min_size=1, max_size=8), bom=st.booleans(), crlf=st.booleans())
+def test_tsv_round_trip(tmp_path, rows, bom, crlf):
+    end = "\r\n" if crlf else "\n"
+    text = ("\ufeff" if bom else "") + "index\tsentence1\tsentence2\tlabel" + end
+    text += "".join(f"{i}\t{a}\t{b}\t{label}{end}" for i, (a, b, label) in enumerate(rows))
+    path = tmp_path / "dev.tsv"
+    path.write_bytes(text.encode())
+    got, lines = read_tsv(path, "rte")
+    names = LAYOUTS["rte"].label_names
+    assert [(r["id"], r["sentence1"], r["sentence2"], names[r["label"]]) for r in got] == \
+           [(str(i), a, b, label) for i, (a, b, label) in enumerate(rows)]
+    assert lines == list(range(2, len(rows) + 2))
+
+
+@HYPOTHESIS
+@given(blob=GARBAGE, task=st.sampled_from(sorted(LAYOUTS)))
+def test_tsv_garbage_is_an_albert_error_or_parses(tmp_path, blob, task):
+    path = tmp_path / "garbage.tsv"
+    path.write_bytes(blob)
+    try:
+        rows, lines = read_tsv(path, task)
+    except AlbertError as e:
+        assert str(e).startswith(f"{path}") and "\n" not in str(e), str(e)
+    else:
+        assert len(rows) == len(lines) > 0

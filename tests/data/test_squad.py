@@ -10,6 +10,7 @@ import pytest
 
 from albert.data.squad import load_squad, read_squad, split_by_article
 from albert.errors import AlbertError
+from assertions import one_line_error
 
 DATA = Path(os.environ.get("ALBERT_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 SQUAD = DATA / "squad"
@@ -115,3 +116,35 @@ def test_bad_json_and_bytes(tmp_path):
         load_squad(tmp_path)
     with pytest.raises(AlbertError, match="data directory not found"):
         load_squad(tmp_path / "none")
+
+
+# ----- malformed input
+
+def squad_doc(context: str = "The cat sat on the mat.", text: str = "the mat", start: int = 15) -> dict:
+    return {"version": "1.1", "data": [{"title": "Cats", "paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "Where did the cat sit?", "answers": [{"text": text, "answer_start": start}]}]}]}]}
+
+
+SQUAD_BAD = {
+    "answer outside the context": (json.dumps(squad_doc(start=400), indent=1), "does not match the context at answer_start 400"),
+    "negative answer_start": (json.dumps(squad_doc(start=-3), indent=1), "answer_start -3"),
+    "mismatched answer text": (json.dumps(squad_doc(text="the hat"), indent=1), "'the hat' of question 'q1' does not match"),
+    "not JSON": ("version: 1.1\ndata: []\n", "not valid JSON"),
+    "truncated JSON": (json.dumps(squad_doc(), indent=1)[:-40], "not valid JSON"),
+    "not SQuAD": ('{"rows": []}', 'expected a JSON object with a "data" list'),
+    "SQuAD 2.0": (json.dumps({"version": "v2.0", "data": []}), "only SQuAD v1.1"),
+}
+
+
+@pytest.mark.parametrize("name", SQUAD_BAD)
+def test_malformed_squad_names_file_and_line(tmp_path, name):
+    text, problem = SQUAD_BAD[name]
+    path = tmp_path / "dev-v1.1.json"
+    path.write_text(text)
+    with pytest.raises(AlbertError) as e:
+        read_squad(path)
+    msg = one_line_error(e, f"{path}:", problem)
+    if "answer" in name:  # the line where the offending answer object starts
+        line = int(msg[len(str(path)) + 1:].split(":")[0])
+        lines = text.splitlines()
+        assert lines[line - 1].strip() == "{" and '"text"' in lines[line], (line, lines[line - 1:line + 1])

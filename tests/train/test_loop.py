@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from albert.data.batching import pad_batch
-from albert.errors import AlbertError
-from albert.trainer import TrainConfig, Trainer, TrainingWarning
+from albert.errors import AlbertError, TrainingWarning
+from albert.train import Distributed, Trainer, TrainingOptions
 
 VOCAB = 16
 
@@ -70,13 +70,14 @@ TRAIN = make_rows(64, 0)
 DEV = make_rows(64, 1)
 
 
-def collate(rows):
+def collate(rows, *, epoch, indices):
     return pad_batch(rows)
 
 
 def evaluate(model: nn.Module) -> dict[str, float]:
     model.eval()
-    batch = pad_batch(DEV)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in pad_batch(DEV).items()}
     out = model(**batch)
     acc = (out.logits.argmax(-1) == batch["labels"]).float().mean().item()
     return {"loss": out.loss.item(), "accuracy": acc}
@@ -93,11 +94,11 @@ def train_losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records}
 
 
-def config(out: Path, **kw) -> TrainConfig:
+def config(out: Path, **kw) -> TrainingOptions:
     base = dict(output_dir=str(out), lr=0.05, batch_size=8, epochs=2, warmup=2, log_every=1, device="cpu",
-                seed=5, weight_decay=0.01)
+                seed=5, weight_decay=0.01, metric="loss", greater_is_better=False, progress=False)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainingOptions(**base)
 
 
 def run(out: Path, model: nn.Module | None = None, resume: bool = False, lengths=True, **kw):
@@ -105,7 +106,7 @@ def run(out: Path, model: nn.Module | None = None, resume: bool = False, lengths
     evaluate_fn = kw.pop("evaluate_fn", evaluate)
     trainer = Trainer(model, config(out, **kw), TRAIN, collate,
                       lengths=[len(r["input_ids"]) for r in TRAIN] if lengths else None,
-                      evaluate=evaluate_fn, progress=False)
+                      evaluate=evaluate_fn)
     return trainer.train(resume=resume), model
 
 
@@ -118,7 +119,7 @@ def test_loss_falls_and_log_records_everything(tmp_path):
     trainer = Trainer(model, config(tmp_path, epochs=6, log_every=4, lr=0.05, optimizer="lamb"), TRAIN, collate,
                       lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate,
                       save_best=lambda m, d: saved.append(d) or torch.save(m.state_dict(), d / "w.pt"),
-                      step_metrics=step_metrics, progress=False)
+                      step_metrics=step_metrics)
     before = evaluate(model)
     results = trainer.train()
     after = evaluate(model)
@@ -173,15 +174,14 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, kill_at, resumes_from)
 
     out = tmp_path / "killed"
     trainer = Trainer(Toy(dropout=0.3), config(out, **kw), TRAIN, collate,
-                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, step_metrics=killer,
-                      progress=False)
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, step_metrics=killer)
     with pytest.raises(Killed):
         trainer.train()
     assert max(train_losses(out)) == kill_at - 1
 
     resumed = Toy(dropout=0.3, seed=123)  # different weights: they must come from the checkpoint
     trainer = Trainer(resumed, config(out, **kw), TRAIN, collate, lengths=[len(r["input_ids"]) for r in TRAIN],
-                      evaluate=evaluate, progress=False)
+                      evaluate=evaluate)
     results = trainer.train(resume=True)
     assert results["steps"] == 16
     full, again = train_losses(tmp_path / "full"), train_losses(out)
@@ -266,7 +266,7 @@ def test_early_stopping_by_patience(tmp_path):
 
     saved = []
     trainer = Trainer(Toy(), config(tmp_path, max_steps=40, eval_every=2, patience=2), TRAIN, collate,
-                      evaluate=worsening, save_best=lambda m, d: saved.append(d), progress=False)
+                      evaluate=worsening, save_best=lambda m, d: saved.append(d))
     results = trainer.train()
     assert results["stopped_early"] and results["steps"] == 6 and len(calls) == 3
     assert results["best_step"] == 2 and results["best_metric"] == 1.0 and len(saved) == 1
@@ -277,20 +277,6 @@ def test_early_stopping_by_patience(tmp_path):
 def test_unknown_metric_is_a_user_error(tmp_path):
     with pytest.raises(AlbertError, match="metric 'f1'.*accuracy, loss"):
         run(tmp_path, max_steps=2, metric="f1")
-
-
-def test_collate_gets_epoch_and_indices(tmp_path):
-    seen = []
-
-    def tracking(rows, epoch, indices):
-        assert [TRAIN[i] for i in indices] == rows
-        seen.append((epoch, tuple(indices)))
-        return pad_batch(rows)
-
-    Trainer(Toy(), config(tmp_path, epochs=2, batch_size=16), TRAIN, tracking, progress=False).train()
-    epochs = [e for e, _ in seen]
-    assert epochs == [0] * 4 + [1] * 4
-    assert sorted(i for e, idx in seen if e == 1 for i in idx) == list(range(64))
 
 
 def test_out_of_memory(tmp_path):
@@ -309,10 +295,14 @@ def test_out_of_memory(tmp_path):
 
 
 def test_bad_options_are_user_errors(tmp_path):
-    with pytest.raises(AlbertError, match="precision"):
+    with pytest.raises(AlbertError, match="--precision must be one of auto, fp32, bf16, fp16, got 'fp8'"):
         run(tmp_path, precision="fp8")
-    with pytest.raises(AlbertError, match="optimizer"):
+    with pytest.raises(AlbertError, match="--optimizer must be one of adamw, lamb, got 'sgd'"):
         run(tmp_path, optimizer="sgd")
+    with pytest.raises(AlbertError, match="training options not set: lr"):
+        run(tmp_path, lr=None)
+    with pytest.raises(AlbertError, match="--device 'tpu' is not a device"):
+        run(tmp_path, device="tpu")
 
 
 def test_trains_the_albert_classifier(tmp_path):
@@ -324,7 +314,7 @@ def test_trains_the_albert_classifier(tmp_path):
     seq = max(len(r["input_ids"]) for r in TRAIN)
     trainer = Trainer(model, config(tmp_path, epochs=4, lr=3e-3, layer_lr_decay=0.9), TRAIN, collate,
                       lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate,
-                      flops_per_token=model.flops_per_token(seq), progress=False)
+                      flops_per_token=model.flops_per_token(seq))
     results = trainer.train()
     assert results["final"]["loss"] < before["loss"]
     assert len(trainer.optimizer.param_groups) > 2  # depth groups from layer_depths()
@@ -341,9 +331,12 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    trainer = Trainer(Toy(), config(Path(out), batch_size=4, max_steps=6, save_every=3), TRAIN, collate,
-                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, progress=False)
-    trainer.train()
+    dist = Distributed.from_env()  # as a recipe does: one per process, set up by the trainer, torn down here
+    try:
+        Trainer(Toy(), config(Path(out), batch_size=4, max_steps=6, save_every=3), TRAIN, collate, dist=dist,
+                lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate).train()
+    finally:
+        dist.teardown()
 
 
 def test_two_processes_match_one(tmp_path):
@@ -366,3 +359,31 @@ def test_precision_on_cpu(tmp_path, precision):
     losses = train_losses(tmp_path)
     assert len(losses) == 4 and all(np.isfinite(v) for v in losses.values())
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the weights fp32
+
+
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=GPU)])
+@pytest.mark.parametrize("saved_with", ["fp32", "bf16"])
+def test_an_fp16_run_resumes_from_a_checkpoint_without_a_scaler(tmp_path, saved_with, device):
+    """A bf16/fp32 checkpoint holds an empty GradScaler state: fp16 starts a fresh scaler from it."""
+    run(tmp_path, precision=saved_with, max_steps=2, save_every=2, device=device)
+    with pytest.warns(TrainingWarning, match=f"precision '{saved_with}' -> 'fp16'"):
+        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision="fp16", max_steps=4, save_every=2,
+                         device=device)
+    assert results["steps"] == 4 and results["precision"] == "fp16"
+    assert sorted(train_losses(tmp_path)) == [1, 2, 3, 4]
+    # and back: the fp16 checkpoint's scaler state is ignored by a run without one
+    with pytest.warns(TrainingWarning):
+        results, _ = run(tmp_path, model=Toy(seed=3), resume=True, precision=saved_with, max_steps=6, save_every=2,
+                         device=device)
+    assert results["steps"] == 6
+
+
+def test_compile_sets_no_process_wide_option(tmp_path):
+    """Building a trainer with compile=True changes nothing for other code in the process."""
+    before = torch._dynamo.config.capture_dynamic_output_shape_ops
+    trainer = Trainer(Toy(), config(tmp_path, compile=True, max_steps=1), TRAIN, collate)
+    assert torch._dynamo.config.capture_dynamic_output_shape_ops == before
+    assert trainer.forward_model is not trainer.model and trainer.ddp is None

@@ -1,0 +1,65 @@
+"""Evaluation of pretraining: the held-out MLM and SOP scores, and the numbers logged on training
+steps. (The fine-tuning tasks' evaluations are beside it, in this package.)"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class HeldOut:
+    """Held-out MLM loss/accuracy and SOP loss/accuracy, with the same masks every time.
+
+    The held-out labels need not be balanced: one-sentence chunks always get label 1 (segment B
+    from another document), and short held-out documents have many of them. So besides plain
+    accuracy it reports the majority-class share (what answering the commoner label scores) and
+    balanced accuracy (mean recall over the two labels), whose chance level is 0.5 whatever the
+    label shares."""
+
+    def __init__(self, dataset, collate, batch_size: int):
+        self.dataset, self.collate, self.batch_size = dataset, collate, batch_size
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        from sklearn.metrics import balanced_accuracy_score  # only evaluation needs scikit-learn
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        mlm_loss = mlm_correct = mlm_count = sop_loss = rows = 0.0
+        sop_pred, sop_gold = [], []
+        for start in range(0, len(self.dataset), self.batch_size):
+            idx = list(range(start, min(start + self.batch_size, len(self.dataset))))
+            batch = {k: v.to(device) for k, v in self.collate(self.dataset.__getitems__(idx), epoch=0).items()}
+            out = model(**batch)
+            labels = batch["labels"][batch["labels"] != -100]
+            mlm_loss += float(torch.nn.functional.cross_entropy(out.mlm_logits.float(), labels, reduction="sum"))
+            mlm_correct += float((out.mlm_logits.argmax(-1) == labels).sum())
+            mlm_count += labels.numel()
+            sol = batch["sentence_order_label"]
+            sop_loss += float(torch.nn.functional.cross_entropy(out.sop_logits.float(), sol, reduction="sum"))
+            sop_pred.append(out.sop_logits.argmax(-1).cpu())
+            sop_gold.append(sol.cpu())
+            rows += len(idx)
+        model.train(was_training)
+        mlm = mlm_loss / max(mlm_count, 1)
+        pred, gold = (torch.cat(x).numpy() if x else np.zeros(0, dtype=np.int64) for x in (sop_pred, sop_gold))
+        sop_correct = float((pred == gold).sum())
+        return {"mlm_loss": mlm, "mlm_accuracy": mlm_correct / max(mlm_count, 1), "mlm_perplexity": math.exp(min(mlm, 50)),
+                "sop_loss": sop_loss / max(rows, 1), "sop_accuracy": sop_correct / max(rows, 1),
+                "sop_balanced_accuracy": float(balanced_accuracy_score(gold, pred)) if rows else 0.0,
+                "sop_majority": float(np.bincount(gold).max() / rows) if rows else 0.0,
+                "loss": mlm + sop_loss / max(rows, 1)}
+
+
+def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    labels = batch["labels"][batch["labels"] != -100]
+    metrics = {}
+    if output.mlm_loss is not None:
+        metrics["mlm_loss"] = float(output.mlm_loss.detach())
+        metrics["mlm_accuracy"] = float((output.mlm_logits.argmax(-1) == labels).float().mean()) if labels.numel() else 0.0
+    if output.sop_loss is not None:
+        metrics["sop_loss"] = float(output.sop_loss.detach())
+        metrics["sop_accuracy"] = float((output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean())
+    return metrics

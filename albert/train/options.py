@@ -1,0 +1,106 @@
+"""The training options: one dataclass for the command lines (one --option per field), the run
+configurations (config.json) and the trainer. Fine-tuning and pretraining runs subclass it with
+their own options and defaults."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from ..errors import require
+from ..optim import OPTIMIZERS, SCHEDULES
+from .precision import CHOICES as PRECISION_CHOICES
+
+# Options that change where or how a run is carried out and logged, not what it computes (and
+# max_steps: a run may be extended). A resumed run with other values of these still matches an
+# uninterrupted one.
+NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last", "overwrite",
+                  "max_steps", "progress")
+# Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
+# metric and greater_is_better are needed only where the trainer evaluates.
+RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainingOptions:
+    output_dir: str = ""
+    lr: float | None = None
+    batch_size: int | None = None           # rows per micro-batch on each process
+    grad_accum: int = 1
+    max_steps: int | None = None            # overrides epochs
+    epochs: float | None = None
+    warmup: float | None = None             # < 1: a ratio of the steps; >= 1: a number of steps
+    schedule: str = "linear"                # linear | polynomial | constant
+    power: float = 1.0                      # of the polynomial schedule
+    schedule_steps: int | None = None       # length of the LR schedule when it is not the run's (tuning rungs
+                                            # train part of a run on the full run's schedule)
+    optimizer: str = "adamw"                # adamw | lamb
+    weight_decay: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    max_grad_norm: float = 1.0              # <= 0: no clipping
+    layer_lr_decay: float | None = None
+    seed: int = 42
+    precision: str = "auto"                 # auto: bf16 on CUDA GPUs that support it, else fp32
+    device: str = "auto"
+    compile: bool = False
+    eval_every: int = 0                     # steps; 0: at the end of each epoch (and of training)
+    log_every: int = 10
+    save_every: int = 0                     # steps; 0: at each evaluation
+    keep_last: int = 2
+    patience: int | None = None             # evaluations without improvement before stopping
+    metric: str | None = None               # the evaluation metric that picks the best model
+    greater_is_better: bool | None = None
+    num_workers: int = 0
+    group_by_length: bool = True
+    max_bad_steps: int = 10                 # consecutive non-finite losses before giving up
+    auto_accumulate: bool = False           # on GPU out-of-memory: halve the micro-batch, double accumulation, retry
+    ddp_find_unused: bool = False           # DDP find_unused_parameters, for models with unused heads
+    overwrite: bool = False                 # a fresh run may delete an earlier run's checkpoints in output_dir
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Checks of the training options (None is allowed where a recipe fills the value in);
+        subclasses add their own after calling this."""
+        require(bool(self.output_dir), "--output-dir is required")
+        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        require(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
+        require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
+        require(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
+        require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        require(self.schedule_steps is None or self.schedule_steps >= 1,
+                f"--schedule-steps must be >= 1, got {self.schedule_steps}")
+        require(self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        require(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
+        require(self.precision in PRECISION_CHOICES,
+                f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
+        require(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        require(self.eval_every >= 0 and self.save_every >= 0, "--eval-every and --save-every must be >= 0")
+        require(self.keep_last >= 1, f"--keep-last must be >= 1, got {self.keep_last}")
+        require(self.patience is None or self.patience >= 1, f"--patience must be >= 1, got {self.patience}")
+        require(self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
+        require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
+
+    def validate_resolved(self, evaluating: bool = True) -> None:
+        """What the trainer needs beyond `validate`: every recipe default filled in (and, when it
+        evaluates, the metric that picks the best model)."""
+        self.validate()
+        needed = RESOLVED_BY_RECIPE + (("metric", "greater_is_better") if evaluating else ())
+        missing = [name for name in needed if getattr(self, name) is None]
+        require(not missing, f"training options not set: {', '.join(missing)}")
+        require(self.max_steps is not None or self.epochs is not None, "give max_steps or epochs")
+
+    def trajectory_settings(self) -> dict[str, Any]:
+        """The training options that shape the trajectory (not where or how it is logged); a
+        subclass's own options are not among them."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingOptions)
+             if f.name not in NOT_TRAJECTORY}
+        return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+    def fingerprint(self) -> str:
+        """Hash of `trajectory_settings()`."""
+        return hashlib.sha256(json.dumps(self.trajectory_settings(), sort_keys=True).encode()).hexdigest()[:16]

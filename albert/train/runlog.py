@@ -1,0 +1,110 @@
+"""The run's log: log.jsonl (one JSON object per logged step or evaluation), TensorBoard when
+installed, and the running totals (losses, rows, tokens, time) it reports."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write
+from ..errors import AlbertError
+
+
+class RunLog:
+    """log.jsonl and, when available, TensorBoard; written by rank 0 only (`enabled`)."""
+
+    def __init__(self, output_dir: Path, enabled: bool):
+        self.path = output_dir / "log.jsonl"
+        self.tb_dir = output_dir / "tensorboard"
+        self.enabled = enabled
+        self._file = None
+        self._tb = None
+
+    def open(self, resume_step: int | None) -> None:
+        """Start the log; on resume keep only the lines up to the checkpoint's step."""
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by the kill
+                if record.get("step", 0) <= resume_step:
+                    kept.append(line)
+        with atomic_write(self.path) as f:
+            f.writelines(line + "\n" for line in kept)
+        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: skip it
+            return
+        purge = None if resume_step is None else resume_step + 1
+        self._tb = SummaryWriter(str(self.tb_dir), purge_step=purge)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise AlbertError(f"{self.path}: cannot write the log ({e.strerror or e})") from e
+        if self._tb is not None:
+            prefix = record.get("type", "train")
+            for k, v in record.items():
+                if k not in ("type", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+@dataclass
+class Window:
+    """A stretch of steps (since the last logged one, or the whole run): their losses, gradient
+    norms, rows, tokens and training time."""
+
+    losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    rows: float = 0.0
+    tokens: float = 0.0
+    time: float = 0.0
+
+    def add(self, step: dict[str, Any], elapsed: float) -> None:
+        """One step's numbers (see Trainer._train_step); a skipped step counts for throughput only."""
+        self.rows += step["rows"]
+        self.tokens += step["tokens"]
+        self.time += elapsed
+        if not step.get("skipped"):
+            self.losses.append(step["loss"])
+            if step["grad_norm"] is not None:
+                self.grad_norms.append(step["grad_norm"])
+
+    def record(self, step: int, epoch: float, last: dict[str, Any], mfu_of: Any = None) -> dict[str, Any]:
+        """The log line: mean loss and gradient norm over the window, the last step's lr and
+        metrics, samples and tokens per second (and MFU when `mfu_of(tokens_per_s)` knows it)."""
+        dt = max(self.time, 1e-9)
+        tokens_per_s = self.tokens / dt
+        record: dict[str, Any] = {
+            "type": "train", "step": step, "epoch": epoch,
+            "loss": sum(self.losses) / len(self.losses) if self.losses else None,  # None: every step skipped
+            "lr": last["lr"],
+            "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            "samples_per_s": self.rows / dt, "tokens_per_s": tokens_per_s,
+        }
+        mfu = mfu_of(tokens_per_s) if mfu_of is not None else None
+        if mfu is not None:
+            record["mfu"] = mfu
+        if last.get("skipped"):
+            record["skipped"] = True
+        record.update(last["metrics"])
+        return record

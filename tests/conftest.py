@@ -1,0 +1,11 @@
+"""Makes the helper modules beside this file (synthetic_text, assertions) importable from the test
+folders that mirror the package (tests/data, tests/train, ...)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_configure(config):
+    # Also registered in setup.cfg by the GPU work; registering twice is harmless.
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
