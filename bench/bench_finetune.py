@@ -42,7 +42,7 @@ from albert.finetune import FinetuneArgs, cache_root, load_tokenizer  # noqa: E4
 from albert.model import AlbertForTokenClassification  # noqa: E402
 from albert.optim import make_schedule, param_groups  # noqa: E402
 from albert.tasks import get_task  # noqa: E402
-from albert.trainer import TrainConfig, Trainer  # noqa: E402
+from albert.train import Trainer, TrainingOptions  # noqa: E402
 from bench_model import autocast, sync  # noqa: E402
 
 
@@ -79,12 +79,12 @@ def warm_up(model: torch.nn.Module, batch: dict, device: torch.device, precision
 
 
 def run_albert(model, train, task, lengths, args, device, group_by_length: bool, workdir: Path) -> dict:
-    cfg = TrainConfig(output_dir=str(workdir), lr=args.lr, batch_size=args.batch_size, epochs=1.0,
+    cfg = TrainingOptions(output_dir=str(workdir), lr=args.lr, batch_size=args.batch_size, epochs=1.0,
                       max_steps=args.max_steps, warmup=0.1, weight_decay=0.01, max_grad_norm=1.0,
                       precision=args.precision, device=str(device), group_by_length=group_by_length,
                       seed=args.seed, num_workers=args.num_workers, log_every=10**9, keep_last=1,
-                      overwrite=True)
-    trainer = Trainer(model, cfg, train, task.collate, lengths=lengths, progress=False)
+                      overwrite=True, progress=False)
+    trainer = Trainer(model, cfg, train, task.collate, lengths=lengths)
     trainer.sampler.set_epoch(0)
     plan = [mb for step in trainer.sampler.steps()[:trainer.total_steps] for mb in step]
     if device.type == "cuda":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.config import preset  # noqa: E402
 from albert.model import HEADS  # noqa: E402
-from albert.trainer import peak_flops  # noqa: E402
+from albert.train.precision import peak_flops  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
