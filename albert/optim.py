@@ -169,7 +169,10 @@ class Lamb(torch.optim.Optimizer):
         numels = [t.numel() for t in tensors]
         key = (scale.device, tuple(numels))
         if key not in self._sizes:
-            self._sizes[key] = torch.tensor(numels, device=scale.device)
+            # Once per list of sizes; from pinned memory, so the copy does not wait for the device.
+            sizes = torch.tensor(numels)
+            self._sizes[key] = (sizes.pin_memory() if scale.device.type == "cuda" else sizes).to(
+                scale.device, non_blocking=True)
         flat = torch.cat([t.reshape(-1) for t in tensors])
         flat.mul_(scale.repeat_interleave(self._sizes[key], output_size=flat.numel()))
         return [part.view_as(t) for part, t in zip(flat.split(numels), tensors)]
