@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 from synthetic_text import conll_text
-from test_kill_resume import corpus_text, sentences, sst2_tsv, train_records
+from test_kill_resume import corpus_text, sweep_inputs, train_records
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -92,14 +91,7 @@ def test_exact_resume_on_cuda(tmp_path):
 
 
 def test_trials_share_one_gpu(tmp_path):
-    from albert.tokenizer import train_tokenizer
-
-    data = tmp_path / "sst2"
-    data.mkdir()
-    (data / "train.tsv").write_text(sst2_tsv(240, 1))
-    (data / "dev.tsv").write_text(sst2_tsv(60, 2))
-    spm = tmp_path / "spm"
-    train_tokenizer(sentences(400, random.Random(0)), spm, vocab_size=200)
+    data, spm = sweep_inputs(tmp_path)
     sweep = tmp_path / "sweep"
     run(["tune.py", "--task", "sst2", "--preset", "micro", "--data-dir", data, "--tokenizer", spm,
          "--max-seq-length", "32", "--budget", "6", "--max-resource", "9", "--eta", "3", "--trials-per-gpu", "3",
