@@ -423,10 +423,11 @@ def run_sections(c: Check, sections: list[tuple[str, Callable]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT"), help="results folder (default: $OUT)")
-    ap.add_argument("--prepared", default=str(REPO / ".gpu"), help="the folder bench/gpu_prepare.py made")
+    ap.add_argument("--prepared", default=None,
+                    help="the folder bench/gpu_prepare.py made (default: .gpu; with --dry-run a tiny one made "
+                         "under --work)")
     ap.add_argument("--budget", type=float, default=465.0, help="seconds for all sections together")
-    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, every section (a tiny carried folder "
-                                                           "is prepared under --work when --prepared has none)")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, every section")
     ap.add_argument("--work", default=None, help="scratch folder for the runs (default: a temporary one)")
     ap.add_argument("--only", nargs="+", choices=[n for n, _ in SECTIONS])
     ap.add_argument("--skip", nargs="+", default=[], choices=[n for n, _ in SECTIONS])
@@ -434,11 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         ap.error("--out is required when $OUT is not set")
     work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check-"))
-    prepared = Path(args.prepared)
-    if args.dry_run and not (prepared / "data").is_dir():
+    if args.prepared:
+        prepared = Path(args.prepared)
+    elif args.dry_run:
         prepared = work / "prepared"
         subprocess.run([PY, str(REPO / "bench" / "gpu_prepare.py"), "--tiny", "--dest", str(prepared)], check=True,
                        stdout=subprocess.DEVNULL)
+    else:
+        prepared = REPO / ".gpu"
     c = Check(Path(args.out), work, prepared, args.dry_run, args.budget if not args.dry_run else 10**6)
     sections = [(n, f) for n, f in SECTIONS if (not args.only or n in args.only) and n not in args.skip]
     run_sections(c, sections)
