@@ -6,6 +6,10 @@ they are concatenated along dim 0 (our fused q/k/v projection).
 
 Loading never executes code from a checkpoint: safetensors first, and `.bin` files through
 `torch.load(weights_only=True)`.
+
+This module knows parameter names, not model classes: a model is any module with a `config`
+and, for the task heads, a `backbone` submodule (`albert.model` builds on this module, never
+the other way round).
 """
 from __future__ import annotations
 
@@ -14,16 +18,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
 from .atomic import atomic_path
 from .config import AlbertConfig
 from .errors import AlbertError
-
-if TYPE_CHECKING:
-    from .model import AlbertPreTrainedModel
 
 log = logging.getLogger("albert")
 
@@ -203,7 +205,13 @@ def load_config(directory: Path, **overrides: Any) -> AlbertConfig:
     return config
 
 
-def load_pretrained(cls: type["AlbertPreTrainedModel"], path: str | os.PathLike, **overrides: Any):
+def has_backbone(model: nn.Module) -> bool:
+    """A task head keeps the backbone under `backbone.` (transformers: `albert.`); a bare
+    backbone has its tensors at the top level."""
+    return isinstance(getattr(model, "backbone", None), nn.Module)
+
+
+def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, **overrides: Any):
     """Build `cls` from a HF checkpoint directory (or hub name), mapping every tensor by the table."""
     directory = resolve(path)
     config = load_config(directory, **overrides)
@@ -216,20 +224,17 @@ def load_pretrained(cls: type["AlbertPreTrainedModel"], path: str | os.PathLike,
     return model
 
 
-def load_state(model: "AlbertPreTrainedModel", state: dict[str, torch.Tensor], source: str = "checkpoint"
-               ) -> LoadReport:
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> LoadReport:
     """Copy tensors named as transformers names them into `model`, checking every shape."""
-    from .model import AlbertModel
-
-    has_backbone = not isinstance(model, AlbertModel)
+    head = has_backbone(model)
     # transformers writes a bare AlbertModel without the "albert." prefix, and heads with it.
     prefixed = any(k.startswith(THEIR_BACKBONE) for k in state)
-    if has_backbone and not prefixed:
+    if head and not prefixed:
         state = {(k if _is_head_key(k) else THEIR_BACKBONE + k): v for k, v in state.items()}
-    elif not has_backbone and prefixed:
+    elif not head and prefixed:
         state = {k.removeprefix(THEIR_BACKBONE): v for k, v in state.items()}
 
-    table = mapping(model.config, has_backbone)
+    table = mapping(model.config, head)
     ours = model.state_dict()
     used: set[str] = set()
     report = LoadReport()
@@ -262,11 +267,9 @@ def _is_head_key(k: str) -> bool:
 
 # --- writing ---------------------------------------------------------------------------------
 
-def to_hf_state_dict(model: "AlbertPreTrainedModel") -> dict[str, torch.Tensor]:
+def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our state dict under transformers' names (fused q/k/v split back into three tensors)."""
-    from .model import AlbertModel
-
-    table = mapping(model.config, has_backbone=not isinstance(model, AlbertModel))
+    table = mapping(model.config, has_backbone(model))
     out: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
         theirs = table[name]
@@ -279,7 +282,7 @@ def to_hf_state_dict(model: "AlbertPreTrainedModel") -> dict[str, torch.Tensor]:
     return out
 
 
-def save_pretrained(model: "AlbertPreTrainedModel", directory: str | os.PathLike) -> None:
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> None:
     """Write config.json + model.safetensors that `transformers.<Cls>.from_pretrained` loads
     with no missing or unexpected keys."""
     from safetensors.torch import save_file
@@ -290,33 +293,3 @@ def save_pretrained(model: "AlbertPreTrainedModel", directory: str | os.PathLike
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     config.save(directory)
-
-
-# --- command line: python -m albert.checkpoint DIR [--head CLASS] ------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    """Check that a checkpoint loads: print its shape, parameter count and what did not match."""
-    import argparse
-
-    from .model import HEADS
-
-    ap = argparse.ArgumentParser(prog="python -m albert.checkpoint", description=main.__doc__)
-    ap.add_argument("path", help="checkpoint directory or hub name")
-    ap.add_argument("--head", choices=sorted(HEADS), help="class to load (default: the config's architectures)")
-    args = ap.parse_args(argv)
-    directory = resolve(args.path)
-    config = load_config(directory)
-    head = args.head or next((a for a in (config.architectures or []) if a in HEADS), "AlbertModel")
-    model = HEADS[head].from_pretrained(directory)
-    c = model.config
-    print(f"{head}: {model.num_parameters():,} parameters; vocab {c.vocab_size}, E {c.embedding_size}, "
-          f"H {c.hidden_size}, {c.num_hidden_layers} layers over {c.num_hidden_groups} group(s) x "
-          f"{c.inner_group_num}, {c.num_attention_heads} heads, FFN {c.intermediate_size}, {c.hidden_act}")
-    print(f"load: {model.load_report}")
-    return 0
-
-
-if __name__ == "__main__":
-    from .errors import cli_main
-
-    cli_main(main)()

@@ -4,13 +4,36 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
 
 from .atomic import read_json_object, write_json
 from .errors import AlbertError, require
 from .schema import check_values, is_number
 
-ACTIVATIONS = ("gelu_new", "gelu", "relu", "gelu_pytorch_tanh", "gelu_fast", "silu", "swish")
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    # The tanh approximation ALBERT was trained with ("gelu_new" in transformers).
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+# The one table of activations: the names transformers' config.json uses for `hidden_act`,
+# and the function each stands for. Validation and the model both read it.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu": F.gelu,
+    "gelu_fast": _gelu_fast,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
 
 
 @dataclass

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AlbertConfig
+from . import checkpoint
+from .config import ACTIVATIONS, AlbertConfig
 from .errors import AlbertError
 
 
@@ -32,26 +33,6 @@ class ModelOutput:
     pooler_output: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None
     sop_loss: torch.Tensor | None = None
-
-
-def _gelu_new(x: torch.Tensor) -> torch.Tensor:
-    # The tanh approximation ALBERT was trained with ("gelu_new" in transformers).
-    return F.gelu(x, approximate="tanh")
-
-
-def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-
-
-ACT_FNS = {
-    "gelu_new": _gelu_new,
-    "gelu_pytorch_tanh": _gelu_new,
-    "gelu": F.gelu,
-    "gelu_fast": _gelu_fast,
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-}
 
 
 class Embeddings(nn.Module):
@@ -107,7 +88,7 @@ class Layer(nn.Module):
         self.ffn_in = nn.Linear(H, c.intermediate_size)
         self.ffn_out = nn.Linear(c.intermediate_size, H)
         self.ffn_norm = nn.LayerNorm(H, eps=c.layer_norm_eps)
-        self.act = ACT_FNS[c.hidden_act]
+        self.act = ACTIVATIONS[c.hidden_act]
         self.attn_drop = c.attention_probs_dropout_prob
         self.drop = nn.Dropout(c.hidden_dropout_prob)
 
@@ -159,12 +140,13 @@ class Encoder(nn.Module):
 
 
 def attention_bias(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, T) 1/0 padding mask -> boolean (B, 1, 1, T) mask for SDPA; None when nothing is padded,
-    so that SDPA may pick its fastest (flash) kernel. Under torch.compile the mask is always kept:
-    the check reads a value back from the device, which would break the graph in two."""
+    """(B, T) 1/0 padding mask -> boolean (B, 1, 1, T) mask for SDPA, or None for None.
+
+    Whether a batch has padding at all is decided on the host, where the batch is made: a
+    collate leaves `attention_mask` out when no row is padded (`pad_batch(..., mask_unpadded=
+    False)`), and SDPA may then take its flash kernel. Looking at the mask here would read a
+    value back from the device: a host sync every step, and a graph break under torch.compile."""
     if attention_mask is None:
-        return None
-    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     return attention_mask[:, None, None, :].bool()
 
@@ -178,8 +160,18 @@ class AlbertPreTrainedModel(nn.Module):
 
     # --- initialisation, as ALBERT: N(0, initializer_range), LayerNorm 1/0, zero biases ---
     def init_weights(self) -> None:
+        """Initialise every parameter of the model afresh."""
+        self._init_modules(self.modules())
+
+    def _init_head(self) -> None:
+        """Initialise what a head adds; its backbone initialised itself when it was built, and
+        drawing its weights a second time would only waste the first draw."""
+        self._init_modules(m for name, child in self.named_children() if name != "backbone"
+                           for m in child.modules())
+
+    def _init_modules(self, modules: Iterable[nn.Module]) -> None:
         std = self.config.initializer_range
-        for m in self.modules():
+        for m in modules:
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, std)
                 if m.bias is not None:
@@ -198,18 +190,10 @@ class AlbertPreTrainedModel(nn.Module):
     # --- checkpoints (the mapping lives in checkpoint.py) ---
     @classmethod
     def from_pretrained(cls, path: str | Path, **config_overrides: Any):
-        from .checkpoint import load_pretrained
-
-        return load_pretrained(cls, path, **config_overrides)
+        return checkpoint.load_pretrained(cls, path, **config_overrides)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from .checkpoint import save_pretrained
-
-        save_pretrained(self, directory)
-
-    @property
-    def backbone_model(self) -> "AlbertModel":
-        return self if isinstance(self, AlbertModel) else self.backbone
+        checkpoint.save_pretrained(self, directory)
 
     def set_attention_impl(self, impl: str) -> None:
         """Attention kernel of every layer: "sdpa" (fused, the default) or "eager" (plain softmax)."""
@@ -278,7 +262,7 @@ class MLMHead(nn.Module):
     def __init__(self, c: AlbertConfig):
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.embedding_size)
-        self.act = ACT_FNS[c.hidden_act]
+        self.act = ACTIVATIONS[c.hidden_act]
         self.norm = nn.LayerNorm(c.embedding_size, eps=c.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
@@ -286,10 +270,29 @@ class MLMHead(nn.Module):
         return F.linear(self.norm(self.act(self.dense(h))), word_embeddings, self.bias)
 
 
-def _mlm(head: MLMHead, h: torch.Tensor, word: torch.Tensor, labels: torch.Tensor | None
+def _mlm(head: MLMHead, h: torch.Tensor, word: torch.Tensor, labels: torch.Tensor | None,
+         positions: torch.Tensor | None = None, position_labels: torch.Tensor | None = None
          ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MLM logits and loss. With labels, the head runs only at masked positions: the vocab
-    projection is the largest matmul of a small ALBERT, and 85% of its rows would be thrown away."""
+    """MLM logits and loss; the head runs only at masked positions when they are known, because
+    the vocab projection is the largest matmul of a small ALBERT and 85% of its rows would be
+    thrown away.
+
+    - `positions` (B, P) with `position_labels` (B, P): the training path. P is fixed (the
+      masker's max_predictions), padded with any position and label -100; the head runs on a
+      gather of B x P rows, so shapes do not depend on the data and nothing is read back from the
+      device (CUDA graphs can capture it). Logits (B, P, V).
+    - `labels` (B, T), -100 where nothing is predicted (transformers' layout): the head runs at
+      the labelled positions, picked by a boolean index, which reads the count back from the
+      device. Logits (number labelled, V), in row-major order.
+    - neither: logits at every position (B, T, V), no loss."""
+    if positions is not None:
+        if position_labels is None:
+            raise AlbertError("mlm_positions needs mlm_labels (the original ids, -100 on padding)")
+        rows = h.gather(1, positions.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        logits = head(rows, word)
+        targets = position_labels.reshape(-1)
+        summed = F.cross_entropy(logits.float().flatten(0, 1), targets, ignore_index=-100, reduction="sum")
+        return logits, summed / (targets != -100).sum().clamp(min=1)
     if labels is None:
         return head(h, word), None
     selected = labels != -100
@@ -301,7 +304,10 @@ def _mlm(head: MLMHead, h: torch.Tensor, word: torch.Tensor, labels: torch.Tenso
 
 
 class AlbertForPreTraining(AlbertPreTrainedModel):
-    """MLM head (tied to the word embeddings) + sentence-order prediction head; loss = MLM + SOP."""
+    """MLM head (tied to the word embeddings) + sentence-order prediction head; loss = MLM + SOP.
+
+    MLM targets come either as `mlm_positions` + `mlm_labels` (B, P), what the pretraining
+    collate gives, or as full-length `labels` (B, T) as in transformers (see `_mlm`)."""
 
     def __init__(self, config: AlbertConfig):
         super().__init__(config)
@@ -310,7 +316,7 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
         self.sop_drop = nn.Dropout(config.classifier_dropout_prob or 0.0)
         # Sized by num_labels (2 for sentence order) as transformers does, so its checkpoints load.
         self.sop = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
+        self._init_head()
 
     def _head_matmul_params(self) -> int:
         c = self.config
@@ -318,9 +324,11 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                sentence_order_label: torch.Tensor | None = None) -> ModelOutput:
+                sentence_order_label: torch.Tensor | None = None, mlm_positions: torch.Tensor | None = None,
+                mlm_labels: torch.Tensor | None = None) -> ModelOutput:
         out = self.backbone(input_ids, attention_mask, token_type_ids)
-        mlm_logits, mlm_loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels)
+        mlm_logits, mlm_loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels,
+                                    mlm_positions, mlm_labels)
         sop_logits = self.sop(self.sop_drop(out.pooler_output))
         sop_loss = None
         if sentence_order_label is not None:
@@ -336,16 +344,18 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
         super().__init__(config)
         self.backbone = AlbertModel(config, add_pooling_layer=False)
         self.mlm = MLMHead(config)
-        self.init_weights()
+        self._init_head()
 
     def _head_matmul_params(self) -> int:
         c = self.config
         return c.hidden_size * c.embedding_size + c.embedding_size * c.vocab_size
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                mlm_positions: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None) -> ModelOutput:
         out = self.backbone(input_ids, attention_mask, token_type_ids)
-        logits, loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels)
+        logits, loss = _mlm(self.mlm, out.last_hidden_state, self.backbone.embed.word.weight, labels,
+                            mlm_positions, mlm_labels)
         return ModelOutput(loss=loss, logits=logits, mlm_logits=logits, last_hidden_state=out.last_hidden_state)
 
 
@@ -357,7 +367,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.backbone = AlbertModel(config)
         self.drop = nn.Dropout(config.classifier_dropout_prob or 0.0)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
+        self._init_head()
 
     def _head_matmul_params(self) -> int:
         return self.config.hidden_size * (self.config.hidden_size + self.config.num_labels)
@@ -384,7 +394,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         p = config.classifier_dropout_prob
         self.drop = nn.Dropout(config.hidden_dropout_prob if p is None else p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
+        self._init_head()
 
     def _head_matmul_params(self) -> int:
         return self.config.hidden_size * self.config.num_labels
@@ -406,7 +416,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         super().__init__(config)
         self.backbone = AlbertModel(config, add_pooling_layer=False)
         self.qa = nn.Linear(config.hidden_size, 2)
-        self.init_weights()
+        self._init_head()
 
     def _head_matmul_params(self) -> int:
         return self.config.hidden_size * 2
@@ -432,3 +442,31 @@ HEADS: dict[str, type[AlbertPreTrainedModel]] = {
                                   AlbertForSequenceClassification, AlbertForTokenClassification,
                                   AlbertForQuestionAnswering)
 }
+
+
+# --- command line: python -m albert.model DIR [--head CLASS] -----------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """Check that a checkpoint loads: print its shape, parameter count and what did not match."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m albert.model", description=main.__doc__)
+    ap.add_argument("path", help="checkpoint directory or hub name")
+    ap.add_argument("--head", choices=sorted(HEADS), help="class to load (default: the config's architectures)")
+    args = ap.parse_args(argv)
+    directory = checkpoint.resolve(args.path)
+    config = checkpoint.load_config(directory)
+    head = args.head or next((a for a in (config.architectures or []) if a in HEADS), "AlbertModel")
+    model = HEADS[head].from_pretrained(directory)
+    c = model.config
+    print(f"{head}: {model.num_parameters():,} parameters; vocab {c.vocab_size}, E {c.embedding_size}, "
+          f"H {c.hidden_size}, {c.num_hidden_layers} layers over {c.num_hidden_groups} group(s) x "
+          f"{c.inner_group_num}, {c.num_attention_heads} heads, FFN {c.intermediate_size}, {c.hidden_act}")
+    print(f"load: {model.load_report}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .errors import cli_main
+
+    cli_main(main)()

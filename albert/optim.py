@@ -6,7 +6,6 @@ linear (or polynomial) decay.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -70,8 +69,17 @@ class Lamb(torch.optim.Optimizer):
     `bias_correction=True` turns it on), update = m / (sqrt(v) + eps) + weight_decay * w, and
     the step is lr * r * update with trust ratio r = ||w|| / ||update|| (1 when either norm is
     0). Groups with `trust_ratio=False` skip the ratio (the reference skips it exactly where it
-    skips weight decay: biases and LayerNorm). Vectorised with torch._foreach ops.
+    skips weight decay: biases and LayerNorm).
+
+    Multi-tensor throughout: torch._foreach ops over a group's tensors, and the per-tensor trust
+    ratios applied in one multiply over the updates laid end to end, so a step launches the same
+    few kernels however many tensors there are. Nothing is read back to the host: the step
+    counts live on the parameters' device, and under fp16 the GradScaler hands over its scale
+    and overflow flag (`_step_supports_amp_scaling`) instead of reading the flag back to decide
+    whether to call step() at all; a step with an overflow then changes nothing.
     """
+
+    _step_supports_amp_scaling = True
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.01, trust_ratio: bool = True,
@@ -81,6 +89,7 @@ class Lamb(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         trust_ratio=trust_ratio, bias_correction=bias_correction)
         super().__init__(params, defaults)
+        self._sizes: dict[tuple, torch.Tensor] = {}  # numels of a tensor list, on its device
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -88,36 +97,43 @@ class Lamb(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Set by GradScaler.step for this call: the scale the gradients still carry (None when
+        # unscale_ already divided it out), and 1.0 where they overflowed.
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("Lamb does not support sparse gradients")
-            grads = [p.grad for p in params]
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            states = [self.state[p] for p in params]
+            states = [self._state(p) for p in params]
             m = [s["exp_avg"] for s in states]
             v = [s["exp_avg_sq"] for s in states]
             steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1.0)
             beta1, beta2 = group["betas"]
+            grads = [p.grad for p in params]
+            keep = None
+            if grad_scale is not None or found_inf is not None:
+                grads, keep = self._amp_grads(grads, grad_scale, found_inf)
+                # With an overflow (keep = 0) the moments keep their values: beta becomes 1 and
+                # the (zeroed) gradient adds nothing.
+                beta1, beta2 = beta1 + (1 - beta1) * (1 - keep), beta2 + (1 - beta2) * (1 - keep)
+            # (A list of the flag, not the flag itself: torch's foreach add of one tensor reads it back.)
+            torch._foreach_add_(steps, 1.0 if keep is None else [keep] * len(steps))
 
             torch._foreach_mul_(m, beta1)
-            torch._foreach_add_(m, grads, alpha=1 - beta1)
+            torch._foreach_add_(m, grads, alpha=1 - group["betas"][0])
             torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - group["betas"][1])
 
             if group["bias_correction"]:
-                # All parameters of a group step together, so one count serves them all.
-                t = steps[0].item()
-                m_hat = torch._foreach_div(m, 1 - beta1 ** t)
-                denom = torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(1 - beta2 ** t))
+                # All parameters of a group step together, so one count serves them all; in float64
+                # as Python would, then rounded once.
+                t = steps[0].double()
+                b1, b2 = group["betas"]
+                m_hat = torch._foreach_div(m, (1 - b1 ** t).to(m[0].dtype))
+                denom = torch._foreach_div(torch._foreach_sqrt(v), (1 - b2 ** t).sqrt().to(v[0].dtype))
             else:
                 m_hat = m
                 denom = torch._foreach_sqrt(v)
@@ -130,12 +146,49 @@ class Lamb(torch.optim.Optimizer):
                 w_norm = torch.stack(torch._foreach_norm(params))
                 u_norm = torch.stack(torch._foreach_norm(update))
                 ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
-                scale = (ratio * -group["lr"]).unbind()
-                torch._foreach_mul_(update, scale)
+                scale = ratio * -group["lr"]
+                update = self._scaled(update, scale if keep is None else scale * keep)
             else:
-                torch._foreach_mul_(update, -group["lr"])
+                torch._foreach_mul_(update, -group["lr"] if keep is None else keep * -group["lr"])
             torch._foreach_add_(params, update)
         return loss
+
+    def _state(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        elif state["step"].device != p.device:  # a state saved by a version that kept it on the CPU
+            state["step"] = state["step"].to(p.device, torch.float32)
+        return state
+
+    def _scaled(self, tensors: list[torch.Tensor], scale: torch.Tensor) -> list[torch.Tensor]:
+        """tensors[i] * scale[i] for every i, as one multiply over the tensors laid end to end
+        (a foreach multiply by a list of scalar tensors falls back to one kernel per tensor)."""
+        numels = [t.numel() for t in tensors]
+        key = (scale.device, tuple(numels))
+        if key not in self._sizes:
+            # Once per list of sizes; from pinned memory, so the copy does not wait for the device.
+            sizes = torch.tensor(numels)
+            self._sizes[key] = (sizes.pin_memory() if scale.device.type == "cuda" else sizes).to(
+                scale.device, non_blocking=True)
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        flat.mul_(scale.repeat_interleave(self._sizes[key], output_size=flat.numel()))
+        return [part.view_as(t) for part, t in zip(flat.split(numels), tensors)]
+
+    @staticmethod
+    def _amp_grads(grads: list[torch.Tensor], grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None
+                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The gradients divided by `grad_scale` and set to zero where the scaler found an
+        overflow, and keep = 1 - found_inf; all on the device, nothing read back."""
+        device = grads[0].device
+        keep = torch.ones((), device=device) if found_inf is None else 1 - found_inf.to(device, torch.float32)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        if grad_scale is not None:
+            flat.mul_(grad_scale.to(device, torch.float32).reciprocal())
+        flat = torch.where(keep > 0, flat, torch.zeros((), device=device, dtype=flat.dtype))
+        return [part.view_as(g) for part, g in zip(flat.split([g.numel() for g in grads]), grads)], keep
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.01,

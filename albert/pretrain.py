@@ -150,7 +150,7 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict
     mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
     held_out = HeldOut(IndexedExamples(held), functools.partial(pretraining_collate, masker=masker),
                        batch_size=max(args.batch_size, 64))
-    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(_collate, masker=masker), dist=dist,
+    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(pretraining_collate, masker=masker), dist=dist,
                       lengths=lengths, evaluate=held_out, save_best=export, step_metrics=step_metrics,
                       flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction))
     started = time.time()
@@ -162,14 +162,6 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict
                    "parameters": model.num_parameters(), **results, "run_wall_time_s": round(time.time() - started, 2)}
         write_json(out / "results.json", results)
     return results
-
-
-def _collate(rows: list[dict[str, Any]], *, epoch: int, indices: list[int], masker) -> dict[str, torch.Tensor]:
-    """The trainer's collate contract (albert/train/feed.py) over pretraining_collate, whose rows
-    carry their index already (IndexedExamples)."""
-    from .data.pretraining import pretraining_collate
-
-    return pretraining_collate(rows, masker=masker, epoch=epoch)
 
 
 def _model_config(args: PretrainArgs, tokenizer, resume: bool, is_main: bool):

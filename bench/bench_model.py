@@ -62,22 +62,38 @@ def make_pair(head: str, shape: str, seq: int, device: torch.device, num_labels:
     return ours.to(device), hf.to(device)
 
 
-def batch_for(head: str, batch: int, seq: int, device: torch.device, hf: bool, masked_only: bool = True):
+def batch_for(head: str, batch: int, seq: int, device: torch.device, hf: bool) -> dict[str, torch.Tensor]:
+    """The same inputs for both models, each in its own training layout. Pretraining: 15% of the
+    tokens masked at random; transformers takes full-length labels (-100 elsewhere), ours the
+    masked positions as the pretraining collate gives them (mlm_positions / mlm_labels, a fixed
+    number of slots per row). No row is padded, so ours gets no attention_mask, as from the
+    collate (transformers drops an all-ones mask itself)."""
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(5, 30000, (batch, seq), generator=g)
-    mask = torch.ones_like(ids)
     types = torch.zeros_like(ids)
     types[:, seq // 2:] = 1
-    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    out = {"input_ids": ids, "token_type_ids": types}
+    if hf:
+        out["attention_mask"] = torch.ones_like(ids)
     if head == "AlbertForPreTraining":
-        labels = torch.full_like(ids, -100)
         pick = torch.rand(ids.shape, generator=g) < 0.15
-        labels[pick] = ids[pick]
-        out["labels"] = labels
+        if hf:
+            out["labels"] = torch.where(pick, ids, -100)
+        else:
+            out["mlm_positions"], out["mlm_labels"] = masked_positions(pick, ids)
         out["sentence_order_label"] = torch.randint(0, 2, (batch,), generator=g)
     elif head == "AlbertForTokenClassification":
         out["labels"] = torch.randint(0, 9, ids.shape, generator=g)
     return {k: v.to(device) for k, v in out.items()}
+
+
+def masked_positions(pick: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) boolean choice -> (B, P) positions (padded with 0) and their ids (-100 on padding),
+    P the most any row has."""
+    slots = int(pick.sum(1).max())
+    order = torch.argsort((~pick).to(torch.int8), dim=1, stable=True)[:, :slots]  # chosen positions first, ascending
+    taken = torch.arange(slots)[None, :] < pick.sum(1, keepdim=True)
+    return torch.where(taken, order, 0), torch.where(taken, ids.gather(1, order), -100)
 
 
 def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
@@ -103,7 +119,7 @@ def train_step_fn(model, batch, device, precision):
 
 def infer_fn(model, batch, device, precision):
     model.eval()
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
 
     @torch.inference_mode()
     def run():

@@ -5,7 +5,3 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def pytest_configure(config):
-    # Also registered in setup.cfg by the GPU work; registering twice is harmless.
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")

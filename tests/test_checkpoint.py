@@ -155,7 +155,7 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path):
 
 def test_bad_checkpoints_exit_2_from_the_command_line(tmp_path):
     for name, (path, needle) in bad_dirs(tmp_path).items():
-        r = subprocess.run([sys.executable, "-m", "albert.checkpoint", str(path)], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "albert.model", str(path)], capture_output=True, text=True)
         assert r.returncode == 2, (name, r.stderr)
         assert "Traceback" not in r.stderr and needle in r.stderr, (name, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -164,7 +164,7 @@ def test_bad_checkpoints_exit_2_from_the_command_line(tmp_path):
 def test_hub_name_offline_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    r = subprocess.run([sys.executable, "-m", "albert.checkpoint", "albert-base-v2"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "albert.model", "albert-base-v2"], capture_output=True,
                        text=True, env={**__import__("os").environ})
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "albert-base-v2" in r.stderr and "hub" in r.stderr

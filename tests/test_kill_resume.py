@@ -275,16 +275,22 @@ def _results(sweep: Path) -> list[tuple]:
     return [(r["trial_id"], r["resource"], r["source"]) for r in _query(sweep, "SELECT * FROM results")]
 
 
-def test_tune_survives_kill_9(tmp_path):
+def sweep_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """An SST-2 data folder and a 200-piece vocabulary for a sweep of micro models."""
     from albert.tokenizer import train_tokenizer
 
-    rng = random.Random(SEED + 2)
     data = tmp_path / "sst2"
     data.mkdir()
     (data / "train.tsv").write_text(sst2_tsv(240, 1))
     (data / "dev.tsv").write_text(sst2_tsv(60, 2))
     spm = tmp_path / "spm"
     train_tokenizer(sentences(400, random.Random(0)), spm, vocab_size=200)
+    return data, spm
+
+
+def test_tune_survives_kill_9(tmp_path):
+    rng = random.Random(SEED + 2)
+    data, spm = sweep_inputs(tmp_path)
     budget = 6
     common = ["tune.py", "--task", "sst2", "--preset", "micro", "--data-dir", data, "--tokenizer", spm,
               "--max-seq-length", "32", "--budget", budget, "--max-resource", "9", "--eta", "3", "--workers", "1",

@@ -2,6 +2,9 @@
 transformers itself writes, and back."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +12,9 @@ transformers = pytest.importorskip("transformers")
 
 from albert.config import AlbertConfig, preset  # noqa: E402
 from albert.model import HEADS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from count_syncs import HostSyncs  # noqa: E402
 
 # A large init range makes attention far from uniform, so a swapped q/k/v or group mapping
 # changes the outputs by far more than the tolerance.
@@ -140,6 +146,18 @@ def _labels(head: str, ids: torch.Tensor, mask: torch.Tensor):
     return None
 
 
+def _as_positions(labels: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-length labels (-100 where nothing is predicted) as fixed-size (B, slots) positions
+    and labels, padded with position 0 and label -100: the pretraining collate's layout."""
+    positions = torch.zeros(labels.shape[0], slots, dtype=torch.long)
+    targets = torch.full((labels.shape[0], slots), -100, dtype=torch.long)
+    for i, row in enumerate(labels):
+        where = (row != -100).nonzero().flatten()
+        positions[i, :len(where)] = where
+        targets[i, :len(where)] = row[where]
+    return positions, targets
+
+
 @pytest.mark.parametrize("head", [h for h in HEADS if h != "AlbertModel"])
 def test_losses_and_gradients_match_transformers(tmp_path, head):
     hf = hf_model("groups2-inner2", head)
@@ -167,6 +185,55 @@ def test_losses_and_gradients_match_transformers(tmp_path, head):
     layer_a = hf.albert.encoder.albert_layer_groups[1].albert_layers[1].attention
     qkv_grad = torch.cat([layer_a.query.weight.grad, layer_a.key.weight.grad, layer_a.value.weight.grad])
     assert rel_err(qkv_grad, ours.backbone.encoder.groups[1].layers[1].qkv.weight.grad) < 1e-4
+    if head in ("AlbertForPreTraining", "AlbertForMaskedLM"):
+        # The training layout: a fixed number of masked positions per row, gathered; the same
+        # loss, logits at those positions and gradients as transformers' full-length labels.
+        ours.zero_grad()
+        positions, targets = _as_positions(labels["labels"], slots=9)
+        rest = {k: v for k, v in labels.items() if k != "labels"}
+        c = ours(ids, mask, types, mlm_positions=positions, mlm_labels=targets, **rest)
+        assert abs(a.loss.item() - c.loss.item()) < 1e-5 * max(1.0, abs(a.loss.item()))
+        assert c.mlm_logits.shape == (3, 9, VOCAB)
+        scored = targets != -100
+        expected = full.gather(1, positions[..., None].expand(-1, -1, VOCAB))
+        assert rel_err(expected[scored].detach(), c.mlm_logits[scored].detach()) < 1e-4
+        c.loss.backward()
+        assert rel_err(ga, ours.backbone.embed.word.weight.grad) < 1e-4
+
+
+@pytest.mark.parametrize("head", [h for h in HEADS if h != "AlbertModel"])
+def test_training_step_reads_nothing_back_from_the_device(head):
+    # Forward and backward with a padding mask, the pretraining heads on masked positions: no
+    # value read back to the host and no data-dependent shape (each one a GPU sync).
+    config = preset("micro", vocab_size=VOCAB, num_labels=2 if head == "AlbertForQuestionAnswering" else 3)
+    model = HEADS[head](config)
+    ids, mask, types = inputs(4)
+    labels = _labels(head, ids, mask)
+    if "labels" in labels and head in ("AlbertForPreTraining", "AlbertForMaskedLM"):
+        positions, targets = _as_positions(labels.pop("labels"), slots=9)
+        labels.update(mlm_positions=positions, mlm_labels=targets)
+    for attention_mask in (mask, None):
+        with HostSyncs() as syncs:
+            model(ids, attention_mask, types, **labels).loss.backward()
+        assert not syncs.events, syncs.events
+    if head == "AlbertForPreTraining":  # the transformers layout picks rows by a boolean mask: counted
+        with HostSyncs() as syncs:
+            model(ids, mask, types, labels=_labels(head, ids, mask)["labels"]).loss.backward()
+        assert len(syncs.events) >= 2
+
+
+@pytest.mark.parametrize("head", [h for h in HEADS if h != "AlbertModel"])
+def test_backbone_is_initialised_once(head):
+    # A head draws its backbone's weights exactly as a bare backbone does from the same seed
+    # (drawn once, not drawn and then drawn again), then only its own layers.
+    config = preset("micro", initializer_range=0.05)
+    torch.manual_seed(3)
+    bare = HEADS["AlbertModel"](config, add_pooling_layer=head in ("AlbertForPreTraining",
+                                                                     "AlbertForSequenceClassification"))
+    torch.manual_seed(3)
+    model = HEADS[head](config)
+    for name, p in bare.state_dict().items():
+        assert torch.equal(p, model.backbone.state_dict()[name]), name
 
 
 def test_regression_head_uses_mse(tmp_path):

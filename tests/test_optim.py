@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,9 @@ from torch import nn
 
 from albert.errors import AlbertError
 from albert.optim import Lamb, make_optimizer, make_schedule, param_groups
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from count_syncs import HostSyncs  # noqa: E402
 
 
 class Tiny(nn.Module):
@@ -116,10 +121,12 @@ def _lamb_reference(params: dict[str, torch.Tensor], grads_per_step: list[dict[s
     return params
 
 
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-6), (torch.float64, 1e-13)])
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_lamb_matches_reference(bias_correction):
+def test_lamb_matches_reference(bias_correction, dtype, atol):
+    # In float64 the multi-tensor step and the one-tensor-at-a-time reference agree to rounding.
     torch.manual_seed(1)
-    model = Tiny()
+    model = Tiny().to(dtype)
     with torch.no_grad():
         model.head.weight.zero_()  # ||w|| = 0: trust ratio falls back to 1
     start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -133,7 +140,7 @@ def test_lamb_matches_reference(bias_correction):
     ref = _lamb_reference(start, seen, lr=0.02, wd=0.01, bias_correction=bias_correction)
     for n, p in model.named_parameters():
         if p.requires_grad:
-            torch.testing.assert_close(p.detach(), ref[n], rtol=0, atol=1e-6, msg=n)
+            torch.testing.assert_close(p.detach(), ref[n], rtol=0, atol=atol, msg=n)
     # The state survives a state_dict round trip into a fresh optimizer.
     fresh = Lamb(param_groups(model, 0.01, 0.02), lr=0.02, bias_correction=bias_correction)
     fresh.load_state_dict(opt.state_dict())
@@ -141,6 +148,82 @@ def test_lamb_matches_reference(bias_correction):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     fresh.step()
     assert not torch.equal(before["emb.weight"], model.emb.weight)
+
+
+def _lamb_run(scale: float | None, found_inf: float | None, poison: bool = False):
+    torch.manual_seed(1)
+    model = Tiny()
+    opt = Lamb(param_groups(model, weight_decay=0.01, lr=0.02), lr=0.02, bias_correction=True)
+    for t in range(1, 4):
+        _fake_grads(model, t)
+        if t == 3:
+            if scale is not None:
+                for p in model.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
+                opt.grad_scale = torch.tensor(scale)
+            if poison:
+                model.head.weight.grad[0, 0] = float("inf")
+            if found_inf is not None:
+                opt.found_inf = torch.tensor(found_inf)
+        opt.step()
+        for name in ("grad_scale", "found_inf"):
+            if hasattr(opt, name):
+                delattr(opt, name)
+    return model, opt
+
+
+def test_lamb_takes_the_scale_and_overflow_flag_from_the_grad_scaler():
+    plain, _ = _lamb_run(None, None)
+    # Gradients still scaled by a power of two: divided out exactly.
+    scaled, _ = _lamb_run(1024.0, 0.0)
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        assert torch.equal(a, b)
+    # An overflow at step 3: the step changes neither the parameters nor the moments nor the
+    # step count, so the run equals one that stopped after step 2.
+    skipped, opt_skipped = _lamb_run(1024.0, 1.0, poison=True)
+    torch.manual_seed(1)
+    ref = Tiny()
+    ref_opt = Lamb(param_groups(ref, weight_decay=0.01, lr=0.02), lr=0.02, bias_correction=True)
+    for t in (1, 2):
+        _fake_grads(ref, t)
+        ref_opt.step()
+    for a, b in zip(ref.parameters(), skipped.parameters()):
+        assert torch.equal(a, b)
+    for pa, pb in zip(ref.parameters(), skipped.parameters()):
+        if pa.requires_grad:
+            sa, sb = ref_opt.state[pa], opt_skipped.state[pb]
+            assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_lamb_under_a_grad_scaler_reads_nothing_back():
+    # fp16 training: GradScaler.step calls Lamb.step with its overflow flag instead of reading
+    # the flag back (one host sync per step for optimizers that cannot take it).
+    def train(scaler_enabled: bool, blow_up: bool = False):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+        opt = make_optimizer(model, "lamb", lr=0.02)
+        scaler = torch.amp.GradScaler("cpu", init_scale=256.0, enabled=scaler_enabled)
+        x, y = torch.randn(32, 8), torch.randn(32, 1)
+        syncs = []
+        for step in range(4):
+            loss = nn.functional.mse_loss(model(x), y) * (float("inf") if blow_up and step == 2 else 1.0)
+            scaler.scale(loss).backward()
+            with HostSyncs() as counter:
+                scaler.unscale_(opt)
+                scaler.step(opt)
+                scaler.update()
+            syncs.append(len(counter.events))
+            opt.zero_grad(set_to_none=True)
+        return model, scaler, syncs
+
+    plain, _, _ = train(False)
+    scaled, scaler, syncs = train(True)
+    assert syncs == [0, 0, 0, 0]
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    _, scaler, syncs = train(True, blow_up=True)
+    assert syncs == [0, 0, 0, 0] and scaler.get_scale() == 128.0  # the overflow halved the scale
 
 
 def test_lamb_fits_a_regression():

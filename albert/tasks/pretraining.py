@@ -31,12 +31,16 @@ class HeldOut:
         sop_pred, sop_gold = [], []
         for start in range(0, len(self.dataset), self.batch_size):
             idx = list(range(start, min(start + self.batch_size, len(self.dataset))))
-            batch = {k: v.to(device) for k, v in self.collate(self.dataset.__getitems__(idx), epoch=0).items()}
+            examples = self.dataset.__getitems__(idx)
+            batch = {k: v.to(device) for k, v in self.collate(examples, epoch=0, indices=idx).items()}
             out = model(**batch)
-            labels = batch["labels"][batch["labels"] != -100]
-            mlm_loss += float(torch.nn.functional.cross_entropy(out.mlm_logits.float(), labels, reduction="sum"))
-            mlm_correct += float((out.mlm_logits.argmax(-1) == labels).sum())
-            mlm_count += labels.numel()
+            # mlm_logits (B, P, V) at the masked-position slots; label -100 on unused slots.
+            labels = batch["mlm_labels"]
+            scored = labels != -100
+            mlm_loss += float(torch.nn.functional.cross_entropy(out.mlm_logits.flatten(0, 1).float(), labels.flatten(),
+                                                                reduction="sum"))
+            mlm_correct += float(((out.mlm_logits.argmax(-1) == labels) & scored).sum())
+            mlm_count += int(scored.sum())
             sol = batch["sentence_order_label"]
             sop_loss += float(torch.nn.functional.cross_entropy(out.sop_logits.float(), sol, reduction="sum"))
             sop_pred.append(out.sop_logits.argmax(-1).cpu())
@@ -54,12 +58,16 @@ class HeldOut:
 
 
 def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    labels = batch["labels"][batch["labels"] != -100]
-    metrics = {}
+    # Computed on the device and read back once (one host sync), on logging steps only.
+    values: dict[str, torch.Tensor] = {}
     if output.mlm_loss is not None:
-        metrics["mlm_loss"] = float(output.mlm_loss.detach())
-        metrics["mlm_accuracy"] = float((output.mlm_logits.argmax(-1) == labels).float().mean()) if labels.numel() else 0.0
+        labels = batch["mlm_labels"]
+        scored = labels != -100
+        values["mlm_loss"] = output.mlm_loss.detach().float()
+        values["mlm_accuracy"] = ((output.mlm_logits.argmax(-1) == labels) & scored).sum() / scored.sum().clamp(min=1)
     if output.sop_loss is not None:
-        metrics["sop_loss"] = float(output.sop_loss.detach())
-        metrics["sop_accuracy"] = float((output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean())
-    return metrics
+        values["sop_loss"] = output.sop_loss.detach().float()
+        values["sop_accuracy"] = (output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean()
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))

@@ -1,9 +1,5 @@
-"""Properties of the n-gram masker on random token sequences (hypothesis).
-
-The other reliability tests live beside the code they test (tests/data/test_<reader>.py for
-malformed inputs, tests/train/test_checkpoints.py for damaged checkpoints and full disks); this one
-waits for the masking module's own test file (the masker is moving out of data/pretraining.py).
-"""
+"""Properties of the n-gram masker on random token sequences (hypothesis); the checks on real
+Wikipedia text are in test_masking.py."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""ALBERT pretraining data: sentence-order-prediction pairs, cached on disk, masked on the fly.
+"""Sentence-order-prediction pairs from a corpus, built once and cached on disk.
 
 Examples follow google-research/albert `create_pretraining_data.py`:
 - per document, a target length: `max_seq_length - 3`, or with probability `short_seq_prob` a
@@ -15,7 +15,7 @@ Examples follow google-research/albert `create_pretraining_data.py`:
   from its front or back at random; then `[CLS] A [SEP] B [SEP]` with token types 0...0 1...1.
 
 The reference masks once when it writes the examples (dupe_factor copies with different masks);
-here the examples are stored unmasked and `NgramMasker` masks each one afresh every epoch.
+here the examples are stored unmasked, and `masking.NgramMasker` masks each one afresh every epoch.
 """
 from __future__ import annotations
 
@@ -28,26 +28,21 @@ import re
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
-import numpy as np
 import pyarrow.compute as pc
-import torch
 
-from ..atomic import atomic_dir, write_json
-from ..errors import AlbertError
-from ..tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, Tokenizer
-from .batching import pad_batch
-from .corpus import Corpus, Source, document_sentences
+from ...atomic import atomic_dir, write_json
+from ...errors import AlbertError
+from ...tokenizer import CLS_ID, SEP_ID, UNK_ID, Tokenizer
+from ..corpus import Corpus, Source, document_sentences
+from .masking import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the stored examples change for the same settings
 RECENT_DOCUMENTS = 100
-SPECIAL_IDS = (PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID)
-IGNORE_INDEX = -100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,133 +259,3 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
         del ds
     log.info("built %d pretraining examples in %.0f s: %s", info["examples"], info["build_seconds"], final)
     return datasets.load_from_disk(str(final))
-
-
-# ---------------------------------------------------------------------------------------------
-# Masking, on the fly
-
-@dataclass
-class MaskedTokens:
-    input_ids: np.ndarray  # with [MASK] / random / kept tokens at the chosen positions
-    labels: np.ndarray  # original ids at the chosen positions, IGNORE_INDEX elsewhere
-    spans: list[tuple[int, int, int]]  # (first token, end token, number of words), in the order chosen
-
-
-class NgramMasker:
-    """ALBERT's n-gram whole-word masking.
-
-    Candidates are whole words: a piece marked as a word start plus the pieces after it up to the
-    next word start; special tokens are never masked and no span crosses one. Spans of n words
-    start at random words, n in 1..max_ngram with p(n) ∝ 1/n (over the lengths that fit before
-    the next special token); the budget is min(max_predictions, max(1, round(len * mask_prob)))
-    tokens; a span that would exceed it tries shorter n, and a span that overlaps an earlier one
-    is skipped. Each chosen token becomes [MASK] 80% of the time, a random non-special id 10%,
-    and stays itself 10%.
-    """
-
-    def __init__(self, word_start: np.ndarray, *, seed: int = 0, mask_prob: float = 0.15,
-                 max_predictions: int = 20, max_ngram: int = 3, special_ids: Sequence[int] = SPECIAL_IDS):
-        if not 0.0 < mask_prob < 1.0:
-            raise AlbertError(f"mask_prob={mask_prob} must be in (0, 1)")
-        if max_predictions < 1 or max_ngram < 1:
-            raise AlbertError(f"max_predictions={max_predictions} and max_ngram={max_ngram} must be at least 1")
-        self.word_start = np.asarray(word_start, dtype=bool)
-        self.vocab_size = len(self.word_start)
-        self.is_special = np.zeros(self.vocab_size, dtype=bool)
-        self.is_special[list(special_ids)] = True
-        self.replacement_ids = np.flatnonzero(~self.is_special)
-        self.seed = seed
-        self.mask_prob = mask_prob
-        self.max_predictions = max_predictions
-        self.max_ngram = max_ngram
-        p = 1.0 / np.arange(1, max_ngram + 1)
-        # cdf[c - 1]: cumulative p(n) over n <= c, for a span that can hold at most c words.
-        self._cdfs = [np.cumsum(p[:c]) / p[:c].sum() for c in range(1, max_ngram + 1)]
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer: Tokenizer, **kwargs) -> "NgramMasker":
-        return cls(tokenizer.word_start_mask(), **kwargs)
-
-    def rng(self, epoch: int, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, epoch, index])
-
-    def budget(self, length: int) -> int:
-        return min(self.max_predictions, max(1, int(round(length * self.mask_prob))))
-
-    def words(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(first token, end token, run) per word; `run` counts the special tokens before it."""
-        special = self.is_special[ids]
-        after_special = np.concatenate(([True], special[:-1]))
-        begins_word = ~special & (self.word_start[ids] | after_special)
-        starts = np.flatnonzero(begins_word)
-        edges = np.flatnonzero(begins_word | special)
-        nxt = np.searchsorted(edges, starts, side="right")
-        ends = np.append(edges, len(ids))[nxt]
-        runs = np.cumsum(special)[starts]
-        return starts, ends, runs
-
-    def mask(self, input_ids: Sequence[int], rng: np.random.Generator) -> MaskedTokens:
-        ids = np.asarray(input_ids, dtype=np.int64)
-        starts, ends, runs = self.words(ids)
-        n_words = len(starts)
-        # Longest span from each word: up to max_ngram words, not past the end of its run.
-        run_last = np.searchsorted(runs, runs, side="right")  # one past the run's last word
-        cap = np.minimum(run_last - np.arange(n_words), self.max_ngram)
-        budget = self.budget(len(ids))
-        order = rng.permutation(n_words)
-        draws = rng.random(n_words)
-
-        covered = np.zeros(n_words, dtype=bool)
-        spans: list[tuple[int, int, int]] = []
-        n_masked = 0
-        for w in order:
-            if n_masked >= budget:
-                break
-            n = int(np.searchsorted(self._cdfs[cap[w] - 1], draws[w], side="right")) + 1
-            while n > 0 and n_masked + ends[w + n - 1] - starts[w] > budget:
-                n -= 1
-            if n == 0 or covered[w:w + n].any():
-                continue
-            covered[w:w + n] = True
-            spans.append((int(starts[w]), int(ends[w + n - 1]), n))
-            n_masked += int(ends[w + n - 1] - starts[w])
-
-        positions = np.array(sorted(p for a, b, _ in spans for p in range(a, b)), dtype=np.int64)
-        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
-        labels[positions] = ids[positions]
-        out = ids.copy()
-        action = rng.random(len(positions))
-        out[positions[action < 0.8]] = MASK_ID
-        swap = positions[action >= 0.9]
-        out[swap] = self.replacement_ids[rng.integers(len(self.replacement_ids), size=len(swap))]
-        return MaskedTokens(out, labels, spans)
-
-    def __call__(self, row: Mapping[str, Any], epoch: int, index: int) -> dict[str, Any]:
-        m = self.mask(row["input_ids"], self.rng(epoch, index))
-        return {"input_ids": m.input_ids.tolist(), "token_type_ids": list(row["token_type_ids"]),
-                "labels": m.labels.tolist(), "sentence_order_label": int(row["sentence_order_label"])}
-
-
-class IndexedExamples(torch.utils.data.Dataset):
-    """A pretraining dataset whose rows carry their index, which (with the epoch) seeds their masks."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {**self.dataset[int(index)], "index": int(index)}
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        batch = self.dataset[[int(i) for i in indices]]
-        return [{**{k: v[j] for k, v in batch.items()}, "index": int(i)} for j, i in enumerate(indices)]
-
-
-def pretraining_collate(rows: Sequence[Mapping[str, Any]], masker: NgramMasker, epoch: int) -> dict[str, torch.Tensor]:
-    """Mask each row (seeded by masker.seed, `epoch` and the row's "index") and pad the batch to
-    its longest row: input_ids, attention_mask, token_type_ids, labels, sentence_order_label."""
-    if rows and "index" not in rows[0]:
-        raise AlbertError("pretraining rows need an 'index' (wrap the dataset in IndexedExamples)")
-    return pad_batch([masker(r, epoch, r["index"]) for r in rows])
