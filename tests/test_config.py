@@ -58,8 +58,8 @@ BAD = {
     "true as an integer": (dict(num_hidden_layers=True), "key 'num_hidden_layers': expected an integer, got true"),
     "false as a number": (dict(hidden_dropout_prob=False), "key 'hidden_dropout_prob': expected a finite number, got false"),
     "hidden_act unknown": (dict(hidden_act="gelu2"),
-                           "key 'hidden_act': 'gelu2' is not one of gelu_new, gelu, relu, gelu_pytorch_tanh, gelu_fast, "
-                           "silu, swish"),
+                           "key 'hidden_act': 'gelu2' is not one of gelu_new, gelu_pytorch_tanh, gelu, gelu_fast, "
+                           "relu, silu, swish"),
     "hidden_act not a string": (dict(hidden_act=5), "key 'hidden_act': expected a string, got 5"),
     "negative hidden size": (dict(hidden_size=-32), "key 'hidden_size': must be a positive integer, got -32"),
     "zero vocabulary": (dict(vocab_size=0), "key 'vocab_size': must be a positive integer, got 0"),
