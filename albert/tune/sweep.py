@@ -32,7 +32,7 @@ from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
-from .runner import Died, Done, Error, Report, Task, WorkerPool, plan_workers
+from .runner import Assignment, Died, Done, Error, Report, WorkerPool, plan_workers
 from .space import Space, default_space
 from .storage import TERMINAL, Storage, TrialRecord
 
@@ -222,8 +222,8 @@ class Sweep:
             self.running[tid] = job
             self.stopped.discard(tid)
             self.reached[tid] = job.from_resource
-            pool.submit(worker, Task(tid, trial.config, str(tdir), job.from_resource, job.to_resource,
-                                     self.settings.max_resource, trial.seed))
+            pool.submit(worker, Assignment(tid, trial.config, str(tdir), job.from_resource, job.to_resource,
+                                           self.settings.max_resource, trial.seed))
 
     # --- what workers say ---------------------------------------------------------------------
 
@@ -271,9 +271,9 @@ class Sweep:
                               f"(full tracebacks in {self.dir / 'sweep.db'}; fix and --resume)")
 
     def on_died(self, ev: Died) -> None:
-        if ev.task is None:  # a worker we retired (GPU memory), or one that died between jobs
+        if ev.assignment is None:  # a worker we retired (GPU memory), or one that died between jobs
             return
-        tid = ev.task.trial_id
+        tid = ev.assignment.trial_id
         job = self.running.pop(tid)
         trial = self.storage.trial(tid)
         reason = f"worker {ev.worker.name} exited with code {ev.exitcode}"
