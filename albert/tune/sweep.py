@@ -32,15 +32,17 @@ from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
-from .runner import Assignment, Died, Done, Error, Report, WorkerPool, plan_workers
-from .space import Space, default_space
+from . import proposals
+from .runner import Assignment, Died, Done, Error, Report, WorkerPool, check_objective, plan_workers
+from .sampler import Sampler, check_sampler_options, make_sampler
+from .space import ARCHITECTURE, Space, architecture_problem, default_space
 from .storage import TERMINAL, Storage, TrialRecord
 
 FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
 
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
 IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
-            "master_seed")
+            "master_seed", "sampler", "acquisition", "initial_trials")
 
 
 @dataclass
@@ -51,6 +53,9 @@ class SweepSettings:
     space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
     fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
     scheduler: str = "asha"  # asha | hyperband | random
+    sampler: str = "random"  # random | gp: how new trials' configurations are chosen
+    acquisition: str = "ei"  # gp: ei | pi | ucb
+    initial_trials: int | None = None  # gp: quasi-random trials before the model (default: by the space)
     mode: str = "max"
     min_resource: int = 1
     max_resource: int = 27
@@ -73,6 +78,7 @@ class SweepSettings:
             self.space = self.space.to_json()
 
     def validate(self) -> Space:
+        """Check every setting, before anything is written; the search space."""
         if not isinstance(self.budget, int) or self.budget < 1:
             raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -84,11 +90,26 @@ class SweepSettings:
         if self.max_retries < 0:
             raise AlbertError(f"--max-retries must be >= 0, got {self.max_retries}")
         make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
+        check_sampler_options(self.sampler, self.acquisition, self.initial_trials)
         space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
         clash = sorted(set(space) & set(self.fixed))
         if clash:
             raise AlbertError(f"hyperparameter(s) {', '.join(clash)} are both searched and fixed")
+        shape = [n for n in space if n in ARCHITECTURE]
+        if shape and self.fixed.get("model") is not None:
+            raise AlbertError(f"--space: {', '.join(shape)}: a --model checkpoint has its own architecture; "
+                              "search the architecture of a --preset (random initialisation) instead")
+        if "max_steps" in space and self.scheduler != "random":
+            raise AlbertError(f"--space: max_steps is the resource --scheduler {self.scheduler} allocates; "
+                              "search it only with --scheduler random")
+        self.make_sampler(space).random_config(0)  # a space with no valid configuration: say so now
         return space
+
+    def make_sampler(self, space: Space) -> Sampler:
+        fixed = self.fixed
+        return make_sampler(self.sampler, space, self.master_seed, acquisition=self.acquisition,
+                            initial_trials=self.initial_trials,
+                            feasible=lambda config: architecture_problem({**fixed, **config}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +176,7 @@ class Sweep:
         self.dir = Path(settings.sweep_dir)
         self.scheduler: Scheduler = make_scheduler(settings.scheduler, settings.min_resource, settings.max_resource,
                                                    settings.eta, settings.mode)
+        self.sampler = settings.make_sampler(space)
         self.pending: collections.deque[tuple[int, Job]] = collections.deque()
         self.running: dict[int, Job] = {}
         self.stopped: set[int] = set()  # trials the scheduler stopped during their current job
@@ -169,7 +191,7 @@ class Sweep:
         """Feed the recorded results to the fresh scheduler in arrival order; re-issue interrupted jobs."""
         search = {t.id for t in self.trials.values() if t.kind == "search"}
         for r in self.storage.results():
-            if r.trial_id not in search:
+            if r.trial_id not in search or r.source == "error":  # failures: fail() below
                 continue
             if r.source == "report":
                 self.scheduler.should_stop(r.trial_id, r.resource, r.metric)
@@ -199,13 +221,25 @@ class Sweep:
         if job is None:
             return None
         if job.kind == "new":
-            index = self.storage.count("search")
-            config = {**self.settings.fixed, **self.space.sample(self.settings.master_seed, index)}
-            tid = self.storage.add_trial(config, trial_seed(self.settings.master_seed, index), job.from_resource,
-                                         job.to_resource, sample_index=index)
-            self.trials[tid] = self.storage.trial(tid)
-            job = job._replace(trial_id=tid)
+            job = job._replace(trial_id=self.new_trial(job))
         return job.trial_id, job
+
+    def new_trial(self, job: Job) -> int:
+        """Ask the sampler for the next configuration; record it with what the sampler saw."""
+        index = self.storage.count("search")
+        pending = sorted((tid, j.to_resource) for tid, j in [*self.running.items(), *self.pending]
+                         if self.trials[tid].kind == "search")
+        configs = {t.id: t.config for t in self.trials.values() if t.kind == "search"}
+        hyper, record = proposals.propose(self.storage, self.sampler, index, self.scheduler.rungs, self.settings.mode,
+                                          pending, configs)
+        config = {**self.settings.fixed, **hyper}
+        # A searched seed is the trial's training seed; otherwise each index gets its own.
+        seed = int(hyper["seed"]) if "seed" in hyper else trial_seed(self.settings.master_seed, index)
+        with self.storage.transaction():
+            tid = self.storage.add_trial(config, seed, job.from_resource, job.to_resource, sample_index=index)
+            self.storage.add_proposal(tid, record["sampler"], record["seen"], record["pending"], record["info"])
+        self.trials[tid] = self.storage.trial(tid)
+        return tid
 
     def trial_dir(self, trial_id: int) -> Path:
         return self.dir / "trials" / f"{trial_id:05d}"
@@ -261,11 +295,14 @@ class Sweep:
 
     def on_error(self, ev: Error) -> None:
         job = self.running.pop(ev.trial_id)
-        self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
+        with self.storage.transaction():
+            self.storage.record(ev.trial_id, job.from_resource, math.nan, "error")
+            self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
         self.scheduler.fail(ev.trial_id)
         # A setting that breaks every trial (a bad path, a too-long sequence) should stop the sweep
         # with its message, not burn the whole budget on copies of one traceback.
-        if not self.storage.results() and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
+        scored = any(r.source != "error" for r in self.storage.results())
+        if not scored and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
             last = ev.text.strip().splitlines()[-1] if ev.text.strip() else "unknown error"
             raise AlbertError(f"the first {FAIL_FAST} trials all failed, the last with: {last} "
                               f"(full tracebacks in {self.dir / 'sweep.db'}; fix and --resume)")
@@ -284,7 +321,9 @@ class Sweep:
             self.storage.update_trial(tid, state="queued", retries=trial.retries + 1, error=f"{reason}; re-queued")
             self.pending.appendleft((tid, job))
         else:
-            self.storage.update_trial(tid, state="failed", error=reason, resource=job.from_resource)
+            with self.storage.transaction():
+                self.storage.record(tid, job.from_resource, math.nan, "error")
+                self.storage.update_trial(tid, state="failed", error=reason, resource=job.from_resource)
             self.scheduler.fail(tid)
 
     # --- the loop -----------------------------------------------------------------------------
@@ -389,12 +428,17 @@ class Sweep:
         best = self.best_trial()
         if confirm:
             best = self.storage.trial(confirm[0]["trial_id"])
+        elapsed = time.monotonic() - self.started
+        sampler = proposals.sampler_summary(self.storage, s)
+        sampler["loop_share"] = round(sampler["proposal_s"] / elapsed, 4) if elapsed > 0 else None
         summary: dict[str, Any] = {
-            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "finished": finished,
-            "stop_reason": self.stop_reason, "elapsed_s": time.monotonic() - self.started,
+            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "sampler": sampler,
+            "finished": finished, "stop_reason": self.stop_reason, "elapsed_s": elapsed,
             "tried": self.storage.count("search"), "budget": s.budget,
             "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
             "compute": compute, "rungs": rungs, "confirm": confirm, "best": None,
+            # The model's pick among the tried configurations (posterior mean at full resource).
+            "model_best": proposals.model_recommendation(self.storage, self.space, rungs, s.mode, s.master_seed),
         }
         if best is not None:
             extra = {"confirm": confirm[0]} if confirm else {}
@@ -406,40 +450,53 @@ class Sweep:
         return summary
 
 
-def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, Storage, bool]:
+def identity_differences(stored: SweepSettings, settings: SweepSettings) -> list[str]:
+    """"name was, not now" for every setting that defines the search and differs."""
+    return [f"{name} {getattr(stored, name)!r}, not {getattr(settings, name)!r}" for name in IDENTITY
+            if getattr(stored, name) != getattr(settings, name)]
+
+
+def _check(settings: SweepSettings) -> tuple[Space, list]:
+    """Everything that can be refused, refused before the sweep directory is touched."""
+    space = settings.validate()
+    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
+    check_objective(settings.objective)
+    return space, specs
+
+
+def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
     if resume_dir is None:
         if settings is None:
             raise AlbertError("run_sweep needs settings or --resume DIR")
-        space = settings.validate()
+        space, specs = _check(settings)
         storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
-        return settings, space, storage, False
+        return settings, space, specs, storage, False
     storage = Storage.open(resume_dir)
     try:
         stored = SweepSettings.from_dict(storage.meta()["settings"])
         if settings is not None:
-            for name in IDENTITY:
-                was, now = getattr(stored, name), getattr(settings, name)
-                if was != now:
-                    raise AlbertError(f"--resume {resume_dir}: this sweep was run with {name} {was!r}, not {now!r}")
+            differ = identity_differences(stored, settings)
+            if differ:
+                raise AlbertError(f"--resume {resume_dir}: this sweep was run with {'; '.join(differ)} "
+                                  "(settings that define the search cannot change; start a new --output-dir)")
             settings = dataclasses.replace(settings, sweep_dir=str(resume_dir))
         else:
             settings = dataclasses.replace(stored, sweep_dir=str(resume_dir))
-        space = settings.validate()
+        space, specs = _check(settings)
         storage.set_meta("settings", settings.to_dict())
     except BaseException:
         storage.close()
         raise
-    return settings, space, storage, True
+    return settings, space, specs, storage, True
 
 
 def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep to its budget; return the summary also written to summary.json."""
-    settings, space, storage, resuming = _open(settings, resume_dir)
+    settings, space, specs, storage, resuming = _open(settings, resume_dir)
     sweep = Sweep(settings, space, storage)
     if resuming:
         sweep.replay()
     progress = Progress(settings.progress)
-    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
     pool = None
     try:
         pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20)
