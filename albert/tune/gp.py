@@ -7,7 +7,7 @@ For each new trial:
    of every trial - pruned ones included - is data, and the model predicts at z = 1 (a full
    training). Diverged or failed trials count as the worst value seen: they mark a bad region.
 2. Surrogate. scikit-learn's GaussianProcessRegressor: constant x Matern 5/2 with one length
-   scale per coordinate (ARD) + white noise, outputs warped and standardised, kernel hyperparameters
+   scale per coordinate (ARD) + white noise, outputs standardised, kernel hyperparameters
    (noise included) fitted by maximising the log marginal likelihood (L-BFGS-B, a fixed start
    plus seeded restarts).
 3. Running trials. Their configurations enter the model believed at its own posterior mean
@@ -40,23 +40,23 @@ CANDIDATES = 2048       # random points the acquisition is scored on
 REFINE = 10             # local searches per proposal
 INCUMBENT_STARTS = 1    # of them, from the best configurations so far
 RESTARTS = 1            # seeded restarts of the kernel fit, besides the fixed start
-WARP = True
-FIDELITY = 'rung'
-PRIOR_KIND = 'lognormal'
-GAMMA = {'length_scale': (3.0, 3.0), 'constant_value': (2.0, 1.0), 'noise_level': (1.1, 30.0)}
-LS0 = 0.5
-NOISE0 = 1e-3
 FIT_POINTS = 80         # the kernel's hyperparameters are fitted on at most this many results
-# Weak log-normal priors on the kernel hyperparameters (mean and sd of the natural log): with
-# them a fit from one start rarely lands on a degenerate optimum (length scales at a bound,
-# everything explained as noise) when there are few results. The inputs are in the unit cube
-# and the outputs standardised, so one set of priors fits every search space.
-PRIORS = {"constant_value": (0.0, 1.5), "length_scale": (math.log(0.5), 1.0), "noise_level": (math.log(1e-3), 3.0)}
+INITIAL_TRIALS = 10     # quasi-random trials before the model proposes (--initial-trials)
+# Gamma(shape, rate) priors on the kernel hyperparameters, which are fitted by maximum a
+# posteriori: with them a fit from one start rarely lands on a degenerate optimum (length scales
+# at a bound, everything explained as noise) when there are few results. Inputs are in the unit
+# cube and outputs standardised, so one set fits every search space: length scales about 2/3 of
+# the cube (mode), a signal variance about 1, and noise small unless the data insist.
+PRIORS = {"length_scale": (3.0, 3.0), "constant_value": (2.0, 1.0), "noise_level": (1.1, 30.0)}
+# The multi-fidelity model: "rung" fits the highest rung with enough results (BOHB); "input"
+# fits every result with log(resource) as one more input and predicts at a full training.
+FIDELITY = "rung"
 
 
 def default_initial_trials(space: Space) -> int:
-    """Sobol points before the model takes over: one more than the hyperparameters, 4 to 10."""
-    return int(min(10, max(4, len(space) + 1)))
+    """Sobol points before the model takes over (fewer starve a 6-D model: on Hartmann6 with 7,
+    several seeds never left a local optimum; with 10 they did)."""
+    return INITIAL_TRIALS
 
 
 class GPSampler(Sampler):
@@ -218,26 +218,23 @@ class GPSampler(Sampler):
 
 
 class Surrogate:
-    """A fitted GP over (unit-cube configuration[, resource]) -> warped metric, larger is better.
+    """A fitted GP over (unit-cube configuration[, resource]) -> standardised metric, larger is
+    better (a minimised metric is negated).
 
-    The metric (negated when minimised) is warped by a Yeo-Johnson power transform and
-    standardised (scikit-learn's PowerTransformer): a long tail of bad results (diverged runs, a
-    Branin far from its minima) would otherwise squash the differences near the optimum that
-    the search is about. Predictions, the incumbent and acquisition values are all in these
-    warped units (the transform is monotone, so "better" means the same); `metric` maps a mean
-    back. The warp is fitted once per proposal, so a model conditioned on extra believed
-    points keeps the units of the fit."""
+    Predictions, the incumbent and acquisition values are all in standardised units; `metric`
+    maps a mean back. The scaling is fitted once per proposal, so a model conditioned on extra
+    believed points keeps the units of the fit. `level` is the rung modelled (FIDELITY "rung")."""
 
-    def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, warp: Any, multi_fidelity: bool, space: Space,
+    def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, multi_fidelity: bool, space: Space,
                  level: int | None = None) -> None:
-        self.gp, self.X, self.z, self.warp = gp, X, z, warp
+        self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
         self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
 
     @classmethod
     def fit(cls, space: Space, history: History, seed: int, min_points: int = 1) -> "Surrogate":
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-        from sklearn.preprocessing import PowerTransformer, StandardScaler
+        from sklearn.preprocessing import StandardScaler
 
         sign = 1.0 if history.mode == "max" else -1.0
         obs, level = history.observations, None
@@ -247,22 +244,16 @@ class Surrogate:
         finite = np.isfinite(values)
         # A diverged or failed trial is as bad as the worst seen: the model learns to avoid its region.
         values[~finite] = values[finite].min()
-        warp = PowerTransformer(method="yeo-johnson" if WARP else "box-cox", standardize=True)
-        if not WARP:
-            warp = StandardScaler()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # all values equal: a zero variance, handled below
-            z = warp.fit_transform(values[:, None])[:, 0]
-        if not np.all(np.isfinite(z)) or np.ptp(z) == 0:
-            z = np.zeros_like(values)
+        scaler = StandardScaler()  # all values equal: a zero scale, which scikit-learn makes 1
+        z = scaler.fit_transform(values[:, None])[:, 0]
         multi = FIDELITY == "input" and len({o.resource for o in obs}) > 1 and history.max_resource > history.min_resource
         X = np.array([space.encode(o.config) for o in obs])
         if multi:
             X = np.hstack([X, _fidelity(np.array([o.resource for o in obs], dtype=float), history)[:, None]])
         d = X.shape[1]
         kernel = (ConstantKernel(1.0, (1e-2, 1e2))
-                  * Matern(length_scale=np.full(d, LS0), length_scale_bounds=(1e-2, 2e1), nu=2.5)
-                  + WhiteKernel(NOISE0, (1e-6, 5e-1)))
+                  * Matern(length_scale=np.ones(d), length_scale_bounds=(1e-2, 2e1), nu=2.5)
+                  + WhiteKernel(1e-3, (1e-6, 5e-1)))
         rng = np.random.RandomState(seed)
         # The marginal likelihood's gradient costs O(n^2 d) per step: fit the hyperparameters on
         # a subset (the best half and a seeded draw of the rest), then condition on everything.
@@ -272,7 +263,7 @@ class Surrogate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
             gp.fit(X[rows], z[rows])
-        model = cls(gp, X, z, warp, multi, space, level)
+        model = cls(gp, X, z, scaler, multi, space, level)
         return model.conditioned(X, z) if len(rows) < len(z) else model
 
     def conditioned(self, X: np.ndarray, z: np.ndarray) -> "Surrogate":
@@ -282,7 +273,7 @@ class Surrogate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(X, z)
-        return Surrogate(gp, X, z, self.warp, self.multi_fidelity, self.space, self.level)
+        return Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level)
 
     def at_full(self, points: np.ndarray) -> np.ndarray:
         """Unit-cube points, tagged with a full training's resource when the model has that input."""
@@ -291,16 +282,14 @@ class Surrogate:
         return np.hstack([points, np.ones((len(points), 1))])
 
     def predict(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation, in warped units (larger is better)."""
+        """Posterior mean and standard deviation, in standardised units (larger is better)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self.gp.predict(points, return_std=True)
 
-    def metric(self, warped: np.ndarray) -> np.ndarray:
-        """Warped values back in the metric's units (still larger is better)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return self.warp.inverse_transform(np.asarray(warped, dtype=float).reshape(-1, 1))[:, 0]
+    def metric(self, standardised: np.ndarray) -> np.ndarray:
+        """Standardised values back in the metric's units (still larger is better)."""
+        return self.scaler.inverse_transform(np.asarray(standardised, dtype=float).reshape(-1, 1))[:, 0]
 
     def incumbent(self, k: int = 3) -> tuple[float, np.ndarray]:
         """The best posterior mean at full resource over the configurations tried (robust to a
@@ -380,36 +369,26 @@ def _fidelity(resource: np.ndarray, history: History) -> np.ndarray:
 
 def _map_optimizer(kernel: Any):
     """The kernel fit for scikit-learn: L-BFGS-B on its negative log marginal likelihood plus the
-    PRIORS' negative log density (a maximum a posteriori fit), from `initial_theta`."""
-    means, sds = [], []
+    negative log density of PRIORS (a maximum a posteriori fit), from `initial_theta`.
+
+    scikit-learn's theta is the log of each hyperparameter p; a Gamma(a, b) prior on p adds
+    -(a - 1) theta + b exp(theta) (up to a constant) to the objective."""
+    shape, rate = [], []
     for hp in kernel.hyperparameters:
-        mean, sd = PRIORS[hp.name.rsplit("__", 1)[-1]]
-        means += [mean] * hp.n_elements
-        sds += [sd] * hp.n_elements
-    means, sds = np.array(means), np.array(sds)
+        a, b = PRIORS[hp.name.rsplit("__", 1)[-1]]
+        shape += [a] * hp.n_elements
+        rate += [b] * hp.n_elements
+    shape, rate = np.array(shape), np.array(rate)
 
-    kinds = [hp.name.rsplit("__", 1)[-1] for hp in kernel.hyperparameters for _ in range(hp.n_elements)]
-    ls = np.array([k == "length_scale" for k in kinds]); cv = np.array([k == "constant_value" for k in kinds])
-    nz = np.array([k == "noise_level" for k in kinds])
-
-    def objective(obj_func):
-        def penalised(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def penalised(obj_func):
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = obj_func(theta)
-            if PRIOR_KIND == "lognormal":
-                z = (theta - means) / sds
-                return value + 0.5 * float(z @ z), grad + z / sds
-            if PRIOR_KIND == "gamma":
-                e = np.exp(theta)
-                a = np.array([GAMMA[k][0] for k in kinds]); b = np.array([GAMMA[k][1] for k in kinds])
-                return value + float((-(a - 1) * theta + b * e).sum()), grad + (-(a - 1) + b * e)
-            e2, e = np.exp(2 * theta), np.exp(theta)
-            pen = np.where(ls, 0.1 * e2 + 0.1 / e2, 0.0) + np.where(cv, -theta + e, 0.0) + np.where(nz, -0.1 * theta + 30 * e, 0.0)
-            dpen = np.where(ls, 0.2 * e2 - 0.2 / e2, 0.0) + np.where(cv, -1 + e, 0.0) + np.where(nz, -0.1 + 30 * e, 0.0)
-            return value + float(pen.sum()), grad + dpen
-        return penalised
+            e = np.exp(theta)
+            return value + float(np.sum(-(shape - 1) * theta + rate * e)), grad - (shape - 1) + rate * e
+        return objective
 
     def optimizer(obj_func, initial_theta, bounds):
-        result = minimize(objective(obj_func), initial_theta, method="L-BFGS-B", jac=True, bounds=bounds,
+        result = minimize(penalised(obj_func), initial_theta, method="L-BFGS-B", jac=True, bounds=bounds,
                           options={"maxiter": 200})
         return result.x, result.fun
 
