@@ -18,7 +18,6 @@ recomputed from the database (`recompute`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
