@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--full-trainings", type=int, nargs="*", default=[10, 30])
-    ap.add_argument("--out", default="runs/bench_replay.json")
+    ap.add_argument("--out", default="bench/results/replay.json")
     args = ap.parse_args()
     record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "tasks": {}}

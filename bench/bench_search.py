@@ -1,6 +1,6 @@
 """Search quality and cost: albert's samplers vs Optuna's, side by side in one run.
 
-    python bench/bench_search.py            # 10 seeds x 50 evaluations on each problem (~15 min on 1 core)
+    python bench/bench_search.py            # 10 seeds x 50 evaluations on each problem (about 20 CPU-minutes)
     python bench/bench_search.py --quick    # 3 seeds x 25 evaluations
 
 Problems (all minimised; regret = best value found - the known minimum):
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=None)
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
-    ap.add_argument("--out", default="runs/bench_search.json")
+    ap.add_argument("--out", default="bench/results/search.json")
     args = ap.parse_args()
     import optuna
 

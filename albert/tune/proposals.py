@@ -86,27 +86,28 @@ def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
                            "proposal_s": round(sum(ms) / 1000, 3),
                            "proposal_ms": {"median": ms[len(ms) // 2] if ms else None, "max": ms[-1] if ms else None}}
     if settings.sampler == "gp":
-        out.update(acquisition=settings.acquisition, initial_trials=settings.initial_trials)
+        from .gp import INITIAL_TRIALS
+        out.update(acquisition=settings.acquisition, initial_trials=settings.initial_trials or INITIAL_TRIALS)
     return out
 
 
 def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode: str,
                          seed: int = 0) -> dict[str, Any] | None:
-    """The tried configuration a GP fitted on every result predicts best at full resource: a
-    recommendation that does not chase one lucky noisy result. None with under 3 results."""
+    """Of the configurations trained to full resource, the one a GP fitted on their results
+    predicts best: a recommendation that does not chase one lucky noisy evaluation. None with
+    fewer than 3 such configurations."""
     import numpy as np
 
     from .gp import Surrogate
 
     history = history_at(storage, space, rungs, mode, storage.last_seq(), [])
-    finite = {o.trial_id for o in history.observations if math.isfinite(o.value)}
-    if len(finite) < 3:
+    full = sorted({o.trial_id for o in history.observations if o.resource >= max(rungs) and math.isfinite(o.value)})
+    if len(full) < 3:
         return None
-    model = Surrogate.fit(space, history, seed)
-    ids = sorted(finite)
+    model = Surrogate.fit(space, history, seed, min_points=3)
     configs = {o.trial_id: o.config for o in history.observations}
-    mu, _ = model.predict(model.at_full(np.array([space.encode(configs[t]) for t in ids])))
+    mu, _ = model.predict(model.at_full(np.array([space.encode(configs[t]) for t in full])))
     k = int(np.argmax(mu))
     sign = 1.0 if mode == "max" else -1.0
-    return {"trial_id": ids[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
-            "hyperparameters": dict(configs[ids[k]])}
+    return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
+            "hyperparameters": dict(configs[full[k]])}

@@ -351,8 +351,9 @@ class Sweep:
             "tried": self.storage.count("search"), "budget": s.budget,
             "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
             "compute": compute, "rungs": rungs, "confirm": confirm, "best": None,
-            # The model's pick among the tried configurations (posterior mean at full resource).
-            "model_best": proposals.model_recommendation(self.storage, self.space, rungs, s.mode, s.master_seed),
+            # The GP's pick among the tried configurations (posterior mean at full resource).
+            "model_best": proposals.model_recommendation(self.storage, self.space, rungs, s.mode, s.master_seed)
+            if s.sampler == "gp" else None,
         }
         if best is not None:
             extra = {"confirm": confirm[0]} if confirm else {}
