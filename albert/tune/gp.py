@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from .acquisition import UCB_KAPPA, acquisition
-from .sampler import MAX_ATTEMPTS, Feasibility, History, Proposal, Sampler
+from .acquisition import UCB_KAPPA
+from .acquisition import acquisition as acquisition_function
+from .sampler import Feasibility, History, Proposal, Sampler
 from .space import Choice, IntUniform, Space
 
 CANDIDATES = 2048       # random points the acquisition is scored on
@@ -66,7 +67,7 @@ class GPSampler(Sampler):
                  acquisition: str = "ei", initial_trials: int | None = None) -> None:
         super().__init__(space, master_seed, feasible)
         self.acquisition = acquisition
-        self.score = _acquisition_function(acquisition)
+        self.score = acquisition_function(acquisition)
         self.initial_trials = initial_trials or default_initial_trials(space)
         kinds = space.kinds()
         self.continuous = np.array([k == "continuous" for k in kinds])
@@ -105,8 +106,8 @@ class GPSampler(Sampler):
         config = self.space.decode(point)
         return Proposal(config, {
             "how": "model", "acquisition": self.acquisition, "value": float(value), "incumbent": float(best),
-            "observations": len(model.z), "pending": len(history.pending), "fidelity": model.multi_fidelity, "rung": model.level,
-            "kernel": str(model.gp.kernel_), "ms": round(1000 * (time.process_time() - started), 1)})
+            "observations": len(model.z), "pending": len(history.pending), "rung": model.level,
+            "fidelity": model.multi_fidelity, "kernel": str(model.gp.kernel_), "ms": round(1000 * (time.process_time() - started), 1)})
 
     def initial_design(self, index: int) -> Proposal:
         """Point `index` of a scrambled Sobol sequence seeded by master_seed (a random draw when
@@ -429,10 +430,3 @@ def _encode_quantiles(space: Space, q: np.ndarray) -> np.ndarray:
         else:  # uniform and log-uniform: the unit coordinate is the quantile
             columns.append(q[:, j][:, None])
     return np.hstack(columns)
-
-
-def _acquisition_function(name: str):
-    return acquisition(name)
-
-
-__all__ = ["GPSampler", "Surrogate", "default_initial_trials", "MAX_ATTEMPTS"]
