@@ -39,6 +39,7 @@ from .space import Choice, IntUniform, Space
 
 CANDIDATES = 2048       # random points the acquisition is scored on
 REFINE = 10             # local searches per proposal
+LOCAL_ITERATIONS = 30   # L-BFGS-B iterations of each
 INCUMBENT_STARTS = 1    # of them, from the best configurations so far
 RESTARTS = 1            # seeded restarts of the kernel fit, besides the fixed start
 FIT_POINTS = 80         # the kernel's hyperparameters are fitted on at most this many results
@@ -183,7 +184,7 @@ class GPSampler(Sampler):
             return -float(s[0]), -(s[1:] - s[0]) / steps
 
         result = minimize(negative, point[idx], jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * idx.size,
-                          options={"maxiter": 30})
+                          options={"maxiter": LOCAL_ITERATIONS})
         if np.isfinite(result.fun) and -result.fun > value:
             point = point.copy()
             point[idx] = np.clip(result.x, 0.0, 1.0)
