@@ -50,6 +50,16 @@ class FinetuneArgs(TrainingOptions):
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     predict: bool = True                # re-score the best model and write its predictions at the end
+    # Dropouts of the encoder (the checkpoint's or the preset's value when unset), and the shape of a
+    # --preset model (the preset's when unset): what a tuning sweep searches besides the optimizer.
+    hidden_dropout: float | None = None
+    attention_dropout: float | None = None
+    num_hidden_layers: int | None = None
+    hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    intermediate_size: int | None = None
+    embedding_size: int | None = None
+    hidden_act: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -63,6 +73,28 @@ class FinetuneArgs(TrainingOptions):
                 f"--max-seq-length must be >= 8, got {self.max_seq_length}")
         require(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
         require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            value = getattr(self, name)
+            require(value is None or 0 <= value < 1, f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+        shape = [name for name in ARCHITECTURE if getattr(self, name) is not None]
+        require(self.model is None or not shape, f"--{', --'.join(n.replace('_', '-') for n in shape)}: a --model "
+                "checkpoint has its own architecture; architecture options apply to --preset runs")
+        if self.preset is not None:
+            preset(self.preset, **self.architecture())  # heads that do not divide the hidden size, ...: say so now
+
+    def architecture(self) -> dict[str, Any]:
+        """The model-config fields these options set (a --preset's shape, the encoder's dropouts)."""
+        out = {name: getattr(self, name) for name in ARCHITECTURE if getattr(self, name) is not None}
+        if self.hidden_dropout is not None:
+            out["hidden_dropout_prob"] = self.hidden_dropout
+        if self.attention_dropout is not None:
+            out["attention_probs_dropout_prob"] = self.attention_dropout
+        return out
+
+
+# FinetuneArgs fields that are AlbertConfig fields of the same name: the shape of a --preset model.
+ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "embedding_size",
+                "hidden_act")
 
 
 def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
@@ -121,7 +153,7 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
     id2label = {i: n for i, n in enumerate(names)} if names else None
     if model_dir is not None:
         model = cls.from_pretrained(model_dir, num_labels=num_labels, id2label=id2label,
-                                    classifier_dropout_prob=args.dropout)
+                                    classifier_dropout_prob=args.dropout, **args.architecture())
         if model.config.vocab_size < tokenizer.vocab_size:
             raise AlbertError(f"{args.model}: vocabulary of {model.config.vocab_size} is smaller than the "
                               f"tokenizer's {tokenizer.vocab_size}")
@@ -129,7 +161,8 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
         # A random initialisation can have as many positions as the task asks for.
         positions = max(PRESETS[args.preset].get("max_position_embeddings", 512), args.max_seq_length)
         config = preset(args.preset, vocab_size=tokenizer.vocab_size, num_labels=num_labels, id2label=id2label,
-                        classifier_dropout_prob=args.dropout, max_position_embeddings=positions)
+                        classifier_dropout_prob=args.dropout, max_position_embeddings=positions,
+                        **args.architecture())
         torch.manual_seed(args.seed)
         model = cls(config)
     if args.max_seq_length > model.config.max_position_embeddings:

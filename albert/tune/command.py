@@ -10,10 +10,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import AlbertError
-from .space import HYPERPARAMETERS, Space
+from .space import HYPERPARAMETERS, Space, default_space
 
 OBJECTIVE = "albert.tune.objective:finetune"
 
@@ -26,6 +26,9 @@ class TuneArgs:
     output_dir: str | None = None      # the sweep directory
     resume: str | None = None          # continue the sweep in this directory
     scheduler: str = "asha"            # asha | hyperband (stop-only) | random (every trial to max_resource)
+    sampler: str = "random"            # random | gp (Bayesian optimisation)
+    acquisition: str = "ei"            # gp: ei | pi | ucb
+    initial_trials: int | None = None  # gp: quasi-random trials before the model takes over
     eta: int = 3
     min_resource: int | None = None    # steps at the first rung (default: max_resource / eta^3)
     max_resource: int = 1000           # steps of a full training
@@ -70,15 +73,13 @@ def settings_from(args: TuneArgs):
         raise AlbertError(f"--max-resource must be >= 1 step, got {args.max_resource}")
     min_resource = args.min_resource or max(1, args.max_resource // args.eta ** 3)
     space = _read_space(args.space).to_json() if args.space else None
-    device = args.device
-    if device == "auto":
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _auto_device() if args.device == "auto" else args.device
     fixed = {k: getattr(args, k) for k in FIXED if getattr(args, k) is not None}
     fixed["task"] = task.name
     return SweepSettings(
         sweep_dir=args.output_dir, task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
-        scheduler=args.scheduler, mode="max" if task.greater_is_better else "min", min_resource=min_resource,
+        scheduler=args.scheduler, sampler=args.sampler, acquisition=args.acquisition,
+        initial_trials=args.initial_trials, mode="max" if task.greater_is_better else "min", min_resource=min_resource,
         max_resource=args.max_resource, eta=args.eta, budget=args.budget, time_budget=args.time_budget,
         master_seed=args.seed, device=device, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress)
@@ -95,29 +96,122 @@ def _read_space(spec: str) -> Space:
     return Space.from_dict(value, HYPERPARAMETERS, source="--space")
 
 
-def run(args: TuneArgs) -> dict[str, Any]:
+# Options a --resume may change: applied, and reported on stderr. Every other option given with
+# --resume must match the sweep (it would change what the recorded results mean).
+ADJUSTABLE = ("budget", "time_budget", "workers", "trials_per_gpu", "device", "confirm_top", "confirm_seeds",
+              "progress")
+# Options that belong to the command itself, not to the sweep.
+COMMAND = ("resume",)
+
+
+def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
+    """Start a sweep, or resume one (`given`: the options named on the command line; by default
+    those that differ from TuneArgs' defaults)."""
+    from .sampler import check_sampler_options
     from .sweep import run_sweep
 
+    given = set(given) if given is not None else _non_default(args)
     if args.backend not in ("local", "ray"):
         raise AlbertError(f"--backend must be local or ray, got {args.backend!r}")
     if args.budget < 1:
         raise AlbertError(f"--budget must be a positive number of configurations, got {args.budget}")
-    if args.resume and (Path(args.resume) / "ray_sweep.json").exists():
-        from .ray_backend import resume_with_ray
-        return resume_with_ray(args.resume)
+    check_sampler_options(args.sampler, args.acquisition, args.initial_trials)
     if args.resume:
-        if not (Path(args.resume) / "sweep.db").exists():
-            raise AlbertError(f"{args.resume}: no sweep.db; not a sweep directory")
-        if args.task:
-            from ..tasks import get_task
-            from .storage import Storage
-            meta = Storage.open(Path(args.resume)).meta()
-            recorded = (meta.get("settings") or meta).get("task")
-            if recorded is not None and recorded != get_task(args.task).name:
-                raise AlbertError(f"{args.resume}: this sweep is for task {recorded!r}, not {args.task!r}")
-        return run_sweep(resume_dir=args.resume)
+        return resume(args, given)
     settings = settings_from(args)
     if args.backend == "ray":
         from .ray_backend import run_with_ray
         return run_with_ray(settings)
     return run_sweep(settings)
+
+
+def resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
+    """--resume DIR: refuse options that would change the search (one line listing them all),
+    apply those that may change (ADJUSTABLE) and say so, then continue the sweep."""
+    import sys
+
+    from .storage import Storage
+    from .sweep import SweepSettings, run_sweep
+
+    sweep_dir = Path(args.resume)
+    ray_file = sweep_dir / "ray_sweep.json"
+    if ray_file.exists():
+        recorded = json.loads(ray_file.read_text(encoding="utf-8"))
+    elif (sweep_dir / "sweep.db").exists():
+        storage = Storage.open(sweep_dir)
+        try:
+            meta = storage.meta()
+        finally:
+            storage.close()
+        recorded = meta.get("settings") or meta
+    else:
+        raise AlbertError(f"{args.resume}: no sweep.db; not a sweep directory")
+    differ = differences(recorded, args, given, ray=ray_file.exists())
+    if differ:
+        raise AlbertError(f"--resume {args.resume}: this sweep is for {'; '.join(differ)} (options that change "
+                          "the search cannot change on --resume; start a new --output-dir)")
+    stored = SweepSettings.from_dict({**recorded, "sweep_dir": str(sweep_dir)})
+    changes = {name: getattr(args, name) for name in ADJUSTABLE if name in given}
+    if changes.get("device") == "auto":
+        changes["device"] = _auto_device()
+    changes = {k: v for k, v in changes.items() if getattr(stored, k) != v}
+    if changes and ray_file.exists() and set(changes) - {"progress"}:
+        raise AlbertError(f"--resume {args.resume}: a --backend ray sweep continues Ray's experiment as it was "
+                          f"started; {', '.join('--' + k.replace('_', '-') for k in changes)} cannot change")
+    updated = dataclasses.replace(stored, **changes)
+    shown = [f"{k.replace('_', '-')} {getattr(stored, k)!r} -> {v!r}" for k, v in changes.items() if k != "progress"]
+    if shown:
+        print(f"resuming {args.resume} with {', '.join(shown)}", file=sys.stderr, flush=True)
+    if ray_file.exists():
+        from .ray_backend import run_with_ray
+        return run_with_ray(updated)
+    return run_sweep(updated, resume_dir=args.resume)
+
+
+def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: bool = False) -> list[str]:
+    """"option recorded, not given" for each option on the command line that defines the search
+    and differs from what the sweep recorded."""
+    from ..tasks import get_task
+    from .sweep import SweepSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SweepSettings) if f.default is not dataclasses.MISSING}
+    fixed = recorded.get("fixed")
+    task = recorded.get("task")
+    out = []
+    for name in sorted(given - set(ADJUSTABLE) - set(COMMAND)):
+        value = getattr(args, name)
+        if name == "task":
+            was, now = task, get_task(value).name if value else value
+        elif name == "output_dir":
+            was, now = str(Path(args.resume).resolve()), str(Path(value).resolve()) if value else value
+        elif name == "space":
+            was = recorded.get("space")
+            if was is None and task is not None and "space" in recorded:
+                was = default_space(task).to_json()
+            now = _read_space(value).to_json() if value else None
+        elif name == "seed":
+            was, now = recorded.get("master_seed"), value
+        elif name == "backend":
+            was, now = "ray" if ray else "local", value
+        elif name in FIXED:
+            if fixed is None:
+                continue
+            was, now = fixed.get(name), value
+        elif name in defaults:  # a sweep recorded before a setting existed ran with its default
+            was, now = recorded.get(name, defaults[name]), value
+        else:
+            continue
+        if was != now:
+            out.append(f"{name} {was!r}, not {now!r}")
+    return out
+
+
+def _non_default(args: TuneArgs) -> set[str]:
+    return {f.name for f in dataclasses.fields(TuneArgs)
+            if getattr(args, f.name) != (f.default if f.default is not dataclasses.MISSING else None)}
+
+
+def _auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

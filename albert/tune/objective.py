@@ -12,8 +12,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-# Search-space names that differ from fine-tuning option names.
-RENAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout"}
+# Search-space names that differ from fine-tuning option names (the space speaks the model
+# config's names for the dropouts, as the ALBERT config.json does).
+RENAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout", "hidden_dropout_prob": "hidden_dropout",
+           "attention_probs_dropout_prob": "attention_dropout"}
 
 
 def finetune_args(config: dict[str, Any], trial_dir: str, to_resource: int, max_resource: int, seed: int):

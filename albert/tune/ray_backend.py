@@ -6,7 +6,8 @@ Ray's ASHAScheduler is the *stopping* variant of asynchronous successive halving
 AsyncHyperBandScheduler with one bracket, the same rule as our local `--scheduler hyperband`):
 every trial trains continuously towards max_resource and Ray stops it at a rung if its metric is
 below the (1 - 1/eta) quantile of what earlier trials reported at that rung. There is no
-pause-and-promote as in the local `asha`.
+pause-and-promote as in the local `asha`. With `--sampler gp` the configurations come from our
+GP sampler acting as Ray's searcher (ray_searcher.py), learning from every rung Ray reports.
 
 A trial runs the objective once per rung: job 0 -> r1, then r1 -> r2, ... each resuming from the
 trial's own checkpoint with the LR schedule of max_resource, exactly as a local promotion does.
@@ -306,19 +307,29 @@ def _tuner(api: SimpleNamespace, settings: SweepSettings, space: Space, sweep_di
     if api.tune.Tuner.can_restore(str(exp)):
         # An interrupted run of the same sweep: unfinished and errored trials go on from their last rung.
         return api.tune.Tuner.restore(str(exp), trainable=trainable.fn, resume_unfinished=True, resume_errored=True)
+    fixed = _absolute_paths(settings.fixed)
+    if settings.sampler == "random":
+        # Seeded: the k-th configuration drawn is the same on every run with this --seed.
+        search = BasicVariantGenerator(max_concurrent=trainable.max_concurrent or 0, random_state=settings.master_seed)
+        param_space = ray_param_space(space, fixed, api.tune)
+    else:  # our model-based sampler, as Ray's searcher; Ray's param_space keeps only the fixed options
+        from ray.tune.search import ConcurrencyLimiter, Searcher
+
+        from .ray_searcher import ray_searcher
+        search = ray_searcher(dataclasses.replace(settings, fixed=fixed), space, Searcher)
+        if trainable.max_concurrent:
+            search = ConcurrencyLimiter(search, max_concurrent=trainable.max_concurrent)
+        param_space = fixed
     tune_config = api.tune.TuneConfig(
         metric=METRIC, mode=settings.mode, scheduler=_scheduler(api, settings), num_samples=settings.budget,
-        # Seeded: the k-th configuration drawn is the same on every run with this --seed.
-        search_alg=BasicVariantGenerator(max_concurrent=trainable.max_concurrent or 0,
-                                         random_state=settings.master_seed),
+        search_alg=search,
         time_budget_s=settings.time_budget, reuse_actors=True,
         trial_dirname_creator=_trial_dirname)
     run_config = api.RunConfig(
         name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), verbose=1 if settings.progress else 0,
         checkpoint_config=api.CheckpointConfig(num_to_keep=1),
         failure_config=api.FailureConfig(max_failures=settings.max_retries))
-    return api.tune.Tuner(trainable.fn, param_space=ray_param_space(space, _absolute_paths(settings.fixed), api.tune),
-                          tune_config=tune_config, run_config=run_config)
+    return api.tune.Tuner(trainable.fn, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
 def run_with_ray(settings: SweepSettings) -> dict[str, Any]:

@@ -101,8 +101,8 @@ def _visible_gpus() -> list[str]:
 
 
 @dataclass(frozen=True)
-class Task:
-    """One job for a worker."""
+class Assignment:
+    """One job for a worker: which trial, from which resource to which, where."""
 
     trial_id: int
     config: dict[str, Any]
@@ -140,9 +140,9 @@ class Error:
 @dataclass
 class Died:
     worker: "Worker"
-    task: Task | None
+    assignment: Assignment | None
     exitcode: int | None
-    started: bool  # False: it died before importing the objective, so its task never ran
+    started: bool  # False: it died before importing the objective, so its assignment never ran
 
 
 Event = Report | Done | Error | Died
@@ -188,20 +188,20 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
             return
         if msg[0] == "stop":
             return
-        task = Task(**msg[1])
+        job = Assignment(**msg[1])
 
-        def report(resource: int, metric: float, _tid: int = task.trial_id) -> bool:
+        def report(resource: int, metric: float, _tid: int = job.trial_id) -> bool:
             conn.send(("report", _tid, int(resource), float(metric)))
             return bool(conn.recv())
 
         try:
-            metric = float(fn(config=task.config, trial_dir=task.trial_dir, from_resource=task.from_resource,
-                              to_resource=task.to_resource, max_resource=task.max_resource, seed=task.seed,
+            metric = float(fn(config=job.config, trial_dir=job.trial_dir, from_resource=job.from_resource,
+                              to_resource=job.to_resource, max_resource=job.max_resource, seed=job.seed,
                               report=report))
         except Exception:
-            conn.send(("error", task.trial_id, traceback.format_exc(limit=20)))
+            conn.send(("error", job.trial_id, traceback.format_exc(limit=20)))
             continue
-        conn.send(("done", task.trial_id, metric, _gpu_bytes_held()))
+        conn.send(("done", job.trial_id, metric, _gpu_bytes_held()))
 
 
 # --- the pool, in the sweep process ----------------------------------------------------------
@@ -209,7 +209,7 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
 class Worker:
     def __init__(self, spec: WorkerSpec, process: mp.process.BaseProcess, conn) -> None:
         self.spec, self.process, self.conn = spec, process, conn
-        self.task: Task | None = None
+        self.assignment: Assignment | None = None
         self.retiring = False
         self.ready = False  # imported the objective
 
@@ -219,7 +219,7 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        return self.task is not None
+        return self.assignment is not None
 
 
 @contextlib.contextmanager
@@ -238,7 +238,7 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 
 
 class WorkerPool:
-    """Long-lived worker processes; `submit` a task to a free one, `wait` for what they say."""
+    """Long-lived worker processes; `submit` an assignment to a free one, `wait` for what they say."""
 
     # Workers dying this many times in a row before they import the objective stop the sweep.
     MAX_START_FAILURES = 3
@@ -271,10 +271,10 @@ class WorkerPool:
         """A worker is being recycled: its replacement starts when it has exited."""
         return any(w.retiring for w in self.workers)
 
-    def submit(self, worker: Worker, task: Task) -> None:
+    def submit(self, worker: Worker, assignment: Assignment) -> None:
         assert not worker.busy
-        worker.task = task
-        worker.conn.send(("run", asdict(task)))
+        worker.assignment = assignment
+        worker.conn.send(("run", asdict(assignment)))
 
     def reply(self, worker: Worker, keep_going: bool) -> None:
         with contextlib.suppress(OSError):  # the worker may be gone; its death is reported separately
@@ -319,7 +319,7 @@ class WorkerPool:
         if kind == "fatal":
             self.close(kill=True)
             raise AlbertError(f"--objective {self.objective!r} failed to import in a worker:\n{msg[1]}")
-        task, w.task = w.task, None
+        w.assignment = None
         if kind == "done":
             if msg[3] > self.recycle_gpu_bytes:
                 # The objective left tensors alive (a leak, or a cache): start afresh before the next trial.
@@ -347,7 +347,7 @@ class WorkerPool:
                     f"workers keep dying before they start (exit code {w.process.exitcode}); a script that "
                     "calls run_sweep must do so under `if __name__ == '__main__':` (workers are spawned and "
                     "re-import the main module)")
-        event = Died(w, w.task, w.process.exitcode, w.ready)
+        event = Died(w, w.assignment, w.process.exitcode, w.ready)
         self.workers.append(self._start(w.spec))
         return event
 

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -35,6 +35,17 @@ class Uniform:
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.uniform(self.low, self.high))
 
+    width = 1
+
+    def encode(self, value: Any) -> list[float]:
+        return [(float(value) - self.low) / (self.high - self.low)]
+
+    def decode(self, u: Sequence[float]) -> float:
+        return self.from_quantile(u[0])
+
+    def from_quantile(self, q: float) -> float:
+        return float(min(max(self.low + float(q) * (self.high - self.low), self.low), self.high))
+
     def to_json(self) -> dict[str, Any]:
         return {"type": "uniform", "low": self.low, "high": self.high}
 
@@ -51,6 +62,18 @@ class LogUniform:
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+
+    width = 1
+
+    def encode(self, value: Any) -> list[float]:
+        return [math.log(float(value) / self.low) / math.log(self.high / self.low)]
+
+    def decode(self, u: Sequence[float]) -> float:
+        return self.from_quantile(u[0])
+
+    def from_quantile(self, q: float) -> float:
+        value = self.low * math.exp(float(q) * math.log(self.high / self.low))
+        return float(min(max(value, self.low), self.high))
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "loguniform", "low": self.low, "high": self.high}
@@ -72,6 +95,18 @@ class IntUniform:
 
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(self.low, self.high, endpoint=True))
+
+    width = 1
+
+    def encode(self, value: Any) -> list[float]:
+        # The centre of the value's bin: every integer owns an equal share of [0, 1].
+        return [(int(value) - self.low + 0.5) / (self.high - self.low + 1)]
+
+    def decode(self, u: Sequence[float]) -> int:
+        return self.from_quantile(u[0])
+
+    def from_quantile(self, q: float) -> int:
+        return int(min(self.low + math.floor(max(float(q), 0.0) * (self.high - self.low + 1)), self.high))
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "int", "low": self.low, "high": self.high}
@@ -96,6 +131,20 @@ class Choice:
         value = self.options[int(rng.integers(len(self.options)))]
         return value.item() if isinstance(value, np.generic) else value
 
+    @property
+    def width(self) -> int:
+        return len(self.options)
+
+    def encode(self, value: Any) -> list[float]:
+        """One-hot: the options are unordered, so none is nearer another than the rest."""
+        return [1.0 if value == option and type(value) is type(option) else 0.0 for option in self.options]
+
+    def decode(self, u: Sequence[float]) -> Any:
+        return self.options[int(np.argmax(u))]
+
+    def from_quantile(self, q: float) -> Any:
+        return self.options[min(int(float(q) * len(self.options)), len(self.options) - 1)]
+
     def to_json(self) -> dict[str, Any]:
         return {"type": "choice", "values": list(self.options)}
 
@@ -105,10 +154,15 @@ Distribution = Uniform | LogUniform | IntUniform | Choice
 _TYPES = {"uniform": Uniform, "loguniform": LogUniform, "log_uniform": LogUniform,
           "int": IntUniform, "intuniform": IntUniform, "choice": Choice}
 
+# The shape of a random initialisation (--preset sweeps only; albert.finetune.ARCHITECTURE).
+ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "embedding_size",
+                "hidden_act")
 # Hyperparameters the fine-tuning objective (albert.tune.objective) understands; `--space` files
-# may name only these. The resource (steps) is the scheduler's, so it is not one of them.
-HYPERPARAMETERS = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay",
-                   "max_grad_norm", "grad_accum")
+# may name only these. The resource (steps) is the scheduler's; `max_steps` may be searched only
+# when it is not (--scheduler random: each trial then trains its own number of steps).
+HYPERPARAMETERS = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "hidden_dropout_prob",
+                   "attention_probs_dropout_prob", "layer_lr_decay", "max_grad_norm", "grad_accum", "seed",
+                   "max_steps", "max_seq_length", *ARCHITECTURE)
 
 
 class Space(Mapping[str, Distribution]):
@@ -137,13 +191,55 @@ class Space(Mapping[str, Distribution]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Space) and self._dists == other._dists
 
-    def sample(self, master_seed: int, trial_index: int) -> dict[str, Any]:
-        """Trial `trial_index`'s configuration: a pure function of (master_seed, trial_index)."""
+    def sample(self, master_seed: int, trial_index: int, attempt: int = 0) -> dict[str, Any]:
+        """Trial `trial_index`'s configuration: a pure function of (master_seed, trial_index), and
+        of `attempt` when an earlier draw was rejected (e.g. heads that do not divide hidden size)."""
         if trial_index < 0:
             raise ValueError(f"trial_index must be >= 0, got {trial_index}")
-        rng = np.random.default_rng([master_seed, trial_index])
+        rng = np.random.default_rng([master_seed, trial_index] + ([attempt] if attempt else []))
         # Draw in name order (not insertion order) so reordering a --space file keeps trials the same.
         return {name: self._dists[name].sample(rng) for name in sorted(self._dists)}
+
+    # --- the unit cube, where model-based samplers work ---------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        """Hyperparameter names in the order of the unit-cube coordinates (sorted, like sample)."""
+        return sorted(self._dists)
+
+    @property
+    def width(self) -> int:
+        """Unit-cube dimensions: one per number, one per option of a choice (one-hot)."""
+        return sum(self._dists[n].width for n in self.names)
+
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """A configuration as a point of [0, 1]^width: log scale for log-uniform, integers at the
+        centre of their bin, choices one-hot."""
+        return np.array([u for n in self.names for u in self._dists[n].encode(config[n])], dtype=float)
+
+    def decode(self, point: Sequence[float]) -> dict[str, Any]:
+        """The configuration of a unit-cube point: integers rounded (their bin), a choice its
+        largest coordinate. decode(encode(c)) gives c back: integers and choices exactly,
+        numbers to float rounding (a relative 1e-15)."""
+        out, i = {}, 0
+        for n in self.names:
+            dist = self._dists[n]
+            out[n] = dist.decode(point[i:i + dist.width])
+            i += dist.width
+        return out
+
+    def from_quantiles(self, qs: Sequence[float]) -> dict[str, Any]:
+        """One value per hyperparameter from a point of [0, 1]^len(self) (a quasi-random design)."""
+        return {n: self._dists[n].from_quantile(q) for n, q in zip(self.names, qs)}
+
+    def kinds(self) -> list[str]:
+        """Per unit-cube coordinate: "continuous" (uniform, log-uniform), "int" or "onehot"."""
+        out = []
+        for n in self.names:
+            dist = self._dists[n]
+            kind = "onehot" if isinstance(dist, Choice) else "int" if isinstance(dist, IntUniform) else "continuous"
+            out += [kind] * dist.width
+        return out
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         return {name: dist.to_json() for name, dist in self._dists.items()}
@@ -199,6 +295,18 @@ class Space(Mapping[str, Distribution]):
         except json.JSONDecodeError as e:
             raise located(path, e.lineno, f"invalid JSON: {e.msg}") from None
         return cls.from_dict(spec, allowed_names, source=str(path))
+
+
+def architecture_problem(config: Mapping[str, Any]) -> str | None:
+    """Why a trial's configuration (fixed options merged with the sampled ones) cannot be built,
+    or None. The preset's shape fills in what the configuration leaves out."""
+    from ..config import PRESETS
+
+    shape = {**PRESETS.get(config.get("preset") or "", {}), **config}
+    heads, hidden = shape.get("num_attention_heads"), shape.get("hidden_size")
+    if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
+        return f"num_attention_heads {heads} does not divide hidden_size {hidden}"
+    return None
 
 
 def default_space(task: str) -> Space:

@@ -57,9 +57,20 @@ CREATE TABLE IF NOT EXISTS results (
     resource INTEGER NOT NULL,
     metric REAL,                              -- NULL stands for NaN (SQLite stores NaN as NULL)
     time REAL NOT NULL,
-    source TEXT NOT NULL                      -- 'report' (intermediate) or 'result' (end of a job)
+    source TEXT NOT NULL                      -- 'report' (intermediate), 'result' (end of a job) or
+                                              -- 'error' (the job failed: NaN at its start)
 );
 CREATE INDEX IF NOT EXISTS results_trial ON results (trial_id, resource);
+-- How each search trial's configuration was chosen, and from what: the last result the sampler
+-- had seen and the trials pending then. With the results table this is the sampler's whole
+-- input, so any proposal can be recomputed from the database (sampler.recompute).
+CREATE TABLE IF NOT EXISTS proposals (
+    trial_id INTEGER PRIMARY KEY REFERENCES trials (id),
+    sampler TEXT NOT NULL,
+    seen INTEGER NOT NULL,                    -- results.seq of the last result seen (0: none)
+    pending TEXT NOT NULL,                    -- JSON [[trial_id, to_resource], ...]
+    info TEXT NOT NULL                        -- JSON: how (sobol, random, model), acquisition value, ms, ...
+);
 """
 
 
@@ -85,6 +96,15 @@ class TrialRecord:
     updated: float
     # resource -> metric at the end of each finished job (the rungs), filled by Storage.trials()
     rung_metrics: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class ProposalRecord:
+    trial_id: int
+    sampler: str
+    seen: int
+    pending: list[tuple[int, int]]
+    info: dict[str, Any]
 
 
 @dataclass
@@ -170,6 +190,19 @@ class Storage:
             (kind, sample_index, parent, json.dumps(config), int(seed), job_from, job_to, now, now))
         return int(cur.lastrowid)
 
+    def add_proposal(self, trial_id: int, sampler: str, seen: int, pending: list[tuple[int, int]],
+                     info: dict[str, Any]) -> None:
+        self.conn.execute("INSERT INTO proposals (trial_id, sampler, seen, pending, info) VALUES (?, ?, ?, ?, ?)",
+                          (trial_id, sampler, int(seen), json.dumps([list(p) for p in pending]), json.dumps(info)))
+
+    def proposals(self) -> list[ProposalRecord]:
+        rows = self.conn.execute("SELECT * FROM proposals ORDER BY trial_id")
+        return [ProposalRecord(r["trial_id"], r["sampler"], r["seen"], [tuple(p) for p in json.loads(r["pending"])],
+                               json.loads(r["info"])) for r in rows]
+
+    def last_seq(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0])
+
     def update_trial(self, trial_id: int, **fields: Any) -> None:
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"unknown trial state {fields['state']!r}")
@@ -187,7 +220,8 @@ class Storage:
         self.conn.execute("UPDATE trials SET heartbeat = ? WHERE id = ?", (time.time(), trial_id))
 
     def record(self, trial_id: int, resource: int, metric: float, source: str) -> None:
-        """Append a reported metric; `source` is 'report' (mid-job) or 'result' (job end)."""
+        """Append a reported metric; `source` is 'report' (mid-job), 'result' (job end) or
+        'error' (a failed job, NaN: samplers learn from failures too)."""
         now = time.time()
         self.conn.execute("INSERT INTO results (trial_id, resource, metric, time, source) VALUES (?, ?, ?, ?, ?)",
                           (trial_id, int(resource), _to_sql(metric), now, source))
@@ -216,8 +250,13 @@ class Storage:
     def count(self, kind: str = "search") -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM trials WHERE kind = ?", (kind,)).fetchone()[0])
 
-    def results(self, trial_id: int | None = None, source: str | None = None) -> list[ResultRecord]:
+    def results(self, trial_id: int | None = None, source: str | None = None,
+                upto: int | None = None) -> list[ResultRecord]:
+        """Recorded results in arrival order; `upto`: only those with seq <= upto."""
         clauses, args = [], []
+        if upto is not None:
+            clauses.append("seq <= ?")
+            args.append(upto)
         if trial_id is not None:
             clauses.append("trial_id = ?")
             args.append(trial_id)

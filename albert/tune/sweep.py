@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,79 +29,15 @@ import numpy as np
 
 from ..atomic import write_json
 from ..errors import AlbertError
+from . import proposals
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
-from .runner import Died, Done, Error, Report, Task, WorkerPool, plan_workers
-from .space import Space, default_space
+from .runner import Assignment, Died, Done, Error, Report, WorkerPool, check_objective, plan_workers
+from .settings import IDENTITY, SweepSettings, identity_differences, trial_seed  # noqa: F401 (re-exported)
+from .space import Space
 from .storage import TERMINAL, Storage, TrialRecord
 
 FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
-
-# Settings that define the sweep: a resume must not change them (the recorded results would lie).
-IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
-            "master_seed")
-
-
-@dataclass
-class SweepSettings:
-    sweep_dir: str
-    task: str
-    objective: str = "albert.tune.synthetic:curve"
-    space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
-    fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
-    scheduler: str = "asha"  # asha | hyperband | random
-    mode: str = "max"
-    min_resource: int = 1
-    max_resource: int = 27
-    eta: int = 3
-    budget: int = 27  # configurations tried, pruned and failed ones included
-    time_budget: float | None = None  # seconds; then no new job starts
-    master_seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    workers: int = 1  # CPU workers (ignored on GPUs: trials_per_gpu per GPU)
-    trials_per_gpu: int = 1
-    gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES or all visible
-    max_retries: int = 1  # re-runs of a job whose worker died
-    confirm_top: int = 0
-    confirm_seeds: int = 0
-    recycle_gpu_mib: int = 512
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.space, Space):
-            self.space = self.space.to_json()
-
-    def validate(self) -> Space:
-        if not isinstance(self.budget, int) or self.budget < 1:
-            raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise AlbertError(f"--time-budget must be positive seconds, got {self.time_budget!r}")
-        if self.confirm_top < 0 or self.confirm_seeds < 0:
-            raise AlbertError("--confirm-top and --confirm-seeds must be >= 0")
-        if self.confirm_top and not self.confirm_seeds:
-            raise AlbertError("--confirm-top needs --confirm-seeds >= 1")
-        if self.max_retries < 0:
-            raise AlbertError(f"--max-retries must be >= 0, got {self.max_retries}")
-        make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
-        space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
-        clash = sorted(set(space) & set(self.fixed))
-        if clash:
-            raise AlbertError(f"hyperparameter(s) {', '.join(clash)} are both searched and fixed")
-        return space
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SweepSettings":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:
-    """The training seed of configuration `index` (repeat > 0: the extra seeds of --confirm-seeds)."""
-    return int(np.random.SeedSequence([master_seed, index, 0x5EED, repeat]).generate_state(1)[0] & 0x7FFFFFFF)
-
 
 class Progress:
     """One live status line on a terminal (carriage return), nothing when output is a file."""
@@ -155,6 +90,7 @@ class Sweep:
         self.dir = Path(settings.sweep_dir)
         self.scheduler: Scheduler = make_scheduler(settings.scheduler, settings.min_resource, settings.max_resource,
                                                    settings.eta, settings.mode)
+        self.sampler = settings.make_sampler(space)
         self.pending: collections.deque[tuple[int, Job]] = collections.deque()
         self.running: dict[int, Job] = {}
         self.stopped: set[int] = set()  # trials the scheduler stopped during their current job
@@ -169,7 +105,7 @@ class Sweep:
         """Feed the recorded results to the fresh scheduler in arrival order; re-issue interrupted jobs."""
         search = {t.id for t in self.trials.values() if t.kind == "search"}
         for r in self.storage.results():
-            if r.trial_id not in search:
+            if r.trial_id not in search or r.source == "error":  # failures: fail() below
                 continue
             if r.source == "report":
                 self.scheduler.should_stop(r.trial_id, r.resource, r.metric)
@@ -199,13 +135,25 @@ class Sweep:
         if job is None:
             return None
         if job.kind == "new":
-            index = self.storage.count("search")
-            config = {**self.settings.fixed, **self.space.sample(self.settings.master_seed, index)}
-            tid = self.storage.add_trial(config, trial_seed(self.settings.master_seed, index), job.from_resource,
-                                         job.to_resource, sample_index=index)
-            self.trials[tid] = self.storage.trial(tid)
-            job = job._replace(trial_id=tid)
+            job = job._replace(trial_id=self.new_trial(job))
         return job.trial_id, job
+
+    def new_trial(self, job: Job) -> int:
+        """Ask the sampler for the next configuration; record it with what the sampler saw."""
+        index = self.storage.count("search")
+        pending = sorted((tid, j.to_resource) for tid, j in [*self.running.items(), *self.pending]
+                         if self.trials[tid].kind == "search")
+        configs = {t.id: t.config for t in self.trials.values() if t.kind == "search"}
+        hyper, record = proposals.propose(self.storage, self.sampler, index, self.scheduler.rungs, self.settings.mode,
+                                          pending, configs)
+        config = {**self.settings.fixed, **hyper}
+        # A searched seed is the trial's training seed; otherwise each index gets its own.
+        seed = int(hyper["seed"]) if "seed" in hyper else trial_seed(self.settings.master_seed, index)
+        with self.storage.transaction():
+            tid = self.storage.add_trial(config, seed, job.from_resource, job.to_resource, sample_index=index)
+            self.storage.add_proposal(tid, record["sampler"], record["seen"], record["pending"], record["info"])
+        self.trials[tid] = self.storage.trial(tid)
+        return tid
 
     def trial_dir(self, trial_id: int) -> Path:
         return self.dir / "trials" / f"{trial_id:05d}"
@@ -222,8 +170,8 @@ class Sweep:
             self.running[tid] = job
             self.stopped.discard(tid)
             self.reached[tid] = job.from_resource
-            pool.submit(worker, Task(tid, trial.config, str(tdir), job.from_resource, job.to_resource,
-                                     self.settings.max_resource, trial.seed))
+            pool.submit(worker, Assignment(tid, trial.config, str(tdir), job.from_resource, job.to_resource,
+                                           self.settings.max_resource, trial.seed))
 
     # --- what workers say ---------------------------------------------------------------------
 
@@ -261,19 +209,22 @@ class Sweep:
 
     def on_error(self, ev: Error) -> None:
         job = self.running.pop(ev.trial_id)
-        self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
+        with self.storage.transaction():
+            self.storage.record(ev.trial_id, job.from_resource, math.nan, "error")
+            self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
         self.scheduler.fail(ev.trial_id)
         # A setting that breaks every trial (a bad path, a too-long sequence) should stop the sweep
         # with its message, not burn the whole budget on copies of one traceback.
-        if not self.storage.results() and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
+        scored = any(r.source != "error" for r in self.storage.results())
+        if not scored and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
             last = ev.text.strip().splitlines()[-1] if ev.text.strip() else "unknown error"
             raise AlbertError(f"the first {FAIL_FAST} trials all failed, the last with: {last} "
                               f"(full tracebacks in {self.dir / 'sweep.db'}; fix and --resume)")
 
     def on_died(self, ev: Died) -> None:
-        if ev.task is None:  # a worker we retired (GPU memory), or one that died between jobs
+        if ev.assignment is None:  # a worker we retired (GPU memory), or one that died between jobs
             return
-        tid = ev.task.trial_id
+        tid = ev.assignment.trial_id
         job = self.running.pop(tid)
         trial = self.storage.trial(tid)
         reason = f"worker {ev.worker.name} exited with code {ev.exitcode}"
@@ -284,7 +235,9 @@ class Sweep:
             self.storage.update_trial(tid, state="queued", retries=trial.retries + 1, error=f"{reason}; re-queued")
             self.pending.appendleft((tid, job))
         else:
-            self.storage.update_trial(tid, state="failed", error=reason, resource=job.from_resource)
+            with self.storage.transaction():
+                self.storage.record(tid, job.from_resource, math.nan, "error")
+                self.storage.update_trial(tid, state="failed", error=reason, resource=job.from_resource)
             self.scheduler.fail(tid)
 
     # --- the loop -----------------------------------------------------------------------------
@@ -389,12 +342,18 @@ class Sweep:
         best = self.best_trial()
         if confirm:
             best = self.storage.trial(confirm[0]["trial_id"])
+        elapsed = time.monotonic() - self.started
+        sampler = proposals.sampler_summary(self.storage, s)
+        sampler["loop_share"] = round(sampler["proposal_s"] / elapsed, 4) if elapsed > 0 else None
         summary: dict[str, Any] = {
-            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "finished": finished,
-            "stop_reason": self.stop_reason, "elapsed_s": time.monotonic() - self.started,
+            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "sampler": sampler,
+            "finished": finished, "stop_reason": self.stop_reason, "elapsed_s": elapsed,
             "tried": self.storage.count("search"), "budget": s.budget,
             "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
             "compute": compute, "rungs": rungs, "confirm": confirm, "best": None,
+            # The GP's pick among the tried configurations (posterior mean at full resource).
+            "model_best": proposals.model_recommendation(self.storage, self.space, rungs, s.mode, s.master_seed)
+            if s.sampler == "gp" else None,
         }
         if best is not None:
             extra = {"confirm": confirm[0]} if confirm else {}
@@ -406,40 +365,47 @@ class Sweep:
         return summary
 
 
-def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, Storage, bool]:
+def _check(settings: SweepSettings) -> tuple[Space, list]:
+    """Everything that can be refused, refused before the sweep directory is touched."""
+    space = settings.validate()
+    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
+    check_objective(settings.objective)
+    return space, specs
+
+
+def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
     if resume_dir is None:
         if settings is None:
             raise AlbertError("run_sweep needs settings or --resume DIR")
-        space = settings.validate()
+        space, specs = _check(settings)
         storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
-        return settings, space, storage, False
+        return settings, space, specs, storage, False
     storage = Storage.open(resume_dir)
     try:
         stored = SweepSettings.from_dict(storage.meta()["settings"])
         if settings is not None:
-            for name in IDENTITY:
-                was, now = getattr(stored, name), getattr(settings, name)
-                if was != now:
-                    raise AlbertError(f"--resume {resume_dir}: this sweep was run with {name} {was!r}, not {now!r}")
+            differ = identity_differences(stored, settings)
+            if differ:
+                raise AlbertError(f"--resume {resume_dir}: this sweep was run with {'; '.join(differ)} "
+                                  "(settings that define the search cannot change; start a new --output-dir)")
             settings = dataclasses.replace(settings, sweep_dir=str(resume_dir))
         else:
             settings = dataclasses.replace(stored, sweep_dir=str(resume_dir))
-        space = settings.validate()
+        space, specs = _check(settings)
         storage.set_meta("settings", settings.to_dict())
     except BaseException:
         storage.close()
         raise
-    return settings, space, storage, True
+    return settings, space, specs, storage, True
 
 
 def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep to its budget; return the summary also written to summary.json."""
-    settings, space, storage, resuming = _open(settings, resume_dir)
+    settings, space, specs, storage, resuming = _open(settings, resume_dir)
     sweep = Sweep(settings, space, storage)
     if resuming:
         sweep.replay()
     progress = Progress(settings.progress)
-    specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
     pool = None
     try:
         pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20)

@@ -107,3 +107,62 @@ def test_from_json_syntax_error_has_line(tmp_path):
         Space.from_json(path)
     with pytest.raises(AlbertError, match="cannot read"):
         Space.from_json(tmp_path / "missing.json")
+
+
+MIXED = Space({"lr": LogUniform(1e-6, 1e-2), "u": Uniform(-1.0, 3.0), "n": IntUniform(2, 5),
+               "act": Choice(["gelu", "relu", "silu"]), "flag": Choice([True, False])})
+
+
+def test_unit_cube_round_trip():
+    for i in range(200):
+        config = MIXED.sample(3, i)
+        point = MIXED.encode(config)
+        assert point.shape == (MIXED.width,) == (3 + 2 + 1 + 1 + 1,)
+        assert ((point >= 0) & (point <= 1)).all()
+        back = MIXED.decode(point)
+        assert {k: back[k] for k in ("n", "act", "flag")} == {k: config[k] for k in ("n", "act", "flag")}
+        assert back["lr"] == pytest.approx(config["lr"], rel=1e-12) and back["u"] == pytest.approx(config["u"], abs=1e-12)
+        assert type(back["n"]) is int and type(back["flag"]) is bool
+
+
+def test_unit_cube_scales():
+    space = Space({"lr": LogUniform(1e-5, 1e-1), "n": IntUniform(0, 3)})
+    # log scale: 1e-3 is half way between 1e-5 and 1e-1
+    assert space.encode({"lr": 1e-3, "n": 0})[0] == pytest.approx(0.5)
+    # integers sit at their bin's centre, and any point of a bin rounds to it
+    assert list(space.encode({"lr": 1e-5, "n": 2})) == pytest.approx([0.0, 0.625])
+    assert [space.decode([0.0, u])["n"] for u in (0.0, 0.2499, 0.25, 0.74, 0.99, 1.0)] == [0, 0, 1, 2, 3, 3]
+    # a choice is one-hot; the largest coordinate wins
+    assert MIXED.decode(np.r_[[0.2, 0.7, 0.1], [0.0, 1.0], 0.5, 0.5, 0.5])["act"] == "relu"
+    assert MIXED.kinds() == ["onehot"] * 3 + ["onehot"] * 2 + ["continuous", "int", "continuous"]
+    assert MIXED.names == ["act", "flag", "lr", "n", "u"]
+
+
+def test_quantiles_cover_each_range():
+    lo = MIXED.from_quantiles([0.0] * 5)
+    hi = MIXED.from_quantiles([1.0] * 5)
+    assert lo == {"act": "gelu", "flag": True, "lr": 1e-6, "n": 2, "u": -1.0}
+    assert hi["act"] == "silu" and hi["flag"] is False and hi["n"] == 5
+    assert hi["lr"] == pytest.approx(1e-2) and hi["u"] == pytest.approx(3.0)
+
+
+def test_redraws_are_pure_functions_of_seed_index_and_attempt():
+    assert MIXED.sample(1, 4, attempt=0) == MIXED.sample(1, 4)
+    assert MIXED.sample(1, 4, attempt=2) == MIXED.sample(1, 4, attempt=2) != MIXED.sample(1, 4, attempt=1)
+
+
+def test_architecture_rule_uses_the_presets_shape():
+    from albert.tune.space import architecture_problem
+
+    assert architecture_problem({"preset": "tiny", "num_attention_heads": 3}) == \
+        "num_attention_heads 3 does not divide hidden_size 128"
+    assert architecture_problem({"preset": "tiny", "num_attention_heads": 4}) is None
+    assert architecture_problem({"preset": "tiny", "hidden_size": 96, "num_attention_heads": 4}) is None
+    assert architecture_problem({"model": "some/dir", "lr": 1e-5}) is None
+
+
+def test_architecture_names_are_the_finetune_options():
+    from albert.finetune import ARCHITECTURE as FINETUNE
+    from albert.tune.space import ARCHITECTURE, HYPERPARAMETERS
+
+    assert ARCHITECTURE == FINETUNE and set(ARCHITECTURE) <= set(HYPERPARAMETERS)

@@ -1,0 +1,433 @@
+"""The Gaussian-process sampler (`--sampler gp`): Bayesian optimisation over the search space.
+
+For each new trial:
+1. Inputs. Each configuration becomes a point of the unit cube (Space.encode: log scale for
+   log-uniform, integers at their bin's centre, choices one-hot). Under a multi-rung scheduler a
+   result is also tagged with its resource, z = log(r / r_min) / log(r_max / r_min), so every rung
+   of every trial - pruned ones included - is data, and the model predicts at z = 1 (a full
+   training). Diverged or failed trials count as the worst value seen: they mark a bad region.
+2. Surrogate. scikit-learn's GaussianProcessRegressor: constant x Matern 5/2 with one length
+   scale per coordinate (ARD) + white noise, outputs standardised, kernel hyperparameters
+   (noise included) fitted by maximising the log marginal likelihood (L-BFGS-B, a fixed start
+   plus seeded restarts).
+3. Running trials. Their configurations enter the model believed at its own posterior mean
+   ("kriging believer": the uncertainty around them collapses and the incumbent rises to what
+   they are believed to score), and the acquisition is penalised near them by the model's own
+   correlation, so parallel workers do not pile onto one point.
+4. Acquisition (log EI by default, log PI or UCB), maximised over random candidates plus
+   perturbations of the best configurations so far, then refined locally: L-BFGS-B over the
+   continuous coordinates and a neighbour search over integers (one step) and choices.
+
+The first `initial_trials` proposals (and any made before two trials have a result) are a
+scrambled Sobol design. Every random draw is seeded by (master_seed, trial index), so a
+proposal is a pure function of the space, the seed, the index and the history.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .acquisition import UCB_KAPPA
+from .acquisition import acquisition as acquisition_function
+from .sampler import Feasibility, History, Proposal, Sampler
+from .space import Choice, IntUniform, Space
+
+CANDIDATES = 2048       # random points the acquisition is scored on
+REFINE = 10             # local searches per proposal
+LOCAL_ITERATIONS = 30   # L-BFGS-B iterations of each
+INCUMBENT_STARTS = 1    # of them, from the best configurations so far
+RESTARTS = 1            # seeded restarts of the kernel fit, besides the fixed start
+FIT_POINTS = 80         # the kernel's hyperparameters are fitted on at most this many results
+INITIAL_TRIALS = 10     # quasi-random trials before the model proposes (--initial-trials)
+# Gamma(shape, rate) priors on the kernel hyperparameters, which are fitted by maximum a
+# posteriori: with them a fit from one start rarely lands on a degenerate optimum (length scales
+# at a bound, everything explained as noise) when there are few results. Inputs are in the unit
+# cube and outputs standardised, so one set fits every search space: length scales about 2/3 of
+# the cube (mode), a signal variance about 1, and noise small unless the data insist.
+PRIORS = {"length_scale": (3.0, 3.0), "constant_value": (2.0, 1.0), "noise_level": (1.1, 30.0)}
+# The multi-fidelity model: "rung" fits the highest rung with enough results (BOHB); "input"
+# fits every result with log(resource) as one more input and predicts at a full training.
+FIDELITY = "rung"
+
+
+def default_initial_trials(space: Space) -> int:
+    """Sobol points before the model takes over (fewer starve a 6-D model: on Hartmann6 with 7,
+    several seeds never left a local optimum; with 10 they did)."""
+    return INITIAL_TRIALS
+
+
+class GPSampler(Sampler):
+    name = "gp"
+
+    def __init__(self, space: Space, master_seed: int = 0, feasible: Feasibility | None = None, *,
+                 acquisition: str = "ei", initial_trials: int | None = None) -> None:
+        super().__init__(space, master_seed, feasible)
+        self.acquisition = acquisition
+        self.score = acquisition_function(acquisition)
+        self.initial_trials = initial_trials or default_initial_trials(space)
+        kinds = space.kinds()
+        self.continuous = np.array([k == "continuous" for k in kinds])
+        self.blocks = _blocks(space)
+        self.checks_feasibility = feasible is not None
+
+    # --- the proposal ---------------------------------------------------------------------------
+
+    def propose(self, index: int, history: History) -> Proposal:
+        finite = {o.trial_id for o in history.observations if math.isfinite(o.value)}
+        if index < self.initial_trials or len(finite) < 2:
+            return self.initial_design(index)
+        from threadpoolctl import threadpool_limits
+
+        # Matrices of a few hundred rows: BLAS threads only add synchronisation (several times
+        # the CPU on a busy machine), and the sweep's workers need the cores.
+        with threadpool_limits(1):
+            return self._propose(index, history)
+
+    def _propose(self, index: int, history: History) -> Proposal:
+        started = time.process_time()
+        rng = np.random.default_rng([self.master_seed, index, 0xB0])
+        model = Surrogate.fit(self.space, history, seed=int(rng.integers(2**31)), min_points=self.initial_trials)
+        best, incumbent = model.incumbent()
+        believer, believed = model.believing(history.pending)
+        # A running trial is believed to score its posterior mean; if that beats the incumbent,
+        # improving on it is what a new proposal must do (else the point next to it looks as good).
+        best = max([best, *believed])
+        penalty = model.pending_penalty(history.pending, self.acquisition)
+
+        def score(points: np.ndarray) -> np.ndarray:
+            mu, sigma = believer.predict(points)
+            return self.score(mu, sigma, best) + penalty(points)
+
+        point, value = self.maximise(score, rng, incumbent, model)
+        config = self.space.decode(point)
+        return Proposal(config, {
+            "how": "model", "acquisition": self.acquisition, "value": float(value), "incumbent": float(best),
+            "observations": len(model.z), "pending": len(history.pending), "rung": model.level,
+            "fidelity": model.multi_fidelity, "kernel": str(model.gp.kernel_), "ms": round(1000 * (time.process_time() - started), 1)})
+
+    def initial_design(self, index: int) -> Proposal:
+        """Point `index` of a scrambled Sobol sequence seeded by master_seed (a random draw when
+        that configuration is infeasible)."""
+        from scipy.stats import qmc
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "balance properties": we take single points by design
+            points = qmc.Sobol(len(self.space), scramble=True, seed=self.master_seed).random(index + 1)
+        config = self.space.from_quantiles(points[index])
+        if self.feasible(config) is None:
+            return Proposal(config, {"how": "sobol"})
+        return self.random_config(index)
+
+    # --- maximising the acquisition ---------------------------------------------------------------
+
+    def maximise(self, score, rng: np.random.Generator, incumbent: np.ndarray,
+                 model: "Surrogate") -> tuple[np.ndarray, float]:
+        """The acquisition's maximum: score random candidates, then refine from several starts -
+        the best candidate, the best configurations so far, and candidates drawn with
+        probability proportional to their acquisition (exp of log EI), so that other modes than
+        the incumbent's get a local search too."""
+        uniform = _encode_quantiles(self.space, rng.random((CANDIDATES, len(self.space))))
+        candidates = np.vstack([uniform, incumbent[:INCUMBENT_STARTS]])
+        values = score(model.at_full(candidates))
+        feasible = np.array([self.feasible(self.space.decode(c)) is None for c in candidates]) \
+            if self.checks_feasibility else np.ones(len(candidates), dtype=bool)
+        if not feasible.any():
+            from ..errors import AlbertError
+            raise AlbertError(f"the search space gave no valid configuration in {len(candidates)} candidates; "
+                              "narrow --space")
+        values = np.where(feasible, values, -np.inf)
+        top = int(np.argmax(values[:len(uniform)]))
+        starts = [top] + [i for i in range(len(uniform), len(candidates)) if feasible[i]]
+        weights = np.exp(values[:len(uniform)] - values[top])
+        weights[top] = 0.0
+        drawn = min(REFINE - len(starts), int(np.count_nonzero(weights > 0)))
+        if drawn > 0:
+            starts += list(rng.choice(len(uniform), size=drawn, replace=False, p=weights / weights.sum()))
+        best = int(np.argmax(values))
+        best_point, best_value = candidates[best], float(values[best])
+        for i in dict.fromkeys(starts):
+            point, value = self.refine(score, model, candidates[i], float(values[i]))
+            if value > best_value:
+                best_point, best_value = point, value
+        return best_point, best_value
+
+    def refine(self, score, model: "Surrogate", start: np.ndarray, start_value: float) -> tuple[np.ndarray, float]:
+        """Local search from `start`: L-BFGS-B on the continuous coordinates (finite-difference
+        gradients, all d + 1 points scored in one batch), then one-step moves of integers and
+        choices; twice."""
+        point, value = start.copy(), start_value
+        idx = np.flatnonzero(self.continuous)
+        for _ in range(2):
+            if idx.size:
+                point, value = self._continuous_step(score, model, point, value, idx)
+            moved, new_value = self._discrete_step(score, model, point, value)
+            if moved is None:
+                break
+            point, value = moved, new_value
+        return point, value
+
+    def _continuous_step(self, score, model, point, value, idx):
+        h = 1e-6
+
+        def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
+            batch = np.repeat(point[None, :], idx.size + 1, axis=0)
+            batch[:, idx] = x
+            # Forward differences inward from the upper bound, so no probe leaves the cube.
+            steps = np.where(x + h > 1.0, -h, h)
+            batch[np.arange(1, idx.size + 1), idx] += steps
+            s = score(model.at_full(batch))
+            return -float(s[0]), -(s[1:] - s[0]) / steps
+
+        result = minimize(negative, point[idx], jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * idx.size,
+                          options={"maxiter": LOCAL_ITERATIONS})
+        if np.isfinite(result.fun) and -result.fun > value:
+            point = point.copy()
+            point[idx] = np.clip(result.x, 0.0, 1.0)
+            value = -float(result.fun)
+        return point, value
+
+    def _discrete_step(self, score, model, point, value):
+        neighbours = []
+        for start, dist in self.blocks:
+            if isinstance(dist, Choice):
+                for k in range(dist.width):
+                    if point[start + k] != 1.0:
+                        p = point.copy()
+                        p[start:start + dist.width] = 0.0
+                        p[start + k] = 1.0
+                        neighbours.append(p)
+            elif isinstance(dist, IntUniform):
+                n = dist.high - dist.low + 1
+                for step in (-1.0 / n, 1.0 / n):
+                    if 0.0 < point[start] + step < 1.0:
+                        p = point.copy()
+                        p[start] += step
+                        neighbours.append(p)
+        neighbours = [p for p in neighbours if self.feasible(self.space.decode(p)) is None]
+        if not neighbours:
+            return None, value
+        batch = np.array(neighbours)
+        values = score(model.at_full(batch))
+        k = int(np.argmax(values))
+        if values[k] > value:
+            return batch[k], float(values[k])
+        return None, value
+
+
+class Surrogate:
+    """A fitted GP over (unit-cube configuration[, resource]) -> standardised metric, larger is
+    better (a minimised metric is negated).
+
+    Predictions, the incumbent and acquisition values are all in standardised units; `metric`
+    maps a mean back. The scaling is fitted once per proposal, so a model conditioned on extra
+    believed points keeps the units of the fit. `level` is the rung modelled (FIDELITY "rung")."""
+
+    def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, multi_fidelity: bool, space: Space,
+                 level: int | None = None) -> None:
+        self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
+        self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
+
+    @classmethod
+    def fit(cls, space: Space, history: History, seed: int, min_points: int = 1) -> "Surrogate":
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+        from sklearn.preprocessing import StandardScaler
+
+        sign = 1.0 if history.mode == "max" else -1.0
+        obs, level = history.observations, None
+        if FIDELITY == "rung":
+            obs, level = _model_rung(history, min_points)
+        values = np.array([sign * o.value for o in obs], dtype=float)
+        finite = np.isfinite(values)
+        # A diverged or failed trial is as bad as the worst seen: the model learns to avoid its region.
+        values[~finite] = values[finite].min()
+        scaler = StandardScaler()  # all values equal: a zero scale, which scikit-learn makes 1
+        z = scaler.fit_transform(values[:, None])[:, 0]
+        multi = FIDELITY == "input" and len({o.resource for o in obs}) > 1 and history.max_resource > history.min_resource
+        X = np.array([space.encode(o.config) for o in obs])
+        if multi:
+            X = np.hstack([X, _fidelity(np.array([o.resource for o in obs], dtype=float), history)[:, None]])
+        d = X.shape[1]
+        kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+                  * Matern(length_scale=np.ones(d), length_scale_bounds=(1e-2, 2e1), nu=2.5)
+                  + WhiteKernel(1e-3, (1e-6, 5e-1)))
+        rng = np.random.RandomState(seed)
+        # The marginal likelihood's gradient costs O(n^2 d) per step: fit the hyperparameters on
+        # a subset (the best half and a seeded draw of the rest), then condition on everything.
+        rows = _fit_subset(z, FIT_POINTS, rng)
+        gp = GaussianProcessRegressor(kernel, n_restarts_optimizer=RESTARTS, optimizer=_map_optimizer(kernel),
+                                      random_state=rng)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
+            gp.fit(X[rows], z[rows])
+        model = cls(gp, X, z, scaler, multi, space, level)
+        return model.conditioned(X, z) if len(rows) < len(z) else model
+
+    def conditioned(self, X: np.ndarray, z: np.ndarray) -> "Surrogate":
+        """The fitted kernel, conditioned on (X, z) (standardised outputs) instead."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(X, z)
+        return Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level)
+
+    def at_full(self, points: np.ndarray) -> np.ndarray:
+        """Unit-cube points, tagged with a full training's resource when the model has that input."""
+        if not self.multi_fidelity:
+            return points
+        return np.hstack([points, np.ones((len(points), 1))])
+
+    def predict(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation, in standardised units (larger is better)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.gp.predict(points, return_std=True)
+
+    def metric(self, standardised: np.ndarray) -> np.ndarray:
+        """Standardised values back in the metric's units (still larger is better)."""
+        return self.scaler.inverse_transform(np.asarray(standardised, dtype=float).reshape(-1, 1))[:, 0]
+
+    def incumbent(self, k: int = 3) -> tuple[float, np.ndarray]:
+        """The best posterior mean at full resource over the configurations tried (robust to a
+        lucky noisy result), and the k configurations with the best means (unit cube)."""
+        configs = np.unique(self.X[:, :self.space.width], axis=0)
+        mu, _ = self.predict(self.at_full(configs))
+        order = np.argsort(-mu, kind="stable")[:k]
+        return float(mu[order[0]]), configs[order]
+
+    def believing(self, pending: tuple) -> tuple["Surrogate", list[float]]:
+        """The model conditioned also on the pending configurations, at full resource, as if they
+        had scored the posterior mean there ("kriging believer"); and those means."""
+        if not pending:
+            return self, []
+        P = self.at_full(np.array([self.space.encode(p.config) for p in pending]))
+        mu, _ = self.predict(P)
+        model = self.conditioned(np.vstack([self.X, P]), np.concatenate([self.z, mu]))
+        model.X, model.z = self.X, self.z  # the incumbent stays among the real results
+        return model, [float(v) for v in mu]
+
+    def pending_penalty(self, pending: tuple, acquisition: str):
+        """points -> a score to add: sum over running trials of log(1 - correlation with them).
+
+        The believer alone lowers the uncertainty next to a running trial, but log EI there can
+        stay the highest in the space (a good region), and parallel workers then train near
+        copies. This local penalty (after Gonzalez et al., "Batch Bayesian optimization via local
+        penalization", 2016, with the model's own correlation as the exclusion zone) is -0.7 at
+        one length scale from a running trial and -inf on it. It is added to log EI and log PI
+        as is, and to UCB in units of its exploration bonus at the prior's spread."""
+        if not pending:
+            return lambda points: 0.0
+        P = self.at_full(np.array([self.space.encode(p.config) for p in pending]))
+        correlation = self.gp.kernel_.k1.k2  # the Matern part: 1 at distance 0
+        weight = UCB_KAPPA * math.sqrt(self.gp.kernel_.k1.k1.constant_value) \
+            if acquisition == "ucb" else 1.0
+
+        def penalty(points: np.ndarray) -> np.ndarray:
+            rho = np.minimum(correlation(points, P), 1.0 - 1e-12)
+            return weight * np.log1p(-rho).sum(axis=1)
+
+        return penalty
+
+
+def _model_rung(history: History, min_points: int) -> tuple[tuple, int | None]:
+    """The observations to model: those at the highest rung where at least `min_points` trials
+    have a finite result (else the lowest rung), plus every failed trial as a failure there
+    (a diverged configuration is bad at any budget). As BOHB: pruned trials are the data of the
+    low rungs, which the model uses until enough trials are trained further."""
+    rungs = sorted(history.rungs or {o.resource for o in history.observations})
+
+    def rung_of(resource: int) -> int:
+        below = [r for r in rungs if r <= resource]
+        return below[-1] if below else rungs[0]
+
+    by_rung: dict[int, list] = {}
+    for o in history.observations:
+        by_rung.setdefault(rung_of(o.resource), []).append(o)
+    levels = sorted(by_rung)
+    level = levels[0]
+    for r in reversed(levels):
+        if len({o.trial_id for o in by_rung[r] if math.isfinite(o.value)}) >= min_points:
+            level = r
+            break
+    chosen = list(by_rung[level])
+    present = {o.trial_id for o in chosen}
+    for o in history.observations:
+        if not math.isfinite(o.value) and o.trial_id not in present:
+            chosen.append(o)
+            present.add(o.trial_id)
+    return tuple(chosen), level
+
+
+def _fidelity(resource: np.ndarray, history: History) -> np.ndarray:
+    lo, hi = history.min_resource, history.max_resource
+    return np.clip(np.log(np.maximum(resource, lo) / lo) / math.log(hi / lo), 0.0, 1.0)
+
+
+def _map_optimizer(kernel: Any):
+    """The kernel fit for scikit-learn: L-BFGS-B on its negative log marginal likelihood plus the
+    negative log density of PRIORS (a maximum a posteriori fit), from `initial_theta`.
+
+    scikit-learn's theta is the log of each hyperparameter p; a Gamma(a, b) prior on p adds
+    -(a - 1) theta + b exp(theta) (up to a constant) to the objective."""
+    shape, rate = [], []
+    for hp in kernel.hyperparameters:
+        a, b = PRIORS[hp.name.rsplit("__", 1)[-1]]
+        shape += [a] * hp.n_elements
+        rate += [b] * hp.n_elements
+    shape, rate = np.array(shape), np.array(rate)
+
+    def penalised(obj_func):
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = obj_func(theta)
+            e = np.exp(theta)
+            return value + float(np.sum(-(shape - 1) * theta + rate * e)), grad - (shape - 1) + rate * e
+        return objective
+
+    def optimizer(obj_func, initial_theta, bounds):
+        result = minimize(penalised(obj_func), initial_theta, method="L-BFGS-B", jac=True, bounds=bounds,
+                          options={"maxiter": 200})
+        return result.x, result.fun
+
+    return optimizer
+
+
+def _fit_subset(values: np.ndarray, limit: int, rng: np.random.RandomState) -> np.ndarray:
+    """Row indices to fit the hyperparameters on: all of them, or the best limit/2 and a random
+    limit/2 of the others (sorted, so the fit does not depend on the draw's order)."""
+    n = len(values)
+    if n <= limit:
+        return np.arange(n)
+    order = np.argsort(-values, kind="stable")
+    best, rest = order[: limit // 2], order[limit // 2:]
+    return np.sort(np.concatenate([best, rng.choice(rest, limit - len(best), replace=False)]))
+
+
+def _blocks(space: Space) -> list[tuple[int, Any]]:
+    """(first unit-cube coordinate, distribution) per hyperparameter."""
+    out, i = [], 0
+    for name in space.names:
+        out.append((i, space[name]))
+        i += space[name].width
+    return out
+
+
+def _encode_quantiles(space: Space, q: np.ndarray) -> np.ndarray:
+    """encode(from_quantiles(row)) for every row of q, without building the configurations."""
+    columns = []
+    for j, name in enumerate(space.names):
+        dist = space[name]
+        if isinstance(dist, Choice):
+            k = np.minimum((q[:, j] * dist.width).astype(int), dist.width - 1)
+            columns.append(np.eye(dist.width)[k])
+        elif isinstance(dist, IntUniform):
+            n = dist.high - dist.low + 1
+            columns.append(((np.minimum(np.floor(q[:, j] * n), n - 1) + 0.5) / n)[:, None])
+        else:  # uniform and log-uniform: the unit coordinate is the quantile
+            columns.append(q[:, j][:, None])
+    return np.hstack(columns)

@@ -1,0 +1,113 @@
+"""A sampler's input and output, kept in sweep.db: what each proposal saw, and checking it.
+
+A proposal for trial index i sees the results recorded so far (up to a result sequence number)
+and the trials pending then. Both are written with the trial, in the same transaction, so
+
+- a resumed sweep re-issues recorded trials exactly (their configurations are in the trials
+  table) and proposes new ones from the recorded results, the same way; with one worker the
+  results, and so the proposals, are those of an uninterrupted sweep;
+- `recompute` rebuilds every recorded proposal's input from the database and proposes again:
+  equal configurations show that each proposal is a function of the recorded history alone,
+  whatever the timing of parallel workers made that history.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterable, Mapping
+
+from .sampler import History, Sampler, build_history
+from .space import Space
+from .storage import Storage
+
+# Trial states whose job has not reported its end: the pending trials of a proposal.
+PENDING_STATES = ("queued", "running")
+
+
+def recorded_results(storage: Storage, rungs: list[int], upto: int | None = None) -> list[tuple[int, int, float]]:
+    """(trial, resource, metric) in arrival order; a failed job (source 'error') counts as NaN at
+    the first rung it would have reached, so failures steer the model too."""
+    out = []
+    for r in storage.results(upto=upto):
+        if r.source == "error":
+            out.append((r.trial_id, max(r.resource, rungs[0]), math.nan))
+        else:
+            out.append((r.trial_id, r.resource, r.metric))
+    return out
+
+
+def history_at(storage: Storage, space: Space, rungs: list[int], mode: str, seen: int,
+               pending: Iterable[tuple[int, int]], configs: Mapping[int, Mapping[str, Any]] | None = None) -> History:
+    """The history a proposal saw: results up to `seen`, and the `pending` (trial, to_resource)."""
+    if configs is None:
+        configs = {t.id: t.config for t in storage.trials("search")}
+    return build_history(space, configs, recorded_results(storage, rungs, seen), pending, rungs, mode)
+
+
+def propose(storage: Storage, sampler: Sampler, index: int, rungs: list[int], mode: str,
+            pending: list[tuple[int, int]], configs: Mapping[int, Mapping[str, Any]]) -> tuple[dict[str, Any], dict]:
+    """Propose trial `index` from everything recorded now; (hyperparameters, the proposal record)."""
+    seen = storage.last_seq()
+    history = history_at(storage, sampler.space, rungs, mode, seen, pending, configs)
+    started = time.perf_counter()
+    proposal = sampler.propose(index, history)
+    info = {**proposal.info, "wall_ms": round(1000 * (time.perf_counter() - started), 1)}
+    return proposal.config, {"sampler": sampler.name, "seen": seen, "pending": pending, "info": info}
+
+
+def recompute(storage: Storage, sampler: Sampler, rungs: list[int], mode: str) -> list[dict[str, Any]]:
+    """Propose every recorded search trial again from its recorded input; one row per trial with
+    `same` True when the configuration is the one the sweep ran."""
+    trials = {t.id: t for t in storage.trials("search")}
+    names = list(sampler.space)
+    rows = []
+    for p in storage.proposals():
+        trial = trials[p.trial_id]
+        # A proposal saw the trials created before it, never itself or later ones.
+        before = {tid: t.config for tid, t in trials.items() if tid < p.trial_id}
+        history = history_at(storage, sampler.space, rungs, mode, p.seen, p.pending, before)
+        again = sampler.propose(trial.sample_index, history).config
+        recorded = {n: trial.config[n] for n in names}
+        rows.append({"trial_id": p.trial_id, "same": again == recorded, "recorded": recorded, "again": again})
+    return rows
+
+
+def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
+    """summary.json's "sampler": which, how its proposals were made, and what they cost.
+
+    `proposal_s` is wall time the sweep loop spent proposing; `loop_share` is its share of the
+    sweep's wall time, during which workers that finish or report wait for an answer."""
+    rows = storage.proposals()
+    ms = sorted(p.info.get("wall_ms", 0.0) for p in rows)
+    how: dict[str, int] = {}
+    for p in rows:
+        how[p.info.get("how", "?")] = how.get(p.info.get("how", "?"), 0) + 1
+    out: dict[str, Any] = {"name": settings.sampler, "proposals": len(rows), "how": how,
+                           "proposal_s": round(sum(ms) / 1000, 3),
+                           "proposal_ms": {"median": ms[len(ms) // 2] if ms else None, "max": ms[-1] if ms else None}}
+    if settings.sampler == "gp":
+        from .gp import INITIAL_TRIALS
+        out.update(acquisition=settings.acquisition, initial_trials=settings.initial_trials or INITIAL_TRIALS)
+    return out
+
+
+def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode: str,
+                         seed: int = 0) -> dict[str, Any] | None:
+    """Of the configurations trained to full resource, the one a GP fitted on their results
+    predicts best: a recommendation that does not chase one lucky noisy evaluation. None with
+    fewer than 3 such configurations."""
+    import numpy as np
+
+    from .gp import Surrogate
+
+    history = history_at(storage, space, rungs, mode, storage.last_seq(), [])
+    full = sorted({o.trial_id for o in history.observations if o.resource >= max(rungs) and math.isfinite(o.value)})
+    if len(full) < 3:
+        return None
+    model = Surrogate.fit(space, history, seed, min_points=3)
+    configs = {o.trial_id: o.config for o in history.observations}
+    mu, _ = model.predict(model.at_full(np.array([space.encode(configs[t]) for t in full])))
+    k = int(np.argmax(mu))
+    sign = 1.0 if mode == "max" else -1.0
+    return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
+            "hyperparameters": dict(configs[full[k]])}

@@ -1,0 +1,104 @@
+"""A sweep's settings: what defines its search (IDENTITY) and how it runs, checked before
+anything is written."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import AlbertError
+from .asha import make_scheduler
+from .sampler import Sampler, check_sampler_options, make_sampler
+from .space import ARCHITECTURE, Space, architecture_problem, default_space
+
+# Settings that define the sweep: a resume must not change them (the recorded results would lie).
+IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
+            "master_seed", "sampler", "acquisition", "initial_trials")
+
+
+@dataclass
+class SweepSettings:
+    sweep_dir: str
+    task: str
+    objective: str = "albert.tune.synthetic:curve"
+    space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
+    fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
+    scheduler: str = "asha"  # asha | hyperband | random
+    sampler: str = "random"  # random | gp: how new trials' configurations are chosen
+    acquisition: str = "ei"  # gp: ei | pi | ucb
+    initial_trials: int | None = None  # gp: quasi-random (Sobol) trials before the model (default 10)
+    mode: str = "max"
+    min_resource: int = 1
+    max_resource: int = 27
+    eta: int = 3
+    budget: int = 27  # configurations tried, pruned and failed ones included
+    time_budget: float | None = None  # seconds; then no new job starts
+    master_seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    workers: int = 1  # CPU workers (ignored on GPUs: trials_per_gpu per GPU)
+    trials_per_gpu: int = 1
+    gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES or all visible
+    max_retries: int = 1  # re-runs of a job whose worker died
+    confirm_top: int = 0
+    confirm_seeds: int = 0
+    recycle_gpu_mib: int = 512
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.space, Space):
+            self.space = self.space.to_json()
+
+    def validate(self) -> Space:
+        """Check every setting, before anything is written; the search space."""
+        if not isinstance(self.budget, int) or self.budget < 1:
+            raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise AlbertError(f"--time-budget must be positive seconds, got {self.time_budget!r}")
+        if self.confirm_top < 0 or self.confirm_seeds < 0:
+            raise AlbertError("--confirm-top and --confirm-seeds must be >= 0")
+        if self.confirm_top and not self.confirm_seeds:
+            raise AlbertError("--confirm-top needs --confirm-seeds >= 1")
+        if self.max_retries < 0:
+            raise AlbertError(f"--max-retries must be >= 0, got {self.max_retries}")
+        make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
+        check_sampler_options(self.sampler, self.acquisition, self.initial_trials)
+        space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
+        clash = sorted(set(space) & set(self.fixed))
+        if clash:
+            raise AlbertError(f"hyperparameter(s) {', '.join(clash)} are both searched and fixed")
+        shape = [n for n in space if n in ARCHITECTURE]
+        if shape and self.fixed.get("model") is not None:
+            raise AlbertError(f"--space: {', '.join(shape)}: a --model checkpoint has its own architecture; "
+                              "search the architecture of a --preset (random initialisation) instead")
+        if "max_steps" in space and self.scheduler != "random":
+            raise AlbertError(f"--space: max_steps is the resource --scheduler {self.scheduler} allocates; "
+                              "search it only with --scheduler random")
+        self.make_sampler(space).random_config(0)  # a space with no valid configuration: say so now
+        return space
+
+    def make_sampler(self, space: Space) -> Sampler:
+        fixed = self.fixed
+        return make_sampler(self.sampler, space, self.master_seed, acquisition=self.acquisition,
+                            initial_trials=self.initial_trials,
+                            feasible=lambda config: architecture_problem({**fixed, **config}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SweepSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:
+    """The training seed of configuration `index` (repeat > 0: the extra seeds of --confirm-seeds)."""
+    return int(np.random.SeedSequence([master_seed, index, 0x5EED, repeat]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def identity_differences(stored: SweepSettings, settings: SweepSettings) -> list[str]:
+    """"name was, not now" for every setting that defines the search and differs."""
+    return [f"{name} {getattr(stored, name)!r}, not {getattr(settings, name)!r}" for name in IDENTITY
+            if getattr(stored, name) != getattr(settings, name)]
