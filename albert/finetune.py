@@ -62,6 +62,8 @@ class FinetuneArgs(TrainingOptions):
         require(self.max_seq_length is None or self.max_seq_length >= 8,
                 f"--max-seq-length must be >= 8, got {self.max_seq_length}")
         require(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
+        require(self.max_eval_samples is None or self.max_eval_samples >= 1,
+                f"--max-eval-samples must be >= 1, got {self.max_eval_samples}")
         require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
 
 

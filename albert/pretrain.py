@@ -73,6 +73,10 @@ class PretrainArgs(TrainingOptions):
         require(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
         require(self.max_predictions >= 1, f"--max-predictions must be >= 1")
         require(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
+        require(self.tokenizer_sample >= 1, f"--tokenizer-sample must be >= 1, got {self.tokenizer_sample}")
+        require(self.dupe_factor >= 1, f"--dupe-factor must be >= 1, got {self.dupe_factor}")
+        require(self.eval_examples >= 1, f"--eval-examples must be >= 1, got {self.eval_examples}")
+        require(self.num_proc is None or self.num_proc >= 1, f"--num-proc must be >= 1, got {self.num_proc}")
 
 
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):

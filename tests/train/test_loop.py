@@ -97,6 +97,8 @@ def train_losses(out: Path) -> dict[int, float]:
 def config(out: Path, **kw) -> TrainingOptions:
     base = dict(output_dir=str(out), lr=0.05, batch_size=8, epochs=2, warmup=2, log_every=1, device="cpu",
                 seed=5, weight_decay=0.01, metric="loss", greater_is_better=False, progress=False)
+    if "max_steps" in kw:
+        base["epochs"] = None  # a run's length is one or the other
     base.update(kw)
     return TrainingOptions(**base)
 
