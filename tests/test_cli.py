@@ -260,6 +260,28 @@ def test_divergence_stops_with_the_last_good_checkpoint(files, tmp_path, capsys,
     assert not (out / "results.json").exists() and not (out / "best").exists()
 
 
+@pytest.mark.parametrize("lr, eval_every, needle", [
+    ("1e6", "0", "training diverged: the run ended after 2 consecutive steps with a non-finite loss or gradient "
+                 "(of 3 steps, 2 skipped); no checkpoint was written"),
+    # the first update overflows float32; the evaluation after it finds out before looking at a metric
+    ("1e39", "1", "training diverged: parameter "),
+])
+def test_a_diverging_run_shorter_than_the_bad_step_limit_fails_without_best(files, tmp_path, capsys, monkeypatch,
+                                                                            lr, eval_every, needle):
+    """Issue 12: a run shorter than --max-bad-steps used to exit 0 with the diverged weights as
+    best/ and a metric that looked real (and the tuner recorded it as a score)."""
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--preset", "micro", "--data-dir",
+                       files / "ner", "--vocab-size", "150", "--max-seq-length", "32", "--batch-size", "4",
+                       "--lr", lr, "--warmup", "0", "--max-steps", "3", "--eval-every", eval_every, "--log-every",
+                       "1", "--no-progress", "--output-dir", out)
+    assert code == 2
+    assert the_error(err).startswith(f"error: {needle}"), err
+    assert not (out / "best").exists() and not (out / "results.json").exists()
+    assert not list(out.glob("predictions*")) and not (out / "checkpoints").exists()
+
+
 SUBPROCESS = {
     "finetune": (["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", "{files}/bad-ner",
                   "--output-dir", "{tmp}/ft"], "bad-ner/train.txt:4: found 2 columns"),

@@ -32,8 +32,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_dir, remove_temporaries, write_json
+from ..checkpoint import first_non_finite
 from ..data.sampler import LengthGroupedSampler
-from ..errors import AlbertError, TrainingWarning, require
+from ..dirlock import lock_directory
+from ..errors import AlbertError, TrainingDiverged, TrainingWarning, require
 from ..optim import make_optimizer, make_schedule
 from .checkpoints import CheckpointStore, refuse_earlier_run
 from .decision import decide, judge
@@ -201,6 +203,9 @@ class Trainer:
         epoch_end = p.epoch_step >= self.steps_per_epoch
         todo = decide(step=p.step, total_steps=self.total_steps, epoch_end=epoch_end, eval_every=opt.eval_every,
                       save_every=opt.save_every, bad_steps=p.bad_steps)
+        if todo.stop and p.bad_steps:  # shorter than max_bad_steps, but its weights give no finite loss
+            raise self._diverged(f"the run ended after {p.bad_steps} consecutive steps with a non-finite loss or "
+                                 f"gradient (of {p.step} steps, {p.skipped_steps} skipped)")
         stopped_early = self._evaluate() if todo.evaluate else False
         if epoch_end:
             p.epoch, p.epoch_step = p.epoch + 1, 0
@@ -267,13 +272,22 @@ class Trainer:
         what = "loss" if not math.isfinite(result["loss"]) else "gradient norm"
         step = p.step + 1
         if p.bad_steps >= self.options.max_bad_steps:
-            last = self.store.steps()
-            where = f"the last good checkpoint is {last[0][1]}" if last else "no checkpoint was written"
-            raise AlbertError(f"training diverged: {p.bad_steps} consecutive steps with a non-finite {what} "
-                              f"(last at step {step}); {where}. Try a lower lr (now {self.options.lr}), "
-                              "more warmup, or precision='fp32'")
+            raise self._diverged(f"{p.bad_steps} consecutive steps with a non-finite {what} (last at step {step})")
         warnings.warn(f"step {step}: non-finite {what} ({result['loss']}); skipping the update "
                       f"({p.bad_steps}/{self.options.max_bad_steps} in a row)", TrainingWarning, stacklevel=2)
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        last = self.store.steps()
+        where = f"the last good checkpoint is {last[0][1]}" if last else "no checkpoint was written"
+        return TrainingDiverged(f"training diverged: {what}; {where}. Try a lower lr (now {self.options.lr}), "
+                                "more warmup, or precision='fp32'")
+
+    def _check_weights(self) -> None:
+        """Before weights are evaluated or saved: a finite loss can still be followed by an update
+        that leaves them NaN or inf (an enormous lr), and nothing trained from those recovers."""
+        bad = first_non_finite(self.model.named_parameters())
+        if bad is not None:
+            raise self._diverged(f"parameter {bad} holds NaN or inf after step {self.progress.step}")
 
     def _handle_oom(self) -> None:
         """Free what the failed step held; halve the micro-batch or explain what to do."""
@@ -297,6 +311,7 @@ class Trainer:
         or `on_evaluate` said so)."""
         if self.evaluate_fn is None:
             return False
+        self._check_weights()
         p, main = self.progress, self.dist.is_main
         metrics = None
         if main:
@@ -340,6 +355,7 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
         """Write `checkpoints/step-N/` (rank 0; every rank contributes its RNG state)."""
+        self._check_weights()
         rngs = self.dist.gather(rng_state(self.device))
         path = None
         if self.dist.is_main:
@@ -359,8 +375,13 @@ class Trainer:
             return None
         path = Path(found)
         self.store.warn_if_other_settings(path)
+        weights = self.store.load(path, "model", self.device)
+        bad = first_non_finite(weights.items())
+        if bad is not None:
+            raise AlbertError(f"{path / 'model.pt'}: tensor {bad} holds NaN or inf; resume from an earlier "
+                              "checkpoint (move this one away) or start over with --overwrite")
         try:
-            self.model.load_state_dict(self.store.load(path, "model", self.device))
+            self.model.load_state_dict(weights)
             self.optimizer.load_state_dict(self.store.load(path, "optimizer", self.device))
         except (RuntimeError, ValueError, KeyError) as e:
             detail = " ".join(str(e).split())[:300]
