@@ -116,10 +116,9 @@ def the_error(err: str) -> str:
 
 
 def nothing_written(out: Path) -> None:
-    """A failed command leaves no results, model, checkpoint, log or temporary file behind."""
-    if out.exists():
-        left = sorted(p.name for p in out.iterdir())
-        assert set(left) <= {"config.json"}, left
+    """A failed command leaves nothing behind: no config.json or empty log of a run that never
+    happened, no lock file, not even the output directory it would have made."""
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
 # (script, arguments with {placeholders}, what the error line must contain)

@@ -80,6 +80,12 @@ class Trainer:
       accuracy), computed only on logged steps, averaged over that step's micro-batches.
     - `flops_per_token`: training FLOPs per token, for MFU on GPUs with a known peak.
     - `on_evaluate(step, metrics)`: called after each evaluation; False stops the run (the tuner's pruning).
+    - `on_start()`: called on rank 0 once the run has restored its checkpoint or started over,
+      before the first step (the recipes write config.json there: a run that fails to start
+      leaves none).
+
+    `train` holds the lock on the output directory (albert/dirlock.py; on rank 0, and a no-op
+    when the recipe holds it already): one process per run directory.
     """
 
     def __init__(self, model: nn.Module, options: TrainingOptions, train_data: Any,
@@ -89,13 +95,14 @@ class Trainer:
                  save_best: Callable[[nn.Module, Path], None] | None = None,
                  step_metrics: Callable[[Any, dict], dict[str, float]] | None = None,
                  flops_per_token: float | None = None,
-                 on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None):
+                 on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None,
+                 on_start: Callable[[], None] | None = None):
         options.validate_resolved(evaluating=evaluate is not None)
         self.options = opt = options
         self.output_dir = Path(opt.output_dir)
         self.train_data, self.collate_fn = train_data, collate_fn
         self.evaluate_fn, self.save_best_fn, self.step_metrics_fn = evaluate, save_best, step_metrics
-        self.flops_per_token, self.on_evaluate = flops_per_token, on_evaluate
+        self.flops_per_token, self.on_evaluate, self.on_start = flops_per_token, on_evaluate, on_start
 
         self.dist = dist or Distributed()
         self.device = resolve_device(opt.device, self.dist.local_rank)
@@ -133,18 +140,27 @@ class Trainer:
     def train(self, resume: bool = False) -> dict[str, Any]:
         """Train to `max_steps` (or `epochs`); returns the run's metrics and throughput."""
         started = time.perf_counter()
-        self.progress, self.stopped_by_callback = Progress(), False
-        seed_everything(self.options.seed + self.dist.rank)
-        self.model.train()
-        resumed_at = self._restore() if resume else None
-        if resumed_at is None and self.dist.is_main:
-            self._start_over(resuming=resume)
-        self.dist.barrier()
-        self.log.open(resumed_at)
-        try:
-            return self._loop(started)
-        finally:
-            self.log.close()
+        lock = lock_directory(self.output_dir) if self.dist.is_main else contextlib.nullcontext()
+        with lock:
+            if self.dist.is_main:
+                # What saves cut short by a kill left (checkpoints/.step-N.tmp-*, .best.tmp-*): removed
+                # only here, holding the lock, never while another process may be writing them.
+                remove_temporaries(self.store.root, "step-*")
+                remove_temporaries(self.output_dir)
+            self.progress, self.stopped_by_callback = Progress(), False
+            seed_everything(self.options.seed + self.dist.rank)
+            self.model.train()
+            resumed_at = self._restore() if resume else None
+            if resumed_at is None and self.dist.is_main:
+                self._start_over(resuming=resume)
+            if self.dist.is_main and self.on_start is not None:
+                self.on_start()
+            self.dist.barrier()
+            self.log.open(resumed_at)
+            try:
+                return self._loop(started)
+            finally:
+                self.log.close()
 
     def _loop(self, started: float) -> dict[str, Any]:
         from tqdm.auto import tqdm
@@ -344,7 +360,6 @@ class Trainer:
     def _save_best(self) -> None:
         """save_best into a temporary directory that then replaces `best/`."""
         best = self.output_dir / "best"
-        remove_temporaries(self.output_dir, "best")  # left by a kill mid-save
         try:
             with atomic_dir(best) as tmp:
                 self.save_best_fn(self.model, tmp)
@@ -407,7 +422,12 @@ class Trainer:
         return self.progress.step
 
     def _start_over(self, resuming: bool) -> None:
-        """Begin at step 0: only over an earlier run's checkpoints when told to (overwrite)."""
+        """Begin at step 0: only over an earlier run's checkpoints when told to (overwrite). A
+        --resume that finds no checkpoint at all (killed before its first one, or a new
+        directory) starts from step 0 and says so: after a kill, --resume is always the answer."""
+        if resuming and not self.store.steps():
+            warnings.warn(f"{self.output_dir}: no checkpoint to resume from; starting from step 0",
+                          TrainingWarning, stacklevel=3)
         if not self.options.overwrite:
             refuse_earlier_run(self.output_dir, resuming=resuming)
         elif self.store.steps():

@@ -218,7 +218,8 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path):
 
 
 def test_resume_without_checkpoint_starts_fresh_and_fresh_run_clears_old_ones(tmp_path):
-    results, _ = run(tmp_path, max_steps=3, resume=True)
+    with pytest.warns(TrainingWarning, match=f"^{tmp_path}: no checkpoint to resume from; starting from step 0$"):
+        results, _ = run(tmp_path, max_steps=3, resume=True)
     assert results["steps"] == 3
     stale = tmp_path / "checkpoints" / "step-99"
     stale.mkdir()
@@ -298,6 +299,32 @@ def test_a_checkpoint_holding_nan_weights_is_refused_naming_the_tensor(tmp_path)
     with pytest.raises(AlbertError, match=f"^{path / 'model.pt'}: tensor head.bias holds NaN or inf; resume from "
                                           "an earlier checkpoint"):
         run(tmp_path, max_steps=4, save_every=2, resume=True)
+
+
+def test_the_run_directory_is_locked_and_killed_saves_are_swept_under_the_lock(tmp_path):
+    """While a trainer runs nobody else can start in its directory; a trainer starting there
+    removes what saves killed mid-write left (it holds the lock: nobody else is writing them)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    left = [out / "checkpoints" / ".step-4.tmp-99999-x", out / ".best.tmp-99999-y", out / ".best.old-99999-z"]
+    for d in left:
+        d.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from albert.dirlock import lock_directory; "
+                               "lock_directory(sys.argv[1]); print('locked', flush=True); sys.stdin.readline()",
+                               str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(AlbertError, match=f"^{out}: in use by another process \\(pid {holder.pid}"):
+            run(out, max_steps=2)
+        assert all(d.exists() for d in left)  # the refused trainer touched nothing
+    finally:
+        holder.communicate("\n", timeout=60)
+    run(out, max_steps=2)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2"]
 
 
 def test_too_many_non_finite_losses_stop_with_the_last_checkpoint_left(tmp_path):
