@@ -122,6 +122,9 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
     num_labels = task.num_labels(raw)
     names = task.label_names(raw)
     id2label = {i: n for i, n in enumerate(names)} if names else None
+    # Seeded for both starting points: a checkpoint's new head is initialised randomly too, and
+    # the same command must give the same run (issue 12).
+    torch.manual_seed(args.seed)
     if model_dir is not None:
         model = cls.from_pretrained(model_dir, num_labels=num_labels, id2label=id2label,
                                     classifier_dropout_prob=args.dropout)
@@ -133,7 +136,6 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
         positions = max(PRESETS[args.preset].get("max_position_embeddings", 512), args.max_seq_length)
         config = preset(args.preset, vocab_size=tokenizer.vocab_size, num_labels=num_labels, id2label=id2label,
                         classifier_dropout_prob=args.dropout, max_position_embeddings=positions)
-        torch.manual_seed(args.seed)
         model = cls(config)
     if args.max_seq_length > model.config.max_position_embeddings:
         raise AlbertError(f"--max-seq-length {args.max_seq_length} exceeds the model's max_position_embeddings "
