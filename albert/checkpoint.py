@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
@@ -253,12 +253,24 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
             shown = names[0] if len(names) == 1 else "+".join(names)
             raise AlbertError(f"{source}: tensor {shown} has shape {tuple(tensor.shape)}, but the config "
                               f"({type(model).__name__}) expects {tuple(target.shape)}")
+        if first_non_finite([(name, tensor)]) is not None:
+            shown = names[0] if len(names) == 1 else "+".join(names)
+            raise AlbertError(f"{source}: tensor {shown} holds NaN or inf values; the checkpoint is damaged or "
+                              "was saved from a diverged run")
         new_state[name] = tensor.to(target.dtype)
         used.update(names)
     report.unused = sorted(k for k in state if k not in used and k.removeprefix(THEIR_BACKBONE) not in IGNORED
                            and k not in IGNORED)
     model.load_state_dict(new_state, strict=False)
     return report
+
+
+def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or None."""
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def _is_head_key(k: str) -> bool:

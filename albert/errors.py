@@ -20,6 +20,12 @@ class AlbertError(Exception):
     """An error caused by the user's input: its message names the file, line or option."""
 
 
+class TrainingDiverged(AlbertError):
+    """Training produced non-finite losses or weights it cannot recover from. A user error like
+    the others (the lr, warmup or precision are the usual fix), but one the tuner records as a
+    failed trial rather than as a broken sweep setting."""
+
+
 class TrainingWarning(UserWarning):
     """Something went wrong that training recovers from (a skipped step, a bad checkpoint)."""
 

@@ -26,6 +26,7 @@ from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
 from .runconfig import save_run_config
+from .rundir import run_directory
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -72,6 +73,8 @@ class FinetuneArgs(TrainingOptions):
         require(self.max_seq_length is None or self.max_seq_length >= 8,
                 f"--max-seq-length must be >= 8, got {self.max_seq_length}")
         require(self.max_train_samples is None or self.max_train_samples >= 1, "--max-train-samples must be >= 1")
+        require(self.max_eval_samples is None or self.max_eval_samples >= 1,
+                f"--max-eval-samples must be >= 1, got {self.max_eval_samples}")
         require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
         for name in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, name)
@@ -151,6 +154,9 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
     num_labels = task.num_labels(raw)
     names = task.label_names(raw)
     id2label = {i: n for i, n in enumerate(names)} if names else None
+    # Seeded for both starting points: a checkpoint's new head is initialised randomly too, and
+    # the same command must give the same run (issue 12).
+    torch.manual_seed(args.seed)
     if model_dir is not None:
         model = cls.from_pretrained(model_dir, num_labels=num_labels, id2label=id2label,
                                     classifier_dropout_prob=args.dropout, **args.architecture())
@@ -163,7 +169,6 @@ def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None
         config = preset(args.preset, vocab_size=tokenizer.vocab_size, num_labels=num_labels, id2label=id2label,
                         classifier_dropout_prob=args.dropout, max_position_embeddings=positions,
                         **args.architecture())
-        torch.manual_seed(args.seed)
         model = cls(config)
     if args.max_seq_length > model.config.max_position_embeddings:
         raise AlbertError(f"--max-seq-length {args.max_seq_length} exceeds the model's max_position_embeddings "
@@ -203,18 +208,29 @@ def run(args: FinetuneArgs, resume: bool = False,
     `report(step, metrics)` is called after every evaluation (the tuner uses it to prune)."""
     from .tasks import get_task
     from .train import Distributed
-    from .train.checkpoints import refuse_earlier_run
 
     task = get_task(args.task)
     args = resolve(args, task)
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
+    dist = Distributed.from_env()
+    # Locked for the whole run; everything is loaded and checked before config.json is written,
+    # so a start that fails leaves the directory as it was (albert/rundir.py).
+    with run_directory(args.output_dir, enabled=dist.is_main) as rundir:
+        try:
+            return _run(args, task, dist, resume, report, rundir.started)
+        finally:
+            dist.teardown()
+
+
+def _run(args: FinetuneArgs, task, dist, resume: bool, report: Callable[[int, dict[str, float]], bool] | None,
+         started_run: Callable[[], None]) -> dict[str, Any]:
+    from .train.checkpoints import refuse_earlier_run
+
     out = Path(args.output_dir)
     if not resume and not args.overwrite:
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
-    out.mkdir(parents=True, exist_ok=True)
-    save_run_config(out / "config.json", "finetune", args)
 
     model_dir = None
     if args.model:
@@ -231,15 +247,16 @@ def run(args: FinetuneArgs, resume: bool = False,
     features = task.featurize(raw, tokenizer, args.max_seq_length, cache_root() / "features")
     features["train"] = _subsample(features["train"], args.max_train_samples, args.seed)
     model = build_model(args, task, raw, tokenizer, model_dir)
-    dist = Distributed.from_env()
-    try:
-        return _train(args, task, model, tokenizer, raw, features, dist, resume, report)
-    finally:
-        dist.teardown()
+
+    def start() -> None:  # the trainer has restored its checkpoint or started over
+        save_run_config(out / "config.json", "finetune", args)
+        started_run()
+
+    return _train(args, task, model, tokenizer, raw, features, dist, resume, report, start)
 
 
 def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, features, dist, resume: bool,
-           report: Callable[[int, dict[str, float]], bool] | None) -> dict[str, Any]:
+           report: Callable[[int, dict[str, float]], bool] | None, on_start: Callable[[], None]) -> dict[str, Any]:
     from .train import Trainer
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
@@ -255,7 +272,8 @@ def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, fea
     lengths = task.lengths(train_rows)
     seq_len = int(sum(lengths) / max(1, len(lengths)))
     trainer = Trainer(model, args, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
-                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len), on_evaluate=report)
+                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len), on_evaluate=report,
+                      on_start=on_start)
     started = time.time()
     results = {"task": args.task, "main_metric": task.main_metric, **trainer.train(resume=resume)}
     if args.predict:

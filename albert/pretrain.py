@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +27,7 @@ from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
 from .runconfig import save_run_config
+from .rundir import run_directory
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -73,6 +74,10 @@ class PretrainArgs(TrainingOptions):
         require(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
         require(self.max_predictions >= 1, f"--max-predictions must be >= 1")
         require(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
+        require(self.tokenizer_sample >= 1, f"--tokenizer-sample must be >= 1, got {self.tokenizer_sample}")
+        require(self.dupe_factor >= 1, f"--dupe-factor must be >= 1, got {self.dupe_factor}")
+        require(self.eval_examples >= 1, f"--eval-examples must be >= 1, got {self.eval_examples}")
+        require(self.num_proc is None or self.num_proc >= 1, f"--num-proc must be >= 1, got {self.num_proc}")
 
 
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):
@@ -114,28 +119,29 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     # Set up now: under torchrun the ranks wait for rank 0's vocabulary and examples.
     dist.setup(resolve_device(args.device, dist.local_rank))
     try:
-        if dist.is_main:
-            if not resume and not args.overwrite:
-                refuse_earlier_run(out)  # before config.json and tokenizer/ are replaced
-            out.mkdir(parents=True, exist_ok=True)
-            save_run_config(out / "config.json", "pretrain", args)
-        corpus = resolve_corpus(args.corpus)
-        tokenizer = get_tokenizer(args, corpus, out) if dist.is_main else None
-        dist.barrier()  # the other ranks load the vocabulary rank 0 made
-        tokenizer = tokenizer or Tokenizer.load(out / "tokenizer")
-        return _pretrain(args, corpus, tokenizer, dist, resume)
+        # Locked for the whole run (rank 0, the only writer); a start that fails takes away what it
+        # wrote (tokenizer/), so a corrected start does not reuse it (albert/rundir.py).
+        with run_directory(out, enabled=dist.is_main) as rundir:
+            if dist.is_main and not resume and not args.overwrite:
+                refuse_earlier_run(out)  # its checkpoints, config.json and tokenizer/ must stay
+            corpus = resolve_corpus(args.corpus)
+            tokenizer = get_tokenizer(args, corpus, out) if dist.is_main else None
+            dist.barrier()  # the other ranks load the vocabulary rank 0 made
+            tokenizer = tokenizer or Tokenizer.load(out / "tokenizer")
+            return _pretrain(args, corpus, tokenizer, dist, resume, rundir.started)
     finally:
         dist.teardown()
 
 
-def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict[str, Any]:
+def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started_run: Callable[[], None]
+              ) -> dict[str, Any]:
     from .data.pretraining import IndexedExamples, NgramMasker, pretraining_collate
     from .model import AlbertForPreTraining
     from .tasks.pretraining import HeldOut, step_metrics
     from .train import Trainer
 
     out = Path(args.output_dir)
-    config = _model_config(args, tokenizer, resume, dist.is_main)
+    config = _model_config(args, tokenizer, resume)
     train, held = _examples(args, corpus, tokenizer, dist)
     masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, max_predictions=args.max_predictions)
     torch.manual_seed(args.seed)
@@ -150,9 +156,16 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict
     mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
     held_out = HeldOut(IndexedExamples(held), functools.partial(pretraining_collate, masker=masker),
                        batch_size=max(args.batch_size, 64))
-    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(pretraining_collate, masker=masker), dist=dist,
+
+    def start() -> None:  # the trainer has restored its checkpoint or started over
+        write_json(out / "model_config.json", config.to_hf_dict())
+        save_run_config(out / "config.json", "pretrain", args)
+        started_run()
+
+    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(pretraining_collate, masker=masker),
+                      dist=dist,
                       lengths=lengths, evaluate=held_out, save_best=export, step_metrics=step_metrics,
-                      flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction))
+                      flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction), on_start=start)
     started = time.time()
     results = trainer.train(resume=resume)
     if dist.is_main:
@@ -164,8 +177,9 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool) -> dict
     return results
 
 
-def _model_config(args: PretrainArgs, tokenizer, resume: bool, is_main: bool):
-    """The model's shape, written to model_config.json; a resume must keep the vocabulary size."""
+def _model_config(args: PretrainArgs, tokenizer, resume: bool):
+    """The model's shape (written to model_config.json when the run starts); a resume must keep
+    the vocabulary size."""
     out = Path(args.output_dir)
     config = preset(args.preset, vocab_size=tokenizer.vocab_size, max_position_embeddings=max(
         args.max_seq_length, PRESETS[args.preset].get("max_position_embeddings", 512)))
@@ -175,8 +189,6 @@ def _model_config(args: PretrainArgs, tokenizer, resume: bool, is_main: bool):
         if before.get("vocab_size") != config.vocab_size:
             raise AlbertError(f"{out}: the checkpoints there have a vocabulary of {before.get('vocab_size')}, "
                               f"this run's tokenizer has {config.vocab_size}; use a new --output-dir or the same tokenizer")
-    if is_main:
-        write_json(saved, config.to_hf_dict())
     return config
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,22 @@ def apply_overrides(cls: type, values: dict[str, Any], overrides: list[str]) -> 
         if key not in fields:
             raise AlbertError(f"--set {key}: unknown option; known: {', '.join(sorted(fields))}")
         out[key] = parse_value(raw, hints[key], f"--set {key}")
-    return out
+    return one_run_length(out, given={item.split("=", 1)[0].strip().replace("-", "_") for item in overrides})
+
+
+# A run's length is max_steps or epochs; the options refuse both (TrainingOptions.validate).
+RUN_LENGTH = ("max_steps", "epochs")
+
+
+def one_run_length(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The one of max_steps/epochs that was `given` (on the command line, by --set) replaces the
+    other's default (pretraining's max_steps) or saved value; given both, they stay for the
+    options' check to refuse."""
+    if not set(RUN_LENGTH) <= given:
+        for name, other in (RUN_LENGTH, RUN_LENGTH[::-1]):
+            if name in given and values.get(name) is not None:
+                values[other] = None
+    return values
 
 
 def parse_value(raw: str, hint: Any, where: str) -> Any:
@@ -79,16 +95,30 @@ def parse_value(raw: str, hint: Any, where: str) -> Any:
                     return False
                 raise ValueError(raw)
             if kind in (int, float, str):
-                return kind(raw)
-            value = json.loads(raw)
-            if typing.get_origin(kind) is tuple:  # e.g. betas: "[0.9, 0.98]"
-                if not isinstance(value, list) or len(value) != len(typing.get_args(kind)):
-                    raise ValueError(raw)
-                value = tuple(value)
-            return value
+                value = kind(raw)
+            else:
+                value = json.loads(raw)
+                if typing.get_origin(kind) is tuple:  # e.g. betas: "[0.9, 0.98]"
+                    if not isinstance(value, list) or len(value) != len(typing.get_args(kind)):
+                        raise ValueError(raw)
+                    value = tuple(value)
         except (ValueError, json.JSONDecodeError):
             continue
+        # float() and JSON both read "nan", "inf" and 1e999; no option means them (issue 12).
+        if not _all_finite(value):
+            raise AlbertError(f"{where}: expected a finite number, got {raw!r}")
+        return value
     raise AlbertError(f"{where}: cannot parse {raw!r} as {hint}")
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def _is_union(hint: Any) -> bool:
@@ -134,10 +164,11 @@ def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, s
     dataclass `cls`, and --resume. Returns (args, resume)."""
     parser = UsageParser.make(prog, description)
     add_arguments(parser, cls, helps)
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir "
+                        "(with none there yet, start from step 0 and say so)")
     ns = vars(parser.parse_args())
     resume = ns.pop("resume")
-    return cls(**ns), resume
+    return cls(**one_run_length(ns, given=set(ns))), resume
 
 
 class UsageParser:

@@ -143,6 +143,15 @@ def bad_dirs(tmp_path):
     (d / "pytorch_model.bin").write_bytes(b"not a zip file at all")
     cases["corrupt bin"] = (d, "cannot read PyTorch weights")
     cases["missing dir"] = (tmp_path / "nowhere" / "x", "no such checkpoint directory")
+    from safetensors.torch import load_file, save_file
+    d = tmp_path / "nan"
+    d.mkdir()
+    (d / "config.json").write_text((good / "config.json").read_text())
+    state = load_file(str(good / "model.safetensors"))
+    state["albert.encoder.embedding_hidden_mapping_in.bias"][1] = float("inf")
+    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    cases["non-finite weights"] = (d, f"{d}: tensor albert.encoder.embedding_hidden_mapping_in.bias holds NaN or "
+                                      "inf values; the checkpoint is damaged or was saved from a diverged run")
     return cases
 
 

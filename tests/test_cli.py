@@ -116,15 +116,57 @@ def the_error(err: str) -> str:
 
 
 def nothing_written(out: Path) -> None:
-    """A failed command leaves no results, model, checkpoint, log or temporary file behind."""
-    if out.exists():
-        left = sorted(p.name for p in out.iterdir())
-        assert set(left) <= {"config.json"}, left
+    """A failed command leaves nothing behind: no config.json or empty log of a run that never
+    happened, no lock file, not even the output directory it would have made."""
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
 # (script, arguments with {placeholders}, what the error line must contain)
 CASES = {
     "negative lr": ("finetune.py", "--task ner --preset micro --lr -1", "--lr must be positive, got -1.0"),
+    # Issue 12 item 6 and a pass over every numeric option: NaN/inf for every float, ranges.
+    "lr inf": ("finetune.py", "--task ner --preset micro --lr inf",
+               "argument --lr: --lr: expected a finite number, got 'inf'"),
+    "epochs inf": ("finetune.py", "--task ner --preset micro --epochs inf", "--epochs: expected a finite number"),
+    "warmup inf": ("finetune.py", "--task ner --preset micro --warmup inf", "--warmup: expected a finite number"),
+    "max grad norm nan": ("finetune.py", "--task ner --preset micro --max-grad-norm nan",
+                          "--max-grad-norm: expected a finite number, got 'nan'"),
+    "dropout overflowing": ("finetune.py", "--task ner --preset micro --dropout 1e999",
+                            "--dropout: expected a finite number, got '1e999'"),
+    "betas NaN": ("finetune.py", "--task ner --preset micro --betas [NaN,0.9]", "--betas: expected a finite number"),
+    "seed -1": ("finetune.py", "--task ner --preset micro --seed -1", "--seed must be in [0, 2^32), got -1"),
+    "num workers -1": ("finetune.py", "--task ner --preset micro --num-workers -1", "--num-workers must be >= 0, got -1"),
+    "max eval samples 0": ("finetune.py", "--task ner --preset micro --max-eval-samples 0",
+                           "--max-eval-samples must be >= 1, got 0"),
+    "max steps and epochs": ("finetune.py", "--task ner --preset micro --epochs 1",
+                             "give --max-steps or --epochs, not both (got --max-steps 2 and --epochs 1.0)"),
+    "betas 1": ("finetune.py", "--task ner --preset micro --betas [0.9,1.0]", "--betas must both be in [0, 1)"),
+    "eps 0": ("finetune.py", "--task ner --preset micro --eps 0", "--eps must be positive, got 0.0"),
+    "power 0": ("finetune.py", "--task ner --preset micro --power 0", "--power must be positive, got 0.0"),
+    "layer lr decay 0": ("finetune.py", "--task ner --preset micro --layer-lr-decay 0",
+                         "--layer-lr-decay must be in (0, 1], got 0.0"),
+    "pretrain lr nan": ("pretrain.py", "--corpus {files}/small.txt --preset micro --lr nan",
+                        "--lr: expected a finite number, got 'nan'"),
+    "pretrain short seq prob inf": ("pretrain.py", "--corpus {files}/small.txt --preset micro --short-seq-prob inf",
+                                    "--short-seq-prob: expected a finite number"),
+    "pretrain dupe factor 0": ("pretrain.py", "--corpus {files}/small.txt --preset micro --dupe-factor 0",
+                               "--dupe-factor must be >= 1, got 0"),
+    "pretrain eval examples 0": ("pretrain.py", "--corpus {files}/small.txt --preset micro --eval-examples 0",
+                                 "--eval-examples must be >= 1, got 0"),
+    "pretrain tokenizer sample 0": ("pretrain.py", "--corpus {files}/small.txt --preset micro --tokenizer-sample 0",
+                                    "--tokenizer-sample must be >= 1, got 0"),
+    "pretrain num proc 0": ("pretrain.py", "--corpus {files}/small.txt --preset micro --num-proc 0",
+                            "--num-proc must be >= 1, got 0"),
+    "pretrain seed too large": ("pretrain.py", "--corpus {files}/small.txt --preset micro --seed 4294967296",
+                                "--seed must be in [0, 2^32), got 4294967296"),
+    "pretrain epochs and default max steps": ("pretrain.py", "--corpus {files}/small.txt --preset micro --epochs 1",
+                                              "give --max-steps or --epochs, not both"),
+    "train.py --set inf": ("train.py", "{files}/finetune.json --set lr=inf", "--set lr: expected a finite number"),
+    "train.py --set both lengths": ("train.py", "{files}/finetune.json --output-dir {files}/never --set max_steps=3 "
+                                                "--set epochs=1",
+                                    "give --max-steps or --epochs, not both"),
+    "tune.py float inf": ("tune.py", "--task sst2 --preset micro --time-budget inf",
+                          "argument --time-budget: --time-budget: expected a finite number, got 'inf'"),
     "batch size 0": ("finetune.py", "--task ner --preset micro --batch-size 0", "--batch-size must be >= 1, got 0"),
     "max seq length 0": ("finetune.py", "--task ner --preset micro --max-seq-length 0", "--max-seq-length must be >= 8"),
     "unknown preset": ("finetune.py", "--task ner --preset nano", "--preset 'nano' is unknown"),
@@ -215,6 +257,28 @@ def test_divergence_stops_with_the_last_good_checkpoint(files, tmp_path, capsys,
     last_finite = max(r["step"] for r in log if r["type"] == "train" and r["loss"] is not None)
     assert kept[0][0] <= last_finite  # written before the first non-finite step, not during the streak
     assert not (out / "results.json").exists() and not (out / "best").exists()
+
+
+@pytest.mark.parametrize("lr, eval_every, needle", [
+    ("1e6", "0", "training diverged: the run ended after 2 consecutive steps with a non-finite loss or gradient "
+                 "(of 3 steps, 2 skipped); no checkpoint was written"),
+    # the first update overflows float32; the evaluation after it finds out before looking at a metric
+    ("1e39", "1", "training diverged: parameter "),
+])
+def test_a_diverging_run_shorter_than_the_bad_step_limit_fails_without_best(files, tmp_path, capsys, monkeypatch,
+                                                                            lr, eval_every, needle):
+    """Issue 12: a run shorter than --max-bad-steps used to exit 0 with the diverged weights as
+    best/ and a metric that looked real (and the tuner recorded it as a score)."""
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--preset", "micro", "--data-dir",
+                       files / "ner", "--vocab-size", "150", "--max-seq-length", "32", "--batch-size", "4",
+                       "--lr", lr, "--warmup", "0", "--max-steps", "3", "--eval-every", eval_every, "--log-every",
+                       "1", "--no-progress", "--output-dir", out)
+    assert code == 2
+    assert the_error(err).startswith(f"error: {needle}"), err
+    assert not (out / "best").exists() and not (out / "results.json").exists()
+    assert not list(out.glob("predictions*")) and not (out / "checkpoints").exists()
 
 
 SUBPROCESS = {

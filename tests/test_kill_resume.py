@@ -27,7 +27,7 @@ from albert.train.checkpoints import CheckpointStore
 
 pytestmark = pytest.mark.slow
 
-from synthetic_text import WORDS, conll_text  # noqa: E402
+from synthetic_text import WORDS, conll_text, sst2_tsv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("KILL_SEED", time.time_ns() % 100_000))
@@ -42,17 +42,6 @@ def sentences(n: int, rng: random.Random) -> list[str]:
 def corpus_text(n_docs: int, seed: int) -> str:
     rng = random.Random(seed)
     return "\n\n".join(" ".join(sentences(rng.randint(2, 8), rng)) for _ in range(n_docs)) + "\n"
-
-
-def sst2_tsv(n: int, seed: int) -> str:
-    """Label 1 when the sentence has more words from the first half of WORDS."""
-    rng = random.Random(seed)
-    rows = ["sentence\tlabel"]
-    for _ in range(n):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 10))]
-        label = int(sum(WORDS.index(w) < len(WORDS) // 2 for w in words) * 2 > len(words))
-        rows.append(f"{' '.join(words)}\t{label}")
-    return "\n".join(rows) + "\n"
 
 
 # --- processes ---------------------------------------------------------------------------------

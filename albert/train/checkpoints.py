@@ -56,7 +56,8 @@ class CheckpointStore:
         """Write `objects` (name -> picklable data and tensors) as `step-N/`; drop the oldest."""
         final = self.root / f"step-{step}"
         try:
-            remove_temporaries(self.root, "step-*")  # partial checkpoints of a killed run
+            # Another process's write in progress looks just like a killed one's leftovers: those
+            # are removed by the Trainer at its start, under the directory's lock, never here.
             with atomic_dir(final) as tmp:  # the same step saved again (after a resume) is replaced
                 files = {}
                 for name, obj in objects.items():
@@ -132,6 +133,7 @@ class CheckpointStore:
                       "the resumed run will not match an uninterrupted one", TrainingWarning, stacklevel=3)
 
     def clear(self) -> None:
+        """Remove every checkpoint, and what killed saves left; only for the directory's lock holder."""
         for _, path in self.steps():
             shutil.rmtree(path, ignore_errors=True)
         if self.root.is_dir():

@@ -32,8 +32,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_dir, remove_temporaries, write_json
+from ..checkpoint import first_non_finite
 from ..data.sampler import LengthGroupedSampler
-from ..errors import AlbertError, TrainingWarning, require
+from ..dirlock import lock_directory
+from ..errors import AlbertError, TrainingDiverged, TrainingWarning, require
 from ..optim import make_optimizer, make_schedule
 from .checkpoints import CheckpointStore, refuse_earlier_run
 from .decision import decide, judge
@@ -78,6 +80,12 @@ class Trainer:
       accuracy), computed only on logged steps, averaged over that step's micro-batches.
     - `flops_per_token`: training FLOPs per token, for MFU on GPUs with a known peak.
     - `on_evaluate(step, metrics)`: called after each evaluation; False stops the run (the tuner's pruning).
+    - `on_start()`: called on rank 0 once the run has restored its checkpoint or started over,
+      before the first step (the recipes write config.json there: a run that fails to start
+      leaves none).
+
+    `train` holds the lock on the output directory (albert/dirlock.py; on rank 0, and a no-op
+    when the recipe holds it already): one process per run directory.
     """
 
     def __init__(self, model: nn.Module, options: TrainingOptions, train_data: Any,
@@ -87,13 +95,14 @@ class Trainer:
                  save_best: Callable[[nn.Module, Path], None] | None = None,
                  step_metrics: Callable[[Any, dict], dict[str, float]] | None = None,
                  flops_per_token: float | None = None,
-                 on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None):
+                 on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None,
+                 on_start: Callable[[], None] | None = None):
         options.validate_resolved(evaluating=evaluate is not None)
         self.options = opt = options
         self.output_dir = Path(opt.output_dir)
         self.train_data, self.collate_fn = train_data, collate_fn
         self.evaluate_fn, self.save_best_fn, self.step_metrics_fn = evaluate, save_best, step_metrics
-        self.flops_per_token, self.on_evaluate = flops_per_token, on_evaluate
+        self.flops_per_token, self.on_evaluate, self.on_start = flops_per_token, on_evaluate, on_start
 
         self.dist = dist or Distributed()
         self.device = resolve_device(opt.device, self.dist.local_rank)
@@ -131,18 +140,27 @@ class Trainer:
     def train(self, resume: bool = False) -> dict[str, Any]:
         """Train to `max_steps` (or `epochs`); returns the run's metrics and throughput."""
         started = time.perf_counter()
-        self.progress, self.stopped_by_callback = Progress(), False
-        seed_everything(self.options.seed + self.dist.rank)
-        self.model.train()
-        resumed_at = self._restore() if resume else None
-        if resumed_at is None and self.dist.is_main:
-            self._start_over(resuming=resume)
-        self.dist.barrier()
-        self.log.open(resumed_at)
-        try:
-            return self._loop(started)
-        finally:
-            self.log.close()
+        lock = lock_directory(self.output_dir) if self.dist.is_main else contextlib.nullcontext()
+        with lock:
+            if self.dist.is_main:
+                # What saves cut short by a kill left (checkpoints/.step-N.tmp-*, .best.tmp-*): removed
+                # only here, holding the lock, never while another process may be writing them.
+                remove_temporaries(self.store.root, "step-*")
+                remove_temporaries(self.output_dir)
+            self.progress, self.stopped_by_callback = Progress(), False
+            seed_everything(self.options.seed + self.dist.rank)
+            self.model.train()
+            resumed_at = self._restore() if resume else None
+            if resumed_at is None and self.dist.is_main:
+                self._start_over(resuming=resume)
+            if self.dist.is_main and self.on_start is not None:
+                self.on_start()
+            self.dist.barrier()
+            self.log.open(resumed_at)
+            try:
+                return self._loop(started)
+            finally:
+                self.log.close()
 
     def _loop(self, started: float) -> dict[str, Any]:
         from tqdm.auto import tqdm
@@ -201,6 +219,9 @@ class Trainer:
         epoch_end = p.epoch_step >= self.steps_per_epoch
         todo = decide(step=p.step, total_steps=self.total_steps, epoch_end=epoch_end, eval_every=opt.eval_every,
                       save_every=opt.save_every, bad_steps=p.bad_steps)
+        if todo.stop and p.bad_steps:  # shorter than max_bad_steps, but its weights give no finite loss
+            raise self._diverged(f"the run ended after {p.bad_steps} consecutive steps with a non-finite loss or "
+                                 f"gradient (of {p.step} steps, {p.skipped_steps} skipped)")
         stopped_early = self._evaluate() if todo.evaluate else False
         if epoch_end:
             p.epoch, p.epoch_step = p.epoch + 1, 0
@@ -267,13 +288,22 @@ class Trainer:
         what = "loss" if not math.isfinite(result["loss"]) else "gradient norm"
         step = p.step + 1
         if p.bad_steps >= self.options.max_bad_steps:
-            last = self.store.steps()
-            where = f"the last good checkpoint is {last[0][1]}" if last else "no checkpoint was written"
-            raise AlbertError(f"training diverged: {p.bad_steps} consecutive steps with a non-finite {what} "
-                              f"(last at step {step}); {where}. Try a lower lr (now {self.options.lr}), "
-                              "more warmup, or precision='fp32'")
+            raise self._diverged(f"{p.bad_steps} consecutive steps with a non-finite {what} (last at step {step})")
         warnings.warn(f"step {step}: non-finite {what} ({result['loss']}); skipping the update "
                       f"({p.bad_steps}/{self.options.max_bad_steps} in a row)", TrainingWarning, stacklevel=2)
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        last = self.store.steps()
+        where = f"the last good checkpoint is {last[0][1]}" if last else "no checkpoint was written"
+        return TrainingDiverged(f"training diverged: {what}; {where}. Try a lower lr (now {self.options.lr}), "
+                                "more warmup, or precision='fp32'")
+
+    def _check_weights(self) -> None:
+        """Before weights are evaluated or saved: a finite loss can still be followed by an update
+        that leaves them NaN or inf (an enormous lr), and nothing trained from those recovers."""
+        bad = first_non_finite(self.model.named_parameters())
+        if bad is not None:
+            raise self._diverged(f"parameter {bad} holds NaN or inf after step {self.progress.step}")
 
     def _handle_oom(self) -> None:
         """Free what the failed step held; halve the micro-batch or explain what to do."""
@@ -297,6 +327,7 @@ class Trainer:
         or `on_evaluate` said so)."""
         if self.evaluate_fn is None:
             return False
+        self._check_weights()
         p, main = self.progress, self.dist.is_main
         metrics = None
         if main:
@@ -329,7 +360,6 @@ class Trainer:
     def _save_best(self) -> None:
         """save_best into a temporary directory that then replaces `best/`."""
         best = self.output_dir / "best"
-        remove_temporaries(self.output_dir, "best")  # left by a kill mid-save
         try:
             with atomic_dir(best) as tmp:
                 self.save_best_fn(self.model, tmp)
@@ -340,6 +370,7 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
         """Write `checkpoints/step-N/` (rank 0; every rank contributes its RNG state)."""
+        self._check_weights()
         rngs = self.dist.gather(rng_state(self.device))
         path = None
         if self.dist.is_main:
@@ -359,8 +390,13 @@ class Trainer:
             return None
         path = Path(found)
         self.store.warn_if_other_settings(path)
+        weights = self.store.load(path, "model", self.device)
+        bad = first_non_finite(weights.items())
+        if bad is not None:
+            raise AlbertError(f"{path / 'model.pt'}: tensor {bad} holds NaN or inf; resume from an earlier "
+                              "checkpoint (move this one away) or start over with --overwrite")
         try:
-            self.model.load_state_dict(self.store.load(path, "model", self.device))
+            self.model.load_state_dict(weights)
             self.optimizer.load_state_dict(self.store.load(path, "optimizer", self.device))
         except (RuntimeError, ValueError, KeyError) as e:
             detail = " ".join(str(e).split())[:300]
@@ -386,7 +422,12 @@ class Trainer:
         return self.progress.step
 
     def _start_over(self, resuming: bool) -> None:
-        """Begin at step 0: only over an earlier run's checkpoints when told to (overwrite)."""
+        """Begin at step 0: only over an earlier run's checkpoints when told to (overwrite). A
+        --resume that finds no checkpoint at all (killed before its first one, or a new
+        directory) starts from step 0 and says so: after a kill, --resume is always the answer."""
+        if resuming and not self.store.steps():
+            warnings.warn(f"{self.output_dir}: no checkpoint to resume from; starting from step 0",
+                          TrainingWarning, stacklevel=3)
         if not self.options.overwrite:
             refuse_earlier_run(self.output_dir, resuming=resuming)
         elif self.store.steps():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
 from ..errors import require
@@ -28,7 +29,7 @@ class TrainingOptions:
     lr: float | None = None
     batch_size: int | None = None           # rows per micro-batch on each process
     grad_accum: int = 1
-    max_steps: int | None = None            # overrides epochs
+    max_steps: int | None = None            # the run's length: max_steps or epochs, never both
     epochs: float | None = None
     warmup: float | None = None             # < 1: a ratio of the steps; >= 1: a number of steps
     schedule: str = "linear"                # linear | polynomial | constant
@@ -62,20 +63,35 @@ class TrainingOptions:
 
     def validate(self) -> None:
         """Checks of the training options (None is allowed where a recipe fills the value in);
-        subclasses add their own after calling this."""
+        subclasses add their own after calling this. Every number of every field, a subclass's
+        included, must be finite: NaN or inf never means anything here (--lr inf used to train
+        NaN weights, --max-grad-norm nan to switch clipping off)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                require(not isinstance(v, float) or math.isfinite(v),
+                        f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         require(bool(self.output_dir), "--output-dir is required")
         require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         require(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         require(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
         require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
         require(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        require(self.max_steps is None or self.epochs is None,
+                f"give --max-steps or --epochs, not both (got --max-steps {self.max_steps} and --epochs {self.epochs})")
         require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
                 f"--schedule-steps must be >= 1, got {self.schedule_steps}")
         require(self.optimizer in OPTIMIZERS,
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        require(self.power > 0, f"--power must be positive, got {self.power}")
         require(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
+        require(all(0 <= b < 1 for b in self.betas), f"--betas must both be in [0, 1), got {list(self.betas)}")
+        require(self.eps > 0, f"--eps must be positive, got {self.eps}")
+        require(self.layer_lr_decay is None or 0 < self.layer_lr_decay <= 1,
+                f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
+        require(0 <= self.seed < 2**32, f"--seed must be in [0, 2^32), got {self.seed}")
         require(self.precision in PRECISION_CHOICES,
                 f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         require(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")

@@ -29,10 +29,11 @@ DECIDE = [
     (3, 20, False, 3, 2, 0, _do(E)),
     (6, 20, False, 3, 2, 0, _do(E, S)),
     (5, 20, True, 0, 5, 0, _do(E, S)),
-    # during a run of non-finite steps: evaluate, but keep the checkpoints written before it
-    (6, 20, False, 3, 0, 1, _do(E)),
+    # during a run of non-finite steps: no metric of the weights that gave it, and the checkpoints
+    # written before it stay, even at the last step (where the loop reports the divergence)
+    (6, 20, False, 3, 0, 1, _do()),
     (4, 20, False, 3, 2, 2, _do()),
-    (4, 4, True, 0, 0, 3, _do(E, S, X)),  # the last step always saves
+    (4, 4, True, 0, 0, 3, _do(X)),
 ]
 
 
@@ -55,6 +56,9 @@ JUDGE = [
     (0.6, 0.5, False, 0, 1, (False, 1, True)),
     (0.4, 0.5, True, 50, None, (False, 51, False)),  # no patience: never stops
     (float("nan"), 0.5, True, 0, 2, (False, 1, False)),  # NaN never improves
+    (float("nan"), None, True, 0, None, (False, 1, False)),  # not even as the first evaluation
+    (float("inf"), None, False, 1, 2, (False, 2, True)),
+    (0.3, None, True, 1, 3, (True, 0, False)),  # the first finite value after a NaN one is the best so far
 ]
 
 

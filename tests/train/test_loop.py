@@ -1,6 +1,7 @@
 """The training loop: learning, accumulation, exact resume, checkpoints, failures, logs, DDP."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from albert.data.batching import pad_batch
-from albert.errors import AlbertError, TrainingWarning
+from albert.errors import AlbertError, TrainingDiverged, TrainingWarning
 from albert.train import Distributed, Trainer, TrainingOptions
 
 VOCAB = 16
@@ -97,6 +98,8 @@ def train_losses(out: Path) -> dict[int, float]:
 def config(out: Path, **kw) -> TrainingOptions:
     base = dict(output_dir=str(out), lr=0.05, batch_size=8, epochs=2, warmup=2, log_every=1, device="cpu",
                 seed=5, weight_decay=0.01, metric="loss", greater_is_better=False, progress=False)
+    if "max_steps" in kw:
+        base["epochs"] = None  # a run's length is one or the other
     base.update(kw)
     return TrainingOptions(**base)
 
@@ -215,7 +218,8 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path):
 
 
 def test_resume_without_checkpoint_starts_fresh_and_fresh_run_clears_old_ones(tmp_path):
-    results, _ = run(tmp_path, max_steps=3, resume=True)
+    with pytest.warns(TrainingWarning, match=f"^{tmp_path}: no checkpoint to resume from; starting from step 0$"):
+        results, _ = run(tmp_path, max_steps=3, resume=True)
     assert results["steps"] == 3
     stale = tmp_path / "checkpoints" / "step-99"
     stale.mkdir()
@@ -242,10 +246,85 @@ def test_non_finite_loss_weights_are_left_alone(tmp_path):
     model = Toy()
     model.nan_calls = {1}
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.warns(TrainingWarning):
+    with pytest.warns(TrainingWarning), pytest.raises(TrainingDiverged):
         run(tmp_path, model=model, max_steps=1, warmup=0, evaluate_fn=None)
     for k, v in model.state_dict().items():
         assert torch.equal(v, start[k]), k
+
+
+def test_a_run_ending_in_non_finite_steps_fails_and_writes_no_best(tmp_path):
+    """Shorter than max_bad_steps, a run used to exit 0 with the weights that gave the NaN as
+    best/ and a metric that looked real. Nothing of them is evaluated or saved now."""
+    model = Toy()
+    model.nan_calls = {3, 4}  # forward calls: step 1, its evaluation, steps 2 and 3
+    evaluated = []
+    with pytest.warns(TrainingWarning), pytest.raises(TrainingDiverged) as e:
+        Trainer(model, config(tmp_path, max_steps=3, eval_every=1, save_every=1), TRAIN, collate,
+                evaluate=lambda m: evaluated.append(1) or evaluate(m),
+                save_best=lambda m, d: (d / "saved").write_text("x")).train()
+    assert str(e.value).startswith("training diverged: the run ended after 2 consecutive steps with a non-finite "
+                                   "loss or gradient (of 3 steps, 2 skipped); the last good checkpoint is "
+                                   f"{tmp_path / 'checkpoints' / 'step-1'}. Try a lower lr")
+    assert evaluated == [1]  # step 1 only
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-1"]
+    assert (tmp_path / "best" / "saved").exists() and not (tmp_path / "results.json").exists()
+
+    every_step = Toy()
+    every_step.nan_calls = set(range(1, 10))
+    with pytest.warns(TrainingWarning), pytest.raises(TrainingDiverged, match="no checkpoint was written"):
+        run(tmp_path / "never", model=every_step, max_steps=3)
+    assert not {"best", "results.json", "checkpoints"} & {p.name for p in (tmp_path / "never").iterdir()}
+
+
+def test_an_update_to_non_finite_weights_is_never_evaluated_or_saved(tmp_path):
+    """A finite loss, then an update that overflows float32: the run stops naming the tensor
+    before those weights become a checkpoint, best/ or a metric."""
+    evaluated = []
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: parameter \S+ holds NaN or inf after step 1; "
+                                               "no checkpoint was written"):
+        run(tmp_path, max_steps=2, eval_every=1, lr=1e39, warmup=0, max_grad_norm=0.0,
+            evaluate_fn=lambda m: evaluated.append(1))
+    assert evaluated == [] and not (tmp_path / "checkpoints").exists() and not (tmp_path / "best").exists()
+
+
+def test_a_checkpoint_holding_nan_weights_is_refused_naming_the_tensor(tmp_path):
+    run(tmp_path, max_steps=2, save_every=2)
+    path = tmp_path / "checkpoints" / "step-2"
+    weights = torch.load(path / "model.pt")
+    weights["head.bias"][0] = float("nan")
+    torch.save(weights, path / "model.pt")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["model.pt"] = hashlib.sha256((path / "model.pt").read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))  # intact as a file: only its values are bad
+    with pytest.raises(AlbertError, match=f"^{path / 'model.pt'}: tensor head.bias holds NaN or inf; resume from "
+                                          "an earlier checkpoint"):
+        run(tmp_path, max_steps=4, save_every=2, resume=True)
+
+
+def test_the_run_directory_is_locked_and_killed_saves_are_swept_under_the_lock(tmp_path):
+    """While a trainer runs nobody else can start in its directory; a trainer starting there
+    removes what saves killed mid-write left (it holds the lock: nobody else is writing them)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    left = [out / "checkpoints" / ".step-4.tmp-99999-x", out / ".best.tmp-99999-y", out / ".best.old-99999-z"]
+    for d in left:
+        d.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from albert.dirlock import lock_directory; "
+                               "lock_directory(sys.argv[1]); print('locked', flush=True); sys.stdin.readline()",
+                               str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(AlbertError, match=f"^{out}: in use by another process \\(pid {holder.pid}"):
+            run(out, max_steps=2)
+        assert all(d.exists() for d in left)  # the refused trainer touched nothing
+    finally:
+        holder.communicate("\n", timeout=60)
+    run(out, max_steps=2)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2"]
 
 
 def test_too_many_non_finite_losses_stop_with_the_last_checkpoint_left(tmp_path):

@@ -34,10 +34,49 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
     ({"num_workers": -1}, "--num-workers must be >= 0"),
     ({"max_bad_steps": 0}, "--max-bad-steps must be >= 1"),
     ({"schedule_steps": 0}, "--schedule-steps must be >= 1"),
+    # NaN/inf in any float field, as a caller in Python (the tuner's objective) could pass them
+    ({"lr": float("inf")}, "--lr must be a finite number, got inf"),
+    ({"max_grad_norm": float("nan")}, "--max-grad-norm must be a finite number, got nan"),
+    ({"betas": (0.9, float("inf"))}, r"--betas must be a finite number, got \(0.9, inf\)"),
+    ({"epochs": float("inf")}, "--epochs must be a finite number, got inf"),
+    ({"max_steps": 5}, r"give --max-steps or --epochs, not both \(got --max-steps 5 and --epochs 1.0\)"),
+    ({"power": -1.0}, "--power must be positive, got -1.0"),
+    ({"betas": (0.9, 1.0)}, r"--betas must both be in \[0, 1\), got \[0.9, 1.0\]"),
+    ({"eps": 0.0}, "--eps must be positive, got 0.0"),
+    ({"layer_lr_decay": 1.5}, r"--layer-lr-decay must be in \(0, 1\], got 1.5"),
+    ({"seed": -1}, r"--seed must be in \[0, 2\^32\), got -1"),
+    ({"seed": 2**32}, r"--seed must be in \[0, 2\^32\), got 4294967296"),
 ])
 def test_bad_values_are_one_line_errors(change, message):
     with pytest.raises(AlbertError, match=f"^{message}"):
         TrainingOptions(**{**RESOLVED, **change}).validate()
+
+
+def test_a_subclass_float_is_checked_for_finite_values_too():
+    with pytest.raises(AlbertError, match="^--short-seq-prob must be a finite number, got nan"):
+        PretrainArgs(output_dir="out", short_seq_prob=float("nan")).validate()
+    with pytest.raises(AlbertError, match="^--dropout must be a finite number, got -inf"):
+        FinetuneArgs(task="ner", output_dir="out", dropout=-float("inf")).validate()
+
+
+def test_the_run_length_given_replaces_the_other(monkeypatch):
+    """max_steps or epochs, never both: the one given on the command line (or by --set) replaces
+    the other's default or saved value; given both, the options refuse them."""
+    from albert.runconfig import parse_recipe_args
+
+    monkeypatch.setattr("sys.argv", ["pretrain.py", "--output-dir", "o", "--epochs", "2"])
+    args, _ = parse_recipe_args("pretrain.py", "", PretrainArgs, {})
+    assert (args.max_steps, args.epochs) == (None, 2.0)  # not the default 10_000 steps
+    args.validate()
+    monkeypatch.setattr("sys.argv", ["pretrain.py", "--output-dir", "o"])
+    assert parse_recipe_args("pretrain.py", "", PretrainArgs, {})[0].max_steps == 10_000
+    saved = {"task": "ner", "output_dir": "o", "epochs": 3.0, "max_steps": None}
+    assert apply_overrides(FinetuneArgs, saved, ["max_steps=100"]) == {**saved, "max_steps": 100, "epochs": None}
+    assert apply_overrides(FinetuneArgs, {**saved, "epochs": None, "max_steps": 7}, ["epochs=2"])["max_steps"] is None
+    assert apply_overrides(FinetuneArgs, saved, ["lr=1e-4"])["epochs"] == 3.0
+    both = apply_overrides(FinetuneArgs, saved, ["max_steps=100", "epochs=1"])
+    with pytest.raises(AlbertError, match="give --max-steps or --epochs, not both"):
+        FinetuneArgs(**both).validate()
 
 
 def test_the_trainer_needs_the_recipe_defaults_filled_in():
