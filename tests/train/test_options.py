@@ -18,7 +18,6 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"output_dir": ""}, "--output-dir is required"),
     ({"lr": 0.0}, "--lr must be positive, got 0.0"),
     ({"batch_size": 0}, "--batch-size must be >= 1, got 0"),
     ({"grad_accum": 0}, "--grad-accum must be >= 1"),
@@ -34,6 +33,7 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
     ({"num_workers": -1}, "--num-workers must be >= 0"),
     ({"max_bad_steps": 0}, "--max-bad-steps must be >= 1"),
     ({"schedule_steps": 0}, "--schedule-steps must be >= 1"),
+    ({"report_to": "wandb"}, "--report-to must be one of none, tensorboard, got 'wandb'"),
 ])
 def test_bad_values_are_one_line_errors(change, message):
     with pytest.raises(AlbertError, match=f"^{message}"):
@@ -42,6 +42,9 @@ def test_bad_values_are_one_line_errors(change, message):
 
 def test_the_trainer_needs_the_recipe_defaults_filled_in():
     TrainingOptions(**RESOLVED).validate_resolved()
+    TrainingOptions(**{**RESOLVED, "output_dir": ""}).validate()  # a recipe picks a default directory
+    with pytest.raises(AlbertError, match="^--output-dir is required"):
+        TrainingOptions(**{**RESOLVED, "output_dir": ""}).validate_resolved()
     TrainingOptions(output_dir="out").validate()  # None is fine before a recipe resolves it
     with pytest.raises(AlbertError, match="training options not set: lr, batch_size, warmup, weight_decay, "
                                           "metric, greater_is_better"):
