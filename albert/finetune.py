@@ -25,6 +25,7 @@ from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
+from .progress import Meter
 from .rundirs import claim_run_dir
 from .runconfig import save_run_config
 from .train.options import TrainingOptions
@@ -196,7 +197,8 @@ def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Call
     if (out / "spiece.model").exists():
         return Tokenizer.load(out)
     log.info("training a %d-piece SentencePiece vocabulary on the %s training text", args.vocab_size, args.task)
-    return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
+    with Meter("vocabulary", enabled=args.progress):
+        return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
 
 
 def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None):

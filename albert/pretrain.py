@@ -27,6 +27,7 @@ from .cache import cache_root
 from .config import PRESETS, preset
 from .defaults import PRETRAIN_WARMUP, pretrain_lr
 from .errors import AlbertError, require
+from .progress import Meter, counted
 from .rundirs import claim_run_dir
 from .runconfig import save_run_config
 from .train.options import TrainingOptions
@@ -144,8 +145,21 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
         return Tokenizer.load(own)
     log.info("training a %d-piece SentencePiece vocabulary on %d paragraphs of %s",
              args.vocab_size, args.tokenizer_sample, corpus.name)
-    texts = itertools.islice(corpus.texts("train"), args.tokenizer_sample)
-    return train_tokenizer(texts, own, vocab_size=args.vocab_size, seed=args.seed)
+    reading = Meter("vocabulary: reading paragraphs", total=args.tokenizer_sample, unit="paragraphs",
+                    enabled=args.progress)
+    training: list[Meter] = []
+
+    def texts():
+        yield from counted(itertools.islice(corpus.texts("train"), args.tokenizer_sample), reading)
+        # SentencePiece has read them all: its training (silent, in C++) starts now.
+        training.append(Meter(f"vocabulary: training {args.vocab_size} pieces", enabled=args.progress))
+
+    try:
+        return train_tokenizer(texts(), own, vocab_size=args.vocab_size, seed=args.seed)
+    finally:
+        reading.close()
+        for meter in training:
+            meter.close()
 
 
 def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
@@ -254,7 +268,8 @@ def _examples(args: PretrainArgs, corpus, tokenizer, dist):
 
     build = functools.partial(build_pretraining_dataset, corpus, tokenizer, max_seq_length=args.max_seq_length,
                               cache_dir=cache_root() / "pretraining", num_proc=args.num_proc, seed=args.seed,
-                              dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob)
+                              dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob,
+                              progress=args.progress and dist.is_main)
     # Under torchrun rank 0 builds the example cache while the others wait, then they load it.
     if not dist.is_main:
         dist.barrier()
