@@ -170,7 +170,7 @@ HF_OPTIONS: dict[str, str | None] = {
     "early_stopping_patience": "--patience", "dataloader_num_workers": "--num-workers",
     "save_total_limit": "--keep-last", "resume_from_checkpoint": "--resume", "task_name": "--task",
     "tokenizer_name": "--tokenizer", "validation_file": "--dev-file", "torch_compile": "--compile",
-    "no_cuda": "--device cpu", "use_cpu": "--device cpu", "group_by_length": "--group-by-length",
+    "no_cuda": "--device cpu", "use_cpu": "--device cpu",
     "max_seq_len": "--max-seq-length", "do_predict": "--predict",
     "do_train": None, "do_eval": None, "load_best_model_at_end": None, "evaluation_strategy": None,
     "eval_strategy": None, "save_strategy": None,
