@@ -10,9 +10,13 @@ from albert.runconfig import UsageParser, apply_overrides, build_args, load_run_
 def main() -> int:
     parser = UsageParser.make("train.py", __doc__)
     parser.add_argument("config", help="a run's config.json (finetune, pretrain or a tuning trial)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option")
-    parser.add_argument("--output-dir", help="write the new run here (default: the saved output_dir)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one option of the saved configuration, e.g. --set lr=3e-5 (repeatable; the "
+                             "keys are the config's args, the options of finetune.py / pretrain.py with underscores)")
+    parser.add_argument("--output-dir", help="write the new run here (default: the saved output_dir; a fresh run "
+                                             "there needs --set overwrite=true)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in output_dir from its newest checkpoint (default: start afresh)")
     ns = parser.parse_args()
     kind, values = load_run_config(ns.config)
     if ns.output_dir:

@@ -10,10 +10,36 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .errors import AlbertError
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel shows it (Linux), else by
+    setting and restoring it under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: str | os.PathLike, directory: bool) -> None:
+    """mkstemp and mkdtemp create 0600 and 0700 whatever the umask; the file or directory they made
+    becomes the target, so give it the mode a plain open() or mkdir() would have."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -39,6 +65,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         try:
+            _as_if_created(tmp, directory=False)
             yield Path(tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -77,6 +104,7 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
+        _as_if_created(tmp, directory=True)
         yield tmp
         _fsync_tree(tmp)
         if replace and path.exists():

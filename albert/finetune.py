@@ -25,6 +25,8 @@ from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
+from .progress import Meter
+from .rundir import claim_run_dir
 from .runconfig import save_run_config
 from .rundir import run_directory
 from .train.options import TrainingOptions
@@ -100,17 +102,70 @@ ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "inte
                 "hidden_act")
 
 
-def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
-    """Fill in the task's defaults (the ALBERT paper's fine-tuning table where it has one) and its
-    metric."""
+# The command-line help of the fine-tuning options (and of the training options whose default differs here).
+HELP = {
+    "task": "ner (CoNLL-2003), sst2, mrpc, rte, cola, stsb, qnli or squad (SQuAD v1.1)",
+    "model": "checkpoint directory (HF format) or hub name to start from (default: the newest "
+             "runs/pretrain-*/final here, else albert-base-v2)",
+    "preset": "start from a random initialisation of this shape instead of --model: tiny, small, base, large, "
+              "xlarge, xxlarge, micro (default: none, start from --model)",
+    "tokenizer": "spiece.model or a directory holding one (default: the model's; for --preset, a vocabulary "
+                 "trained on the task's text)",
+    "vocab_size": "pieces of the vocabulary trained on the task's text (--preset runs without --tokenizer)",
+    "data_dir": "task data directory (default: $ALBERT_DATA/<task>, else the Hugging Face hub)",
+    "train_file": "training file instead of the data directory's (default: the data directory's)",
+    "dev_file": "validation file instead of the data directory's (default: the data directory's)",
+    "output_dir": "where the run writes config.json, log.jsonl, results.json, best/ and predictions "
+                  "(default: a new runs/finetune-<task>-<date>-<time>)",
+    "lr": "peak learning rate (default: by task and starting point, see below)",
+    "batch_size": "rows per micro-batch per process (default: the task's, see below)",
+    "max_steps": "optimizer steps; overrides --epochs (default: the task's, see below)",
+    "epochs": "passes over the training data when --max-steps is not given (default: the task's)",
+    "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps, capped at the run's "
+              "length with a warning (default: the task's fraction, see below)",
+    "weight_decay": "decoupled weight decay, skipping biases and LayerNorm weights (default: the task's, 0.01)",
+    "max_seq_length": "tokens per example (default: the task's, cut to the model's max_position_embeddings)",
+    "dropout": "classifier dropout (default: the task's, see below)",
+    "eval_batch_size": "rows per evaluation batch",
+    "max_train_samples": "use only this many training examples, drawn with --seed (quick runs; default: all)",
+    "max_eval_samples": "score only this many validation examples, the same ones for every seed (default: all)",
+    "predict": "re-score best/ at the end and write its predictions on the validation split",
+    "metric": "the evaluation metric that picks best/ (default: the task's, see below)",
+    "greater_is_better": "whether a larger --metric is better (default: the task metric's direction)",
+    "hidden_dropout": "dropout in the encoder's layers (default: the model's, 0 for ALBERT checkpoints)",
+    "attention_dropout": "dropout of the attention probabilities (default: the model's, 0 for ALBERT checkpoints)",
+    "num_hidden_layers": "--preset runs: layers of the encoder (default: the preset's)",
+    "hidden_size": "--preset runs: width of the encoder (default: the preset's)",
+    "num_attention_heads": "--preset runs: attention heads; must divide --hidden-size (default: the preset's)",
+    "intermediate_size": "--preset runs: width of the feed-forward layer (default: the preset's)",
+    "embedding_size": "--preset runs: width of the factorized embeddings (default: the preset's)",
+    "hidden_act": "--preset runs: activation, one of gelu_new, gelu, relu, silu, ... (default: the preset's)",
+}
+
+
+def resolve(args: FinetuneArgs, task, model_config: Any = None) -> tuple[FinetuneArgs, list[str]]:
+    """Fill in the defaults (albert/defaults.py): the task's table (the ALBERT paper's where it has
+    one), its warmup as a fraction of the run, a learning rate by starting point and model size,
+    max_seq_length cut to the model's positions; and the task's metric. `model_config` is the
+    --model checkpoint's AlbertConfig (None for a --preset run). Returns the filled-in options and
+    lines that say what was chosen, for the log."""
+    from . import defaults
+
+    if args.preset is None and args.model is None:
+        raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
     d = task.defaults
+    pretrained = model_config is not None
+    hidden = model_config.hidden_size if pretrained else _preset_value(args, "hidden_size", 768)
+    lr, lr_why = defaults.finetune_lr(d["lr"], pretrained=pretrained, hidden_size=hidden)
+    seq, seq_note = defaults.max_seq_length(d["max_seq_length"], model_config.max_position_embeddings
+                                            if pretrained else None)
     filled = dataclasses.replace(
         args,
-        lr=args.lr if args.lr is not None else d["lr"],
+        lr=args.lr if args.lr is not None else lr,
         # `is not None`, not `or`: an explicit 0 must reach validate(), not become the default.
         batch_size=args.batch_size if args.batch_size is not None else d["batch_size"],
-        max_seq_length=args.max_seq_length if args.max_seq_length is not None else d["max_seq_length"],
-        warmup=args.warmup if args.warmup is not None else d["warmup"],
+        max_seq_length=args.max_seq_length if args.max_seq_length is not None else seq,
+        warmup=args.warmup if args.warmup is not None else defaults.warmup_fraction(d),
         weight_decay=args.weight_decay if args.weight_decay is not None else d.get("weight_decay", 0.0),
         dropout=args.dropout if args.dropout is not None else d.get("dropout", 0.1),
         metric=args.metric if args.metric is not None else task.main_metric,
@@ -121,10 +176,52 @@ def resolve(args: FinetuneArgs, task) -> FinetuneArgs:
             filled.max_steps = d["max_steps"]
         else:
             filled.epochs = d.get("epochs", 3.0)
-    if filled.preset is None and filled.model is None:
-        raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
     filled.validate()
-    return filled
+    chosen = [f"lr {filled.lr:g} ({lr_why})" if args.lr is None else None,
+              f"warmup {filled.warmup:g} of the steps (the task's)" if args.warmup is None else None,
+              f"batch size {filled.batch_size}" if args.batch_size is None else None,
+              f"max_seq_length {filled.max_seq_length}" if args.max_seq_length is None and not seq_note else None,
+              (f"{filled.max_steps} steps" if filled.max_steps else f"{filled.epochs:g} epochs")
+              if args.max_steps is None and args.epochs is None else None]
+    chosen = [c for c in chosen if c]
+    notes = [f"{task.name} defaults: {'; '.join(chosen)}"] if chosen else []
+    if seq_note and args.max_seq_length is None:
+        notes.append(f"note: {seq_note}")
+    return filled, notes
+
+
+def defaults_table() -> str:
+    """The per-task defaults and the rules that adapt them, as `finetune.py --help` shows them."""
+    from . import defaults
+    from .tasks import TASK_NAMES, get_task
+
+    rows = [("task", "metric", "lr (base+)", "batch", "length", "warmup", "max_seq_length", "dropout")]
+    for name in TASK_NAMES:
+        task = get_task(name)
+        d = task.defaults
+        length = f"{d['max_steps']} steps" if d.get("max_steps") else f"{d.get('epochs', 3):g} epochs"
+        rows.append((name, task.main_metric, f"{d['lr']:g}", str(d["batch_size"]), length,
+                     f"{defaults.warmup_fraction(d):g}", str(d["max_seq_length"]), f"{d.get('dropout', 0.1):g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    random_lr = ", ".join(f"{lr:g} at hidden size {h}" for h, lr in sorted(defaults.RANDOM_INIT_LR.items()))
+    small_lr = ", ".join(f"{lr:g} at hidden size {h}" for h, lr in sorted(defaults.SMALL_PRETRAINED_LR.items()))
+    return f"""defaults per task (the ALBERT paper's fine-tuning table; warmup as a fraction of the steps):
+{table}
+
+how the defaults adapt to the starting point:
+  --model, hidden size {defaults.PAPER_HIDDEN} or more (albert-base-v2 and up): the lr above
+  --model, a smaller pretrained model: lr {small_lr}
+  --preset (random initialisation; the paper's rates barely move it): lr {random_lr}
+  in between, the lr is interpolated log-linearly in the hidden size
+  max_seq_length: the task's, cut to the model's max_position_embeddings (a --preset model gets
+  as many positions as the task wants); an explicit --max-seq-length above them is an error
+  no --model and no --preset: the newest runs/pretrain-*/final here, else albert-base-v2 (hub)
+  --max-steps or --epochs replace the task's length; the warmup fraction follows the run's length"""
+
+
+def _preset_value(args: FinetuneArgs, key: str, default: Any) -> Any:
+    return PRESETS[args.preset].get(key, default) if args.preset in PRESETS else default
 
 
 def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Callable[[], Any]):
@@ -143,7 +240,8 @@ def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Call
     if (out / "spiece.model").exists():
         return Tokenizer.load(out)
     log.info("training a %d-piece SentencePiece vocabulary on the %s training text", args.vocab_size, args.task)
-    return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
+    with Meter("vocabulary", enabled=args.progress):
+        return train_tokenizer(iter(texts), out, vocab_size=args.vocab_size)
 
 
 def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None):
@@ -195,6 +293,29 @@ def load_data(args: FinetuneArgs, task):
     raise AlbertError(f"{args.task}: no training split found locally; pass --train-file")
 
 
+def _starting_point(args: FinetuneArgs) -> tuple[str | None, Path | None, Any]:
+    """(--model, its directory, its config); all None for a --preset run. With neither given, the
+    newest local pretraining run (by its absolute path), else the hub's albert-base-v2 (rundirs.py)."""
+    from .checkpoint import load_config, resolve as resolve_checkpoint
+    from .rundir import default_model, hub_unavailable
+
+    if args.preset is not None:
+        return None, None, None
+    name, defaulted = args.model, args.model is None
+    if defaulted:
+        name, line = default_model()
+        if Path(name).is_dir():
+            name = str(Path(name).resolve())  # config.json must name it from anywhere
+    try:
+        model_dir = resolve_checkpoint(name)
+    except AlbertError as e:
+        raise hub_unavailable(e) if defaulted and not Path(name).exists() else e
+    if defaulted:
+        log.info("%s", line)
+    # No config.json, or not ALBERT: say so before asking for its tokenizer.
+    return name, model_dir, load_config(model_dir)
+
+
 def _subsample(split, n: int | None, seed: int):
     if n is None or n >= len(split):
         return split
@@ -210,33 +331,37 @@ def run(args: FinetuneArgs, resume: bool = False,
     from .train import Distributed
 
     task = get_task(args.task)
-    args = resolve(args, task)
+    args.validate()  # the user's options, before anything is fetched or written
+    model, model_dir, model_config = _starting_point(args)
+    args, notes = resolve(dataclasses.replace(args, model=model), task, model_config)
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
+    if not args.output_dir:
+        if resume:
+            raise AlbertError("--resume needs --output-dir: the run to continue")
+        args = dataclasses.replace(args, output_dir=str(claim_run_dir(f"finetune-{task.name}")))
+        log.info("output directory: %s (pass --output-dir to choose)", args.output_dir)
     dist = Distributed.from_env()
     # Locked for the whole run; everything is loaded and checked before config.json is written,
     # so a start that fails leaves the directory as it was (albert/rundir.py).
     with run_directory(args.output_dir, enabled=dist.is_main) as rundir:
         try:
-            return _run(args, task, dist, resume, report, rundir.started)
+            results = _run(args, task, model_dir, notes, dist, resume, report, rundir.started)
         finally:
             dist.teardown()
+    # The directory goes back to the caller (it may be a default one), not into results.json.
+    return {**results, "output_dir": args.output_dir}
 
 
-def _run(args: FinetuneArgs, task, dist, resume: bool, report: Callable[[int, dict[str, float]], bool] | None,
-         started_run: Callable[[], None]) -> dict[str, Any]:
+def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dist, resume: bool,
+         report: Callable[[int, dict[str, float]], bool] | None, started_run: Callable[[], None]) -> dict[str, Any]:
     from .train.checkpoints import refuse_earlier_run
 
     out = Path(args.output_dir)
     if not resume and not args.overwrite:
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
 
-    model_dir = None
-    if args.model:
-        from .checkpoint import load_config, resolve as resolve_checkpoint
-        model_dir = resolve_checkpoint(args.model)
-        load_config(model_dir)  # no config.json, or not ALBERT: say so before asking for its tokenizer
     raw = load_data(args, task)
     # Evaluation examples do not depend on the training seed: runs (and tuning trials) that differ
     # only in seed are scored on the same examples, and share one feature cache.
@@ -247,6 +372,8 @@ def _run(args: FinetuneArgs, task, dist, resume: bool, report: Callable[[int, di
     features = task.featurize(raw, tokenizer, args.max_seq_length, cache_root() / "features")
     features["train"] = _subsample(features["train"], args.max_train_samples, args.seed)
     model = build_model(args, task, raw, tokenizer, model_dir)
+    for line in notes:  # now that the run has started: a user error before it stays one line on stderr
+        log.info("%s", line)
 
     def start() -> None:  # the trainer has restored its checkpoint or started over
         save_run_config(out / "config.json", "finetune", args)

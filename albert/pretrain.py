@@ -25,17 +25,15 @@ import torch
 from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
+from .defaults import PRETRAIN_WARMUP, pretrain_lr
 from .errors import AlbertError, require
+from .progress import Meter, counted
+from .rundir import claim_run_dir
 from .runconfig import save_run_config
 from .rundir import run_directory
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
-
-# Peak learning rates per optimizer for the default batch sizes here; ALBERT used LAMB at
-# 0.00176 with batch 4096, and LAMB's per-layer trust ratio keeps small batches stable near 1e-3.
-DEFAULT_LR = {"lamb": 1e-3, "adamw": 1e-4}
-
 
 @dataclass(kw_only=True)
 class PretrainArgs(TrainingOptions):
@@ -55,7 +53,7 @@ class PretrainArgs(TrainingOptions):
     optimizer: str = "lamb"
     batch_size: int = 64
     max_steps: int = 10_000
-    warmup: float = 0.025
+    warmup: float = PRETRAIN_WARMUP
     weight_decay: float = 0.01
     schedule: str = "polynomial"
     eval_every: int = 500
@@ -80,6 +78,62 @@ class PretrainArgs(TrainingOptions):
         require(self.num_proc is None or self.num_proc >= 1, f"--num-proc must be >= 1, got {self.num_proc}")
 
 
+# The command-line help of the pretraining options (and of the training options whose default differs here).
+HELP = {
+    "corpus": "wiki ($ALBERT_DATA/wiki shards, else the hub), wikitext-103, or local text files, a directory or "
+              "a glob (.gz ok; a blank line ends a document)",
+    "preset": "model shape: tiny, small, base, large, xlarge, xxlarge, micro",
+    "tokenizer": "an existing spiece.model or checkpoint directory instead of training a vocabulary "
+                 "(default: train one on the corpus)",
+    "epochs": "passes over the examples, used when --max-steps is not given (default: none, --max-steps decides)",
+    "vocab_size": "pieces of the SentencePiece vocabulary trained for this run (without --tokenizer)",
+    "tokenizer_sample": "paragraphs of the corpus the vocabulary is trained on",
+    "max_seq_length": "tokens per pretraining example ([CLS] A [SEP] B [SEP])",
+    "max_predictions": "at most this many masked tokens per example (15%% of its tokens otherwise)",
+    "short_seq_prob": "share of examples given a random shorter length, like fine-tuning inputs",
+    "dupe_factor": "copies of the corpus with different sentence pairings (masks are redrawn every epoch anyway)",
+    "max_docs": "only the first N documents of the corpus (quick runs; default: all)",
+    "eval_examples": "held-out examples scored at each evaluation (MLM and SOP loss and accuracy)",
+    "num_proc": "processes that build the examples (default: min(4, CPUs); 1 with --max-docs)",
+    "output_dir": "the run directory: config.json, tokenizer/, log.jsonl, checkpoints/, best/, final/ "
+                  "(default: a new runs/pretrain-<date>-<time>)",
+    "lr": "peak learning rate (default: by optimizer, model size and global batch; see below)",
+    "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes",
+    "optimizer": "lamb (ALBERT's) or adamw",
+    "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (ALBERT: 0.025)",
+    "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training",
+    "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
+    "greater_is_better": "whether a larger --metric is better (default: no, for the loss)",
+}
+
+
+def defaults_table() -> str:
+    """The learning-rate rule, as `pretrain.py --help` shows it."""
+    from . import defaults
+
+    rows = "\n".join(f"  {opt:6} {'hidden size <= ' if size == 'small' else 'hidden size >  '}"
+                      f"{defaults.SMALL_MODEL_HIDDEN}: " + ", ".join(f"{lr:g} at global batch {b}" for b, lr in
+                                                                     sorted(anchors.items()))
+                      for (opt, size), anchors in defaults.PRETRAIN_LR.items())
+    return f"""default peak learning rate (--lr), by optimizer, model size (the preset's hidden size: micro 32,
+tiny 128, small 256, base 768, ...) and global batch (batch_size x grad_accum x processes):
+{rows}
+  between two batch sizes the lr is interpolated log-linearly; beyond them it stays constant.
+  The run logs the lr it chose."""
+
+
+def _default_lr(args: PretrainArgs) -> float:
+    """The peak learning rate for this optimizer, model size and global batch (albert/defaults.py); logged."""
+    import os
+
+    global_batch = args.batch_size * args.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+    hidden = PRESETS[args.preset].get("hidden_size", 768)
+    lr, why = pretrain_lr(args.optimizer, hidden, global_batch)
+    steps = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs"
+    log.info("lr %g (the default for %s), warmup %g, %s schedule over %s", lr, why, args.warmup, args.schedule, steps)
+    return lr
+
+
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):
     """This run's vocabulary: tokenizer/ in the output directory, made once."""
     from .tokenizer import Tokenizer, train_tokenizer
@@ -96,8 +150,21 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
         return Tokenizer.load(own)
     log.info("training a %d-piece SentencePiece vocabulary on %d paragraphs of %s",
              args.vocab_size, args.tokenizer_sample, corpus.name)
-    texts = itertools.islice(corpus.texts("train"), args.tokenizer_sample)
-    return train_tokenizer(texts, own, vocab_size=args.vocab_size, seed=args.seed)
+    reading = Meter("vocabulary: reading paragraphs", total=args.tokenizer_sample, unit="paragraphs",
+                    enabled=args.progress)
+    training: list[Meter] = []
+
+    def texts():
+        yield from counted(itertools.islice(corpus.texts("train"), args.tokenizer_sample), reading)
+        # SentencePiece has read them all: its training (silent, in C++) starts now.
+        training.append(Meter(f"vocabulary: training {args.vocab_size} pieces", enabled=args.progress))
+
+    try:
+        return train_tokenizer(texts(), own, vocab_size=args.vocab_size, seed=args.seed)
+    finally:
+        reading.close()
+        for meter in training:
+            meter.close()
 
 
 def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
@@ -111,9 +178,15 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
-    args = dataclasses.replace(args, lr=args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
+    corpus = resolve_corpus(args.corpus)  # a missing corpus is said before a directory is made
+    args = dataclasses.replace(args, lr=args.lr if args.lr is not None else _default_lr(args),
                                metric=args.metric or "loss",
                                greater_is_better=bool(args.greater_is_better))
+    if not args.output_dir:
+        if resume:
+            raise AlbertError("--resume needs --output-dir: the run to continue")
+        args = dataclasses.replace(args, output_dir=str(claim_run_dir("pretrain")))
+        log.info("output directory: %s (pass --output-dir to choose)", args.output_dir)
     out = Path(args.output_dir)
     dist = Distributed.from_env()
     # Set up now: under torchrun the ranks wait for rank 0's vocabulary and examples.
@@ -124,11 +197,12 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
         with run_directory(out, enabled=dist.is_main) as rundir:
             if dist.is_main and not resume and not args.overwrite:
                 refuse_earlier_run(out)  # its checkpoints, config.json and tokenizer/ must stay
-            corpus = resolve_corpus(args.corpus)
             tokenizer = get_tokenizer(args, corpus, out) if dist.is_main else None
             dist.barrier()  # the other ranks load the vocabulary rank 0 made
             tokenizer = tokenizer or Tokenizer.load(out / "tokenizer")
-            return _pretrain(args, corpus, tokenizer, dist, resume, rundir.started)
+            results = _pretrain(args, corpus, tokenizer, dist, resume, rundir.started)
+        # The directory goes back to the caller (it may be a default one), not into results.json.
+        return {**results, "output_dir": args.output_dir} if results else results
     finally:
         dist.teardown()
 
@@ -198,7 +272,8 @@ def _examples(args: PretrainArgs, corpus, tokenizer, dist):
 
     build = functools.partial(build_pretraining_dataset, corpus, tokenizer, max_seq_length=args.max_seq_length,
                               cache_dir=cache_root() / "pretraining", num_proc=args.num_proc, seed=args.seed,
-                              dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob)
+                              dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob,
+                              progress=args.progress and dist.is_main)
     # Under torchrun rank 0 builds the example cache while the others wait, then they load it.
     if not dist.is_main:
         dist.barrier()

@@ -8,6 +8,7 @@ command lines get one --option per field from it (`add_arguments`).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -59,6 +60,9 @@ def apply_overrides(cls: type, values: dict[str, Any], overrides: list[str]) -> 
         key, raw = item.split("=", 1)
         key = key.strip().replace("-", "_")
         if key not in fields:
+            hint = option_hint(key, ["--" + name.replace("_", "-") for name in fields], as_key=True)
+            if hint:
+                raise AlbertError(f"--set {key}: unknown option; {hint}")
             raise AlbertError(f"--set {key}: unknown option; known: {', '.join(sorted(fields))}")
         out[key] = parse_value(raw, hints[key], f"--set {key}")
     return one_run_length(out, given={item.split("=", 1)[0].strip().replace("-", "_") for item in overrides})
@@ -127,25 +131,34 @@ def _is_union(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
-def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str, str] | None = None,
-                  skip: tuple[str, ...] = ()) -> None:
-    """One `--option` per field of the args dataclass `cls`, typed by its annotation. Options
-    left out are absent from the namespace, so the dataclass default applies."""
-    import argparse
+def add_arguments(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None,
+                  skip: tuple[str, ...] = (), title: str | None = None) -> None:
+    """One `--option` per field of the args dataclass `cls`, typed by its annotation, with its help
+    (`helps`, else the training options' own), its default and its allowed values. Options left
+    out are absent from the namespace, so the dataclass default applies. A recipe's own options
+    (`title`) are listed before the training options it shares with the others."""
+    from .train.options import CHOICES, HELP, TrainingOptions
 
-    helps = helps or {}
+    shared = {f.name for f in dataclasses.fields(TrainingOptions)} if issubclass(cls, TrainingOptions) else set()
+    if not shared:  # tune.py: its fine-tuning options (fixed across trials) mean what finetune.py's do
+        from .finetune import HELP as FINETUNE_HELP
+        helps = {**FINETUNE_HELP, **(helps or {})}
+    helps = {**HELP, **(helps or {})}
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip or f.name == "extra":
-            continue
+    own_group = parser.add_argument_group(title) if title else parser
+    training_group = parser.add_argument_group("training options") if shared else parser
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip and f.name != "extra"]
+    for f in sorted(fields, key=lambda f: f.name in shared):  # stable: each part keeps its order
+        group = training_group if f.name in shared else own_group
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
         text = helps.get(f.name, "")
-        if default not in (None, ""):
-            text = f"{text} (default: {default})".strip()
+        if default not in (None, "") and "(default:" not in text:
+            shown = "on" if default is True else "off" if default is False else default
+            text = f"{text} (default: {shown})".strip()
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
             continue
 
         def convert(raw: str, _hint=hint, _flag=flag) -> Any:
@@ -155,32 +168,106 @@ def add_arguments(parser: "argparse.ArgumentParser", cls: type, helps: dict[str,
                 raise argparse.ArgumentTypeError(str(e)) from None
 
         convert.__name__ = getattr(hint, "__name__", "value")
-        parser.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=text,
-                            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        group.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=text, choices=CHOICES.get(f.name),
+                           required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
-def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, str]) -> tuple[Any, bool]:
+def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, str],
+                      epilog: str | None = None, title: str | None = None) -> tuple[Any, bool]:
     """A recipe's command line (finetune.py, pretrain.py): one --option per field of the args
     dataclass `cls`, and --resume. Returns (args, resume)."""
-    parser = UsageParser.make(prog, description)
-    add_arguments(parser, cls, helps)
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir "
-                        "(with none there yet, start from step 0 and say so)")
+    parser = UsageParser.make(prog, description, epilog)
+    add_arguments(parser, cls, helps, title=title)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in --output-dir (which must be given; with "
+                        "no checkpoint there yet, start from step 0 and say so)")
     ns = vars(parser.parse_args())
     resume = ns.pop("resume")
     return cls(**one_run_length(ns, given=set(ns))), resume
 
 
+# Hugging Face Trainer / example-script option names -> ours, for "did you mean" hints. A value
+# with a space is an option with its value; None: the option has no counterpart and is not needed.
+HF_OPTIONS: dict[str, str | None] = {
+    "learning_rate": "--lr", "model_name_or_path": "--model", "num_train_epochs": "--epochs",
+    "per_device_train_batch_size": "--batch-size", "per_gpu_train_batch_size": "--batch-size",
+    "train_batch_size": "--batch-size", "per_device_eval_batch_size": "--eval-batch-size",
+    "per_gpu_eval_batch_size": "--eval-batch-size", "fp16": "--precision fp16", "bf16": "--precision bf16",
+    "eval_steps": "--eval-every", "save_steps": "--save-every", "logging_steps": "--log-every",
+    "warmup_steps": "--warmup", "warmup_ratio": "--warmup", "num_warmup_steps": "--warmup",
+    "gradient_accumulation_steps": "--grad-accum", "lr_scheduler_type": "--schedule",
+    "adam_beta1": "--betas", "adam_beta2": "--betas", "adam_epsilon": "--eps",
+    "overwrite_output_dir": "--overwrite", "metric_for_best_model": "--metric",
+    "early_stopping_patience": "--patience", "dataloader_num_workers": "--num-workers",
+    "save_total_limit": "--keep-last", "resume_from_checkpoint": "--resume", "task_name": "--task",
+    "tokenizer_name": "--tokenizer", "validation_file": "--dev-file", "torch_compile": "--compile",
+    "no_cuda": "--device cpu", "use_cpu": "--device cpu",
+    "max_seq_len": "--max-seq-length", "do_predict": "--predict",
+    "do_train": None, "do_eval": None, "load_best_model_at_end": None, "evaluation_strategy": None,
+    "eval_strategy": None, "save_strategy": None,
+}
+
+
+def option_hint(name: str, known: typing.Iterable[str], as_key: bool = False) -> str | None:
+    """A hint for an unknown option `name` (without its dashes) on a command line whose options are
+    `known` (with dashes): our spelling of a Hugging Face name, the dashed form of an underscore
+    spelling, or a close match; None when there is nothing to suggest. `as_key` names the
+    suggestion as a config key (`lr`, `precision=fp16`) for `--set`."""
+    import difflib
+
+    def spell(ours: str) -> str:
+        if not as_key:
+            return ours
+        flag, _, value = ours.partition(" ")
+        key = flag[2:].replace("-", "_")
+        return f"{key}={value}" if value else key
+
+    known = set(known)
+    if name in HF_OPTIONS:
+        ours = HF_OPTIONS[name]
+        if ours is None:
+            return "not needed: every run trains, evaluates and keeps its best model (see --help)"
+        if ours.split()[0] in known:
+            return f"did you mean {spell(ours)}? (Hugging Face's --{name})"
+    dashed = "--" + name.replace("_", "-")
+    if dashed in known:
+        return f"did you mean {spell(dashed)}?"
+    close = difflib.get_close_matches(dashed, sorted(k for k in known if k.startswith("--")), n=1, cutoff=0.75)
+    return f"did you mean {spell(close[0])}?" if close else None
+
+
 class UsageParser:
-    """argparse exits 2 on a bad option already; this only makes its message one line."""
+    """argparse exits 2 on a bad option already; this makes its message one line, and answers an
+    unknown option (a Hugging Face name, an underscore spelling) with the option it probably means."""
 
     @staticmethod
-    def make(prog: str, description: str) -> "argparse.ArgumentParser":
-        import argparse
+    def make(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        import sys
 
         class Parser(argparse.ArgumentParser):
             def error(self, message: str) -> typing.NoReturn:
                 self.exit(2, f"{self.prog}: error: {message}\n")
 
-        return Parser(prog=prog, description=description,
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            def parse_known_args(self, args=None, namespace=None):
+                args = list(sys.argv[1:] if args is None else args)
+                # Before argparse: a missing required option would otherwise be reported first.
+                for token in args:
+                    if token == "--":
+                        break
+                    if not token.startswith("--") or len(token) < 3:
+                        continue
+                    name = token[2:].split("=", 1)[0]
+                    flag = "--" + name
+                    if flag in self._option_string_actions or any(k.startswith(flag) for k in self._option_string_actions):
+                        continue  # ours, or an abbreviation of ours (argparse decides)
+                    hint = option_hint(name, self._option_string_actions)
+                    if hint:
+                        self.error(f"unrecognized argument {flag}: {hint}")
+                return super().parse_known_args(args, namespace)
+
+        return Parser(prog=prog, description=description, epilog=epilog,
+                      formatter_class=HelpFormatter)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and the epilog's line breaks (their tables); wraps the options' help."""

@@ -82,3 +82,27 @@ def test_atomic_write_names_the_file_on_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(AlbertError, match=f"{tmp_path / 'r.json'}: cannot write \\(No space left on device\\)"):
         with atomic_write(tmp_path / "r.json") as f:
             f.write("{}")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_and_directories_get_the_users_umask(tmp_path, umask):
+    """What the atomic helpers write has the mode a plain open() or mkdir() would give it (mkstemp
+    and mkdtemp alone would leave 0600 and 0700)."""
+    from albert.atomic import atomic_path, current_umask, write_json
+
+    before = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"1")
+        with atomic_dir(tmp_path / "best") as tmp:
+            (tmp / "model.bin").write_bytes(b"1")
+        (tmp_path / "plain").write_text("x")
+        (tmp_path / "plaindir").mkdir()
+    finally:
+        os.umask(before)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("a.json") == mode("b.bin") == mode("plain") == 0o666 & ~umask
+    assert mode("best") == mode("plaindir") == 0o777 & ~umask
+    assert mode("best/model.bin") == 0o666 & ~umask

@@ -308,3 +308,56 @@ def test_real_processes_exit_2_with_one_line(files, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and SUBPROCESS[name][1] in lines[0], (name, stderr)
     for sub in ("ft", "pt", "sweep"):
         nothing_written(tmp_path / sub)
+
+
+def test_the_commands_run_as_written(files, tmp_path, capsys, monkeypatch):
+    """Issue 11 item 1 at micro scale: without --output-dir every run gets a new runs/<kind>-<time>
+    (a second run never writes over the first); finetune.py without --model starts from the newest
+    pretraining run, and cuts the task's max_seq_length to that model's 128 positions."""
+    import re
+
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    monkeypatch.chdir(tmp_path)
+    dirs = []
+    for _ in range(2):
+        code, out, err = cli(capsys, monkeypatch, "pretrain.py", "--corpus", files / "small.txt", "--preset", "micro",
+                             "--vocab-size", "150", "--max-steps", "2", "--no-progress")
+        assert code == 0, err
+        dirs.append(re.search(r"output directory: (runs/pretrain-\d{8}-\d{6}(-\d+)?) ", err).group(1))
+        assert "lr 0.01 (the default for lamb, hidden size 32, global batch 64)" in err
+        assert (tmp_path / dirs[-1] / "final" / "config.json").is_file() and f"final model in {dirs[-1]}/final" in out
+    assert dirs[0] != dirs[1]
+    code, out, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--data-dir", files / "ner",
+                         "--max-steps", "2", "--no-progress")
+    assert code == 0, err
+    assert f"starting from {dirs[1]}/final, the newest pretraining run in runs/" in err
+    assert "note: max_seq_length 128: the task's default 256 cut to the model's max_position_embeddings" in err
+    run_dir = re.search(r"output directory: (runs/finetune-ner-\d{8}-\d{6}(-\d+)?) ", err).group(1)
+    saved = json.loads((tmp_path / run_dir / "config.json").read_text())["args"]
+    assert saved["model"] == str((tmp_path / dirs[1] / "final").resolve())
+    assert (saved["max_seq_length"], saved["lr"], saved["warmup"]) == (128, 1e-3, 0.1)
+    assert f"results in {run_dir}/results.json" in out
+
+
+def test_without_a_model_or_the_hub_finetune_says_how_to_start(files, tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("offline (a test)")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--data-dir", files / "ner", "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    line = the_error(err)
+    assert "no --model or --preset given, no pretraining run in runs/, and albert-base-v2 cannot be fetched" in line
+    assert "run `python pretrain.py --corpus wiki` first, or pass --model DIR or --preset tiny" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_needs_the_run_to_continue(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, monkeypatch, "pretrain.py", "--corpus", files / "small.txt", "--resume")
+    assert code == 2 and "--resume needs --output-dir: the run to continue" in the_error(err)
+    assert not (tmp_path / "runs").exists()

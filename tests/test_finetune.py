@@ -149,3 +149,39 @@ def test_train_py_of_a_sweeps_best_config_reproduces_the_trial(task_data, tmp_pa
     trial, rerun = (torch.load(d / "checkpoints" / "step-4" / "model.pt")
                     for d in (sweep / "best", sweep / "best" / "retrain"))
     assert trial.keys() == rerun.keys() and all(torch.equal(trial[k], rerun[k]) for k in trial)
+
+
+# ----- default resolution (albert/defaults.py holds the rules; test_defaults.py their numbers)
+
+def _resolve(model_config=None, task="sst2", **options):
+    from albert.finetune import resolve
+    from albert.tasks import get_task
+
+    start = {} if model_config is not None else {"preset": "tiny"}
+    return resolve(FinetuneArgs(task=task, **{"model": "m"} if model_config is not None else {}, **start, **options),
+                   get_task(task), model_config)
+
+
+def test_a_random_initialisation_gets_a_rate_that_moves_it():
+    args, notes = _resolve(max_steps=300)
+    assert args.lr == 1e-3 and args.warmup == 0.06 and args.max_seq_length == 512 and args.batch_size == 32
+    assert "lr 0.001 (random initialisation of hidden size 128)" in notes[0] and "warmup 0.06" in notes[0]
+
+
+def test_a_published_size_keeps_the_papers_table():
+    args, notes = _resolve(preset("base", num_labels=2))
+    assert args.lr == 1e-5 and args.warmup == 0.06 and args.max_steps == 20935
+    assert "lr 1e-05 (the task's (the ALBERT paper's table))" in notes[0] and "20935 steps" in notes[0]
+
+
+def test_a_small_pretrained_model_gets_its_size_rule_and_its_positions():
+    args, notes = _resolve(preset("tiny", max_position_embeddings=128), task="ner")
+    assert args.lr == 1e-3 and args.warmup == 0.1 and args.max_seq_length == 128 and args.epochs == 3
+    assert notes[-1].startswith("note: max_seq_length 128: the task's default 256 cut to the model's")
+
+
+def test_what_the_user_gives_wins_and_is_not_reported_as_a_default():
+    args, notes = _resolve(preset("tiny", max_position_embeddings=128), task="ner", lr=3e-4, warmup=50,
+                           max_seq_length=64, batch_size=8, max_steps=10)
+    assert (args.lr, args.warmup, args.max_seq_length, args.batch_size, args.max_steps) == (3e-4, 50, 64, 8, 10)
+    assert notes == []

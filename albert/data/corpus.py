@@ -28,7 +28,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from ..errors import AlbertError
 
@@ -131,18 +131,30 @@ def _count_and_replace(exc: UnicodeDecodeError) -> tuple[str, int]:
 codecs.register_error("albert.count_replace", _count_and_replace)
 
 
-def lenient_lines(path: Path) -> Iterator[str]:
+# Lines between two calls of a reader's `progress` callback.
+PROGRESS_EVERY_LINES = 2000
+
+Progress = Callable[[int], None]  # told how far a source has been read, in its size() units
+
+
+def lenient_lines(path: Path, progress: Progress | None = None) -> Iterator[str]:
     """Stream the lines of a text file (plain or .gz), without line ends.
 
     Bytes that are not UTF-8 become U+FFFD and are counted (a warning names the file); a line
     longer than MAX_LINE_CHARS comes out in pieces, cut at a space where there is one.
+    `progress(bytes)` is told now and then how many bytes of the file (compressed, for .gz) were read.
     """
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    disk = open(path, "rb")
+    raw = gzip.GzipFile(fileobj=disk, mode="rb") if path.name.endswith(".gz") else disk
     bad = 0
+    lines = 0
     try:
         with io.TextIOWrapper(raw, encoding="utf-8", errors="albert.count_replace", newline=None) as f:
             carry = ""
             while True:
+                lines += 1
+                if progress is not None and lines % PROGRESS_EVERY_LINES == 0:
+                    progress(disk.tell())
                 before = _decode_errors.count
                 try:
                     # Never more than MAX_LINE_CHARS in all, with what is carried over.
@@ -155,6 +167,8 @@ def lenient_lines(path: Path) -> Iterator[str]:
                     if not piece:
                         if carry:
                             yield carry
+                        if progress is not None:
+                            progress(disk.tell())  # the whole file
                         break
                     yield text[:-1] if piece.endswith("\n") else text
                     carry = ""
@@ -167,6 +181,7 @@ def lenient_lines(path: Path) -> Iterator[str]:
                 carry = text[cut:].lstrip(" ")
     finally:
         raw.close()
+        disk.close()
         if bad:
             log.warning("%s: replaced %d bytes that are not valid UTF-8", path, bad)
 
@@ -225,7 +240,8 @@ def _wikitext_documents(lines: Iterable[str]) -> Iterator[list[str]]:
 # so that several processes can each read one.
 
 class Source(Protocol):
-    def documents(self) -> Iterator[list[str]]: ...
+    def documents(self, progress: Progress | None = None) -> Iterator[list[str]]: ...
+    def size(self) -> int: ...  # in the units documents() reports its progress in
     def fingerprint(self) -> dict[str, Any]: ...
 
 
@@ -253,8 +269,8 @@ class TextFileSource:
     drop_headings: bool = True
     selection: Selection = field(default_factory=Selection)
 
-    def _raw_documents(self) -> Iterator[list[str]]:
-        lines = lenient_lines(self.path)
+    def _raw_documents(self, progress: Progress | None = None) -> Iterator[list[str]]:
+        lines = lenient_lines(self.path, progress)
         if self.fmt == "wikitext":
             yield from _wikitext_documents(lines)
             return
@@ -265,10 +281,14 @@ class TextFileSource:
                     block = [p for p in block if not is_heading(p)]
             yield block
 
-    def documents(self) -> Iterator[list[str]]:
-        for i, doc in enumerate(self._raw_documents()):
+    def documents(self, progress: Progress | None = None) -> Iterator[list[str]]:
+        """The documents; `progress(bytes)` is told how much of the file was read."""
+        for i, doc in enumerate(self._raw_documents(progress)):
             if self.selection.keep(i):
                 yield doc
+
+    def size(self) -> int:
+        return self.path.stat().st_size
 
     def fingerprint(self) -> dict[str, Any]:
         st = self.path.stat()
@@ -287,10 +307,20 @@ class HubSource:
     stop: int | None = None
     selection: Selection = field(default_factory=Selection)
 
-    def documents(self) -> Iterator[list[str]]:
+    def documents(self, progress: Progress | None = None) -> Iterator[list[str]]:
+        """The documents; `progress(rows)` is told how many of the rows were read."""
         stop = len(self.dataset) if self.stop is None else self.stop
         part = self.dataset.select(range(self.start, stop))
-        rows = (text for batch in part.iter(batch_size=256) for text in batch["text"])
+
+        def batches() -> Iterator[list[str]]:
+            for k, batch in enumerate(part.iter(batch_size=256)):
+                if progress is not None:
+                    progress(min(k * 256, stop - self.start))
+                yield batch["text"]
+            if progress is not None:
+                progress(stop - self.start)
+
+        rows = (text for batch in batches() for text in batch)
         if self.fmt == "wikitext":
             # Rows are lines; a shard boundary may cut one article in two, which costs little.
             yield from _wikitext_documents(line for row in rows for line in row.split("\n"))
@@ -299,6 +329,9 @@ class HubSource:
             if not self.selection.keep(i):
                 continue
             yield [p for p in (line.strip() for line in text.split("\n")) if p and not _is_hub_heading(p)]
+
+    def size(self) -> int:
+        return (len(self.dataset) if self.stop is None else self.stop) - self.start
 
     def shard(self, count: int) -> list["HubSource"]:
         stop = len(self.dataset) if self.stop is None else self.stop

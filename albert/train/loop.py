@@ -124,6 +124,12 @@ class Trainer:
         self.total_steps = opt.max_steps or math.ceil(opt.epochs * self.steps_per_epoch)
         schedule_steps = opt.schedule_steps or self.total_steps
         warmup = math.ceil(opt.warmup * schedule_steps) if opt.warmup < 1 else int(opt.warmup)
+        if warmup > schedule_steps:
+            # The learning rate would still be rising when the run ends: never at its peak, never decaying.
+            warnings.warn(f"--warmup {warmup} steps is longer than the run's {schedule_steps}-step schedule; "
+                          f"warming up over all {schedule_steps} steps instead (give --warmup as a fraction "
+                          f"below 1, e.g. 0.1, to scale it with the run)", TrainingWarning, stacklevel=2)
+            warmup = schedule_steps
         self.optimizer = make_optimizer(self.model, opt.optimizer, opt.lr, opt.weight_decay, opt.betas, opt.eps,
                                         opt.layer_lr_decay)
         self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, opt.schedule, opt.power)
@@ -132,7 +138,7 @@ class Trainer:
 
         self.store = CheckpointStore(self.output_dir / "checkpoints", opt.keep_last, opt.fingerprint(),
                                      opt.trajectory_settings())
-        self.log = RunLog(self.output_dir, enabled=self.dist.is_main)
+        self.log = RunLog(self.output_dir, enabled=self.dist.is_main, tensorboard=opt.report_to == "tensorboard")
         self.progress = Progress()
         self.stopped_by_callback = False
 

@@ -21,6 +21,7 @@ NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile",
 # Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
 # metric and greater_is_better are needed only where the trainer evaluates.
 RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay")
+REPORT_TO = ("none", "tensorboard")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -60,6 +61,7 @@ class TrainingOptions:
     ddp_find_unused: bool = False           # DDP find_unused_parameters, for models with unused heads
     overwrite: bool = False                 # a fresh run may delete an earlier run's checkpoints in output_dir
     progress: bool = True
+    report_to: str = "none"                 # none | tensorboard (besides log.jsonl, which is always written)
 
     def validate(self) -> None:
         """Checks of the training options (None is allowed where a recipe fills the value in);
@@ -71,7 +73,6 @@ class TrainingOptions:
             for v in value if isinstance(value, tuple) else (value,):
                 require(not isinstance(v, float) or math.isfinite(v),
                         f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
-        require(bool(self.output_dir), "--output-dir is required")
         require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         require(self.batch_size is None or self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         require(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
@@ -100,11 +101,17 @@ class TrainingOptions:
         require(self.patience is None or self.patience >= 1, f"--patience must be >= 1, got {self.patience}")
         require(self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
         require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
+        require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
+        if self.report_to == "tensorboard":
+            import importlib.util
+            require(importlib.util.find_spec("tensorboard") is not None,
+                    "--report-to tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'")
 
     def validate_resolved(self, evaluating: bool = True) -> None:
         """What the trainer needs beyond `validate`: every recipe default filled in (and, when it
         evaluates, the metric that picks the best model)."""
         self.validate()
+        require(bool(self.output_dir), "--output-dir is required")
         needed = RESOLVED_BY_RECIPE + (("metric", "greater_is_better") if evaluating else ())
         missing = [name for name in needed if getattr(self, name) is None]
         require(not missing, f"training options not set: {', '.join(missing)}")
@@ -120,3 +127,51 @@ class TrainingOptions:
     def fingerprint(self) -> str:
         """Hash of `trajectory_settings()`."""
         return hashlib.sha256(json.dumps(self.trajectory_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The command-line help of every training option (the recipes add their own and may override);
+# runconfig.add_arguments appends each option's default and allowed values.
+HELP = {
+    "output_dir": "the run directory: config.json, log.jsonl, results.json, checkpoints/, best/ "
+                  "(default: a new runs/<kind>-<date>-<time>)",
+    "lr": "peak learning rate (default: by the recipe; see below)",
+    "batch_size": "rows per micro-batch on each process; the global batch is batch_size x grad_accum x processes",
+    "grad_accum": "micro-batches accumulated into one optimizer step",
+    "max_steps": "optimizer steps to train; overrides --epochs",
+    "epochs": "passes over the training data (used when --max-steps is not given)",
+    "warmup": "linear warmup: a fraction of the steps if < 1 (0.1: the first 10%%), else a number of steps "
+              "(capped at the run's length, with a warning)",
+    "schedule": "learning-rate decay after warmup",
+    "power": "exponent of the polynomial schedule (1: linear)",
+    "schedule_steps": "length of the learning-rate schedule when it differs from the run's "
+                      "(default: the run's steps; the tuner's rungs train part of a longer schedule)",
+    "optimizer": "adamw (fine-tuning) or lamb (ALBERT's pretraining optimizer)",
+    "weight_decay": "decoupled weight decay, skipping biases and LayerNorm weights",
+    "betas": "the optimizer's (beta1, beta2), as JSON: [0.9, 0.999]",
+    "eps": "the optimizer's epsilon",
+    "max_grad_norm": "clip the gradient's global norm to this; 0 or less: no clipping",
+    "layer_lr_decay": "layer-wise learning-rate decay in (0, 1]: each layer down from the top gets this factor "
+                      "more (default: off)",
+    "seed": "random seed of the run (initialisation, data order, dropout, masking)",
+    "precision": "auto: bf16 on CUDA GPUs that support it, else fp32",
+    "device": "auto (the GPU when there is one, else cpu), cpu, cuda or cuda:N",
+    "compile": "torch.compile the model",
+    "eval_every": "evaluate every N steps; 0: at the end of each epoch and of training",
+    "log_every": "write a line to log.jsonl every N steps",
+    "save_every": "checkpoint every N steps; 0: at each evaluation",
+    "keep_last": "checkpoints kept (older ones are deleted)",
+    "patience": "stop after this many evaluations without improvement (default: never stop early)",
+    "metric": "the evaluation metric that picks best/",
+    "greater_is_better": "whether a larger --metric is better",
+    "num_workers": "DataLoader worker processes; 0: load batches in the training process",
+    "group_by_length": "batch rows of similar length together (less padding)",
+    "max_bad_steps": "consecutive steps with a non-finite loss (skipped) before the run stops",
+    "auto_accumulate": "on GPU out-of-memory: halve the micro-batch and double --grad-accum, then retry",
+    "ddp_find_unused": "DistributedDataParallel find_unused_parameters (models with unused heads)",
+    "overwrite": "a fresh run may delete an earlier run's checkpoints in --output-dir",
+    "progress": "progress bars (and datasets' bars)",
+    "report_to": "also log the scalars of log.jsonl to TensorBoard (output_dir/tensorboard; "
+                 "pip install -e '.[tensorboard]')",
+}
+# Options whose values are a fixed list: the command lines offer exactly these.
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISION_CHOICES, "report_to": REPORT_TO}

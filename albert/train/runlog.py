@@ -1,5 +1,5 @@
 """The run's log: log.jsonl (one JSON object per logged step or evaluation), TensorBoard when
-installed, and the running totals (losses, rows, tokens, time) it reports."""
+asked for (--report-to tensorboard), and the running totals (losses, rows, tokens, time) it reports."""
 from __future__ import annotations
 
 import json
@@ -12,12 +12,14 @@ from ..errors import AlbertError
 
 
 class RunLog:
-    """log.jsonl and, when available, TensorBoard; written by rank 0 only (`enabled`)."""
+    """log.jsonl and, with `tensorboard`, the same numbers as TensorBoard scalars (`<type>/<key>`,
+    e.g. train/loss, eval/f1) under output_dir/tensorboard; written by rank 0 only (`enabled`)."""
 
-    def __init__(self, output_dir: Path, enabled: bool):
+    def __init__(self, output_dir: Path, enabled: bool, tensorboard: bool = False):
         self.path = output_dir / "log.jsonl"
         self.tb_dir = output_dir / "tensorboard"
         self.enabled = enabled
+        self.tensorboard = tensorboard
         self._file = None
         self._tb = None
 
@@ -38,10 +40,13 @@ class RunLog:
         with atomic_write(self.path) as f:
             f.writelines(line + "\n" for line in kept)
         self._file = open(self.path, "a", encoding="utf-8")
+        if not self.tensorboard:
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard not installed: skip it
-            return
+        except ImportError:
+            raise AlbertError("--report-to tensorboard needs the tensorboard package: "
+                              "pip install -e '.[tensorboard]'") from None
         purge = None if resume_step is None else resume_step + 1
         self._tb = SummaryWriter(str(self.tb_dir), purge_step=purge)
 

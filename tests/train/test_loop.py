@@ -466,3 +466,12 @@ def test_compile_sets_no_process_wide_option(tmp_path):
     trainer = Trainer(Toy(), config(tmp_path, compile=True, max_steps=1), TRAIN, collate)
     assert torch._dynamo.config.capture_dynamic_output_shape_ops == before
     assert trainer.forward_model is not trainer.model and trainer.ddp is None
+
+
+def test_an_absolute_warmup_longer_than_the_run_is_capped_with_a_warning(tmp_path):
+    """--warmup 1256 (steps) on a 16-step run: the lr would still be rising at the end; warn and warm
+    up over the whole run instead, reaching the peak at the last step."""
+    with pytest.warns(TrainingWarning, match=r"--warmup 1256 steps is longer than the run's 16-step schedule"):
+        run(tmp_path, warmup=1256, lr=0.05, evaluate_fn=None)
+    lrs = [r["lr"] for r in read_log(tmp_path) if r["type"] == "train"]
+    assert lrs == pytest.approx([0.05 * s / 16 for s in range(16)])  # the lr each step used: s/16 of the peak

@@ -18,7 +18,6 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"output_dir": ""}, "--output-dir is required"),
     ({"lr": 0.0}, "--lr must be positive, got 0.0"),
     ({"batch_size": 0}, "--batch-size must be >= 1, got 0"),
     ({"grad_accum": 0}, "--grad-accum must be >= 1"),
@@ -46,6 +45,7 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
     ({"layer_lr_decay": 1.5}, r"--layer-lr-decay must be in \(0, 1\], got 1.5"),
     ({"seed": -1}, r"--seed must be in \[0, 2\^32\), got -1"),
     ({"seed": 2**32}, r"--seed must be in \[0, 2\^32\), got 4294967296"),
+    ({"report_to": "wandb"}, "--report-to must be one of none, tensorboard, got 'wandb'"),
 ])
 def test_bad_values_are_one_line_errors(change, message):
     with pytest.raises(AlbertError, match=f"^{message}"):
@@ -81,6 +81,9 @@ def test_the_run_length_given_replaces_the_other(monkeypatch):
 
 def test_the_trainer_needs_the_recipe_defaults_filled_in():
     TrainingOptions(**RESOLVED).validate_resolved()
+    TrainingOptions(**{**RESOLVED, "output_dir": ""}).validate()  # a recipe picks a default directory
+    with pytest.raises(AlbertError, match="^--output-dir is required"):
+        TrainingOptions(**{**RESOLVED, "output_dir": ""}).validate_resolved()
     TrainingOptions(output_dir="out").validate()  # None is fine before a recipe resolves it
     with pytest.raises(AlbertError, match="training options not set: lr, batch_size, warmup, weight_decay, "
                                           "metric, greater_is_better"):

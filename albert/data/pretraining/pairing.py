@@ -26,6 +26,7 @@ import os
 import random
 import re
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -36,7 +37,7 @@ import pyarrow.compute as pc
 from ...atomic import atomic_dir, write_json
 from ...errors import AlbertError
 from ...tokenizer import CLS_ID, SEP_ID, UNK_ID, Tokenizer
-from ..corpus import Corpus, Source, document_sentences
+from ..corpus import Corpus, Source, TextFileSource, document_sentences
 from .masking import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
@@ -135,14 +136,16 @@ def tokenize_document(tokenizer: Tokenizer, sentences: Sequence[str]) -> list[li
 
 
 def _generate_examples(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dict[str, Any],
-                       max_docs: int | None) -> Iterator[dict[str, Any]]:
+                       max_docs: int | None, progress_dir: str | None = None) -> Iterator[dict[str, Any]]:
     """Examples of the given shards, in order. Each document's randomness is seeded by (seed,
-    shard, document, copy), so the result does not depend on how shards are spread over processes."""
+    shard, document, copy), so the result does not depend on how shards are spread over processes.
+    With `progress_dir`, each shard's progress is written there (see `BuildProgress`)."""
     builder = SopExampleBuilder(settings["max_seq_length"], settings["short_seq_prob"])
     n_docs = 0
     for shard_index, source in shards:
+        report = _ShardReport(progress_dir, shard_index) if progress_dir else None
         recent: deque[list[list[int]]] = deque(maxlen=RECENT_DOCUMENTS)
-        for doc_index, paragraphs in enumerate(source.documents()):
+        for doc_index, paragraphs in enumerate(source.documents(report.read if report else None)):
             if max_docs is not None and n_docs >= max_docs:
                 return
             document = tokenize_document(tokenizer, document_sentences(paragraphs))
@@ -152,8 +155,90 @@ def _generate_examples(shards: list[tuple[int, Source]], tokenizer: Tokenizer, s
             for copy in range(settings["dupe_factor"]):
                 rng = random.Random(f"{settings['seed']}/{shard_index}/{doc_index}/{copy}")
                 target = builder.target_length(rng)
-                yield from builder.examples(document, target, rng, recent)
+                rows = builder.examples(document, target, rng, recent)
+                if report:
+                    report.built(len(rows), documents=copy == 0)
+                yield from rows
             recent.append(document)
+        if report:
+            report.write()
+
+
+class _ShardReport:
+    """A building process's progress on one shard, in a small file the main process reads: how far
+    the source was read (its size() units), documents and examples so far; rewritten at most every
+    REPORT_EVERY_S seconds."""
+
+    REPORT_EVERY_S = 1.0
+
+    def __init__(self, directory: str, shard_index: int):
+        self.path = Path(directory) / f"shard-{shard_index}.json"
+        self.state = {"read": 0, "documents": 0, "examples": 0}
+        self.written = 0.0
+
+    def read(self, units: int) -> None:
+        self.state["read"] = units
+        self._maybe_write()
+
+    def built(self, examples: int, documents: bool) -> None:
+        self.state["examples"] += examples
+        self.state["documents"] += int(documents)
+        self._maybe_write()
+
+    def _maybe_write(self) -> None:
+        if time.monotonic() - self.written >= self.REPORT_EVERY_S:
+            self.write()
+
+    def write(self) -> None:
+        self.written = time.monotonic()
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.state))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # progress is a courtesy; never fail a build over it
+
+
+class BuildProgress:
+    """The main process's view of a build spread over processes: a thread sums the shards' reports
+    onto a progress Meter (bytes read of the corpus, with ETA; documents with --max-docs)."""
+
+    def __init__(self, directory: str, shards: list[tuple[int, Source]], split: str, max_docs: int | None,
+                 enabled: bool):
+        from ...progress import Meter
+
+        self.directory = Path(directory)
+        self.by_documents = max_docs is not None
+        total = max_docs if self.by_documents else sum(s.size() for _, s in shards)
+        unit = "documents" if self.by_documents else ("B" if all(isinstance(s, TextFileSource) for _, s in shards)
+                                                       else "rows")
+        self.meter = Meter(f"building {split} examples", total=total, unit=unit, enabled=enabled)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="build progress", daemon=True)
+        if enabled:
+            self._thread.start()
+
+    def _read(self) -> None:
+        read = documents = examples = 0
+        for f in self.directory.glob("shard-*.json"):
+            try:
+                state = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            read, documents, examples = read + state["read"], documents + state["documents"], examples + state["examples"]
+        self.meter.set(documents if self.by_documents else read)
+        self.meter.note(f"{examples:,} examples" + ("" if self.by_documents else f" from {documents:,} documents"))
+
+    def _follow(self) -> None:
+        while not self._stop.wait(1.0):
+            self._read()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+            self._read()
+        self.meter.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +276,7 @@ def _original_error(e: BaseException) -> BaseException:
 def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, max_seq_length: int,
                               cache_dir: str | os.PathLike, *, num_proc: int | None = None, seed: int = 0,
                               dupe_factor: int = 1, short_seq_prob: float = 0.1,
-                              max_docs: int | None = None):
+                              max_docs: int | None = None, progress: bool = True):
     """Tokenize `split` of `corpus` into sentence-order pairs, once: the result is cached under
     `cache_dir`, keyed by the corpus files (with sizes and mtimes), the tokenizer and the settings,
     so a second call loads it (memory-mapped) instead of building.
@@ -199,6 +284,7 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
     Returns a `datasets.Dataset` with columns input_ids, token_type_ids (variable length, not
     padded) and sentence_order_label. `num_proc` processes build it, one file (hub: one row range)
     each; `max_docs` keeps only the first documents (for smoke tests) and builds in one process.
+    With `progress`, the build shows how much of the corpus it has read, with an ETA (albert/progress.py).
     """
     import datasets
 
@@ -216,7 +302,8 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
                 "dupe_factor": dupe_factor, "seed": seed}
     key_blob = json.dumps({"version": FORMAT_VERSION, "shards": [s.fingerprint() for _, s in shards],
                            "tokenizer": _tokenizer_fingerprint(tokenizer), "settings": settings,
-                           "max_docs": max_docs}, sort_keys=True)
+                           # "in all": since max_docs counts over the whole corpus, not per file.
+                           "max_docs": None if max_docs is None else [max_docs, "in all"]}, sort_keys=True)
     key = hashlib.sha256(key_blob.encode()).hexdigest()[:20]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(corpus.name).name or "corpus")
     final = Path(cache_dir) / f"sop-{name}-{split}-L{max_seq_length}-{key}"
@@ -226,11 +313,11 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
 
     # Fail early, in this process, on an empty corpus (workers would wrap the error).
     next(corpus.documents(split), None)
-    return _build(shards, tokenizer, settings, max_docs, procs, final, key)
+    return _build(shards, tokenizer, settings, max_docs, procs, final, key, split, progress)
 
 
 def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dict[str, Any],
-           max_docs: int | None, procs: int, final: Path, key: str):
+           max_docs: int | None, procs: int, final: Path, key: str, split: str, progress: bool):
     import datasets
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -239,10 +326,19 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
     # into place, so a crash never leaves a half-written cache that a later call would trust.
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as work, \
             atomic_dir(final, replace=False) as out:  # a concurrent builder that finished first wins
+        reports = os.path.join(work, "progress")
+        os.mkdir(reports)
+        meter = BuildProgress(reports, shards, split, max_docs, enabled=progress)
+        bars = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # ours counts the corpus read, with an ETA; theirs only rows
         try:
             ds = datasets.Dataset.from_generator(
                 _generate_examples, features=_features(), cache_dir=os.path.join(work, "generate"),
-                gen_kwargs={"shards": shards, "tokenizer": tokenizer, "settings": settings, "max_docs": max_docs},
+                # datasets calls the generator once per item of a list argument: a tuple keeps
+                # max_docs counting over all the shards.
+                gen_kwargs={"shards": shards if max_docs is None else tuple(shards), "tokenizer": tokenizer,
+                            "settings": settings, "max_docs": max_docs,
+                            "progress_dir": reports if progress else None},
                 num_proc=procs if len(shards) > 1 else None, fingerprint=key,
             )
         except Exception as e:
@@ -250,6 +346,10 @@ def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dic
             if original is e:
                 raise
             raise original from None
+        finally:
+            meter.close()
+            if bars:
+                datasets.enable_progress_bars()
         if len(ds) == 0:
             raise AlbertError(f"{final.name}: the corpus gave no examples (are its documents empty?)")
         ds.save_to_disk(str(out))

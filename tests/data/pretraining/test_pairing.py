@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from wiki_data import N_DOCS, SEQ, WIKI_VALID, needs_wiki
+from wiki_data import N_DOCS, SEQ, SPECIALS, WIKI_VALID, needs_wiki
 
 from albert.data.corpus import resolve_corpus
 from albert.data.pretraining import SopExampleBuilder, build_pretraining_dataset, pairing, tokenize_document
@@ -146,6 +146,38 @@ def test_sharded_build_matches_serial(corpus, tokenizer, tmp_path):
     serial = build_pretraining_dataset(local, tokenizer, "train", 64, tmp_path / "c1", num_proc=1)
     sharded = build_pretraining_dataset(local, tokenizer, "train", 64, tmp_path / "c2", num_proc=2)
     assert len(serial) > 100 and serial[:] == sharded[:]
+
+
+def test_max_docs_counts_over_the_whole_corpus_and_the_build_reports_its_progress(corpus, tokenizer, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """--max-docs 5 on a corpus of two files: 5 documents in all, not 5 per file. The build's progress
+    (a log line every few seconds off a terminal) counts what was read of the corpus, with an ETA."""
+    from albert import progress
+
+    with gzip.open(WIKI_VALID, "rt", encoding="utf-8") as f:
+        blocks = list(itertools.islice(f.read().split("\n\n"), 40))
+    for k in range(2):
+        (tmp_path / f"wiki-00{k}.txt").write_text("\n\n".join(blocks[k * 20:(k + 1) * 20]) + "\n")
+    local = resolve_corpus(str(tmp_path / "wiki-00*.txt"))
+    first_five = [tokenize_document(tokenizer, d) for d in itertools.islice(local.documents("train"), 5)]
+    five = build_pretraining_dataset(local, tokenizer, "train", 64, tmp_path / "c1", max_docs=5, progress=False)
+    whole = build_pretraining_dataset(local, tokenizer, "train", 64, tmp_path / "c2", num_proc=2, progress=False)
+    tokens = {t for doc in first_five for sentence in doc for t in sentence}
+    assert 0 < len(five) < len(whole) / 4
+    assert all(set(ids) - set(SPECIALS) <= tokens for ids in five["input_ids"])  # only from those 5 documents
+
+    monkeypatch.setattr(progress, "EVERY_S", 0.05)
+    monkeypatch.setattr(pairing._ShardReport, "REPORT_EVERY_S", 0.0)
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+    with caplog.at_level("INFO", logger="albert"):
+        again = build_pretraining_dataset(local, tokenizer, "train", 64, tmp_path / "c3", num_proc=2)
+    assert again[:] == whole[:]
+    size = sum((tmp_path / f"wiki-00{k}.txt").stat().st_size for k in range(2))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("building train examples:")]
+    assert lines, caplog.text
+    assert lines[-1].startswith(f"building train examples: {size / 1e3:.1f} kB of {size / 1e3:.1f} kB (100%)")
+    documents = sum(1 for d in local.documents("train") if tokenize_document(tokenizer, d))
+    assert f"{len(whole):,} examples from {documents} documents (took " in lines[-1]
 
 
 def test_build_errors(tokenizer, tmp_path):

@@ -1,0 +1,112 @@
+"""The default-resolution rules of the recipes, in one place: what `pretrain.py` and `finetune.py`
+use for an option the user left out, by model size, optimizer, batch size and starting point.
+
+Each rule returns the value and a short reason, which the run logs ("lr 0.01: LAMB, a model of
+hidden size 128, global batch 64"). The tables hold measured points ("anchors"); between two
+anchors a value is interpolated log-linearly, beyond the last one it stays constant. Better
+measurements are dropped into the tables; the rules stay.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from typing import Any
+
+log = logging.getLogger("albert")
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining
+
+# Peak learning rate by (optimizer, model size) and global batch: {global batch: lr}.
+# Model size: hidden sizes up to SMALL_MODEL_HIDDEN (micro, tiny, small) or larger (base and up).
+# - lamb/small 64: the tiny preset on the wiki shards, 150 steps, held-out MLM loss 7.40 at 1e-2
+#   against 9.64 at 1e-3 (uniform guessing: 10.3). LAMB normalises each layer's step by the
+#   update's norm, which gradient noise inflates at small batches: small batches want larger rates.
+# - lamb/large 4096: the ALBERT paper (0.00176 at batch 4096).
+# - adamw/small 64: the tiny preset, 150 steps: held-out MLM loss 7.38 at 1e-3.
+# - adamw/large 256: BERT's 1e-4 at batch 256.
+PRETRAIN_LR: dict[tuple[str, str], dict[int, float]] = {
+    ("lamb", "small"): {64: 1e-2},
+    ("lamb", "large"): {4096: 1.76e-3},
+    ("adamw", "small"): {64: 1e-3},
+    ("adamw", "large"): {256: 1e-4},
+}
+# Warmup, a fraction of the steps: ALBERT's 3125 of 125000.
+PRETRAIN_WARMUP = 0.025
+SMALL_MODEL_HIDDEN = 256
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning
+
+# Peak learning rate of a random initialisation (--preset), by hidden size: {hidden size: lr}.
+# 128: the tiny preset, 300 steps, warmup 10%: SST-2 (4000 training sentences) accuracy 0.735 at
+# 1e-3, 0.729 at 3e-4, 0.509 (one class) at 3e-3 and at the paper's 1e-5; CoNLL-2003 F1 0.48 at
+# 1e-3, 0.34 at 3e-4, 0.0 at 3e-3, 0.03 at 5e-5.
+RANDOM_INIT_LR: dict[int, float] = {128: 1e-3, 768: 1e-4}
+# Peak learning rate of a pretrained checkpoint smaller than the published ones, by hidden size;
+# from PAPER_HIDDEN up the task's table (the ALBERT paper's, for base and larger) applies.
+SMALL_PRETRAINED_LR: dict[int, float] = {128: 1e-3}
+PAPER_HIDDEN = 768
+
+
+def _interpolate(anchors: dict[int, float], x: float) -> float:
+    """Log-linear interpolation between anchors (x -> value); constant beyond the ends."""
+    xs = sorted(anchors)
+    if x <= xs[0]:
+        return anchors[xs[0]]
+    if x >= xs[-1]:
+        return anchors[xs[-1]]
+    i = bisect.bisect_right(xs, x)
+    x0, x1 = xs[i - 1], xs[i]
+    t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return float(math.exp((1 - t) * math.log(anchors[x0]) + t * math.log(anchors[x1])))
+
+
+def size_class(hidden_size: int) -> str:
+    return "small" if hidden_size <= SMALL_MODEL_HIDDEN else "large"
+
+
+def pretrain_lr(optimizer: str, hidden_size: int, global_batch: int) -> tuple[float, str]:
+    """The default peak learning rate of a pretraining run, and why."""
+    lr = _interpolate(PRETRAIN_LR[(optimizer, size_class(hidden_size))], global_batch)
+    return _round(lr), f"{optimizer}, hidden size {hidden_size}, global batch {global_batch}"
+
+
+def finetune_lr(task_lr: float, *, pretrained: bool, hidden_size: int) -> tuple[float, str]:
+    """The default peak learning rate of a fine-tuning run: the task's (the paper's table) for a
+    pretrained model of a published size; by size for a smaller pretrained model; by size, and much
+    larger, for a random initialisation (which the paper's rates barely move in a short run)."""
+    if not pretrained:
+        return _round(_interpolate(RANDOM_INIT_LR, hidden_size)), f"random initialisation of hidden size {hidden_size}"
+    if hidden_size >= PAPER_HIDDEN:
+        return task_lr, "the task's (the ALBERT paper's table)"
+    return _round(_interpolate(SMALL_PRETRAINED_LR, hidden_size)), f"a pretrained model of hidden size {hidden_size}"
+
+
+def warmup_fraction(defaults: dict[str, Any]) -> float:
+    """A task's default warmup as a fraction of the run. The paper's table gives warmup steps for
+    its number of steps (SST-2: 1256 of 20935); read as the same fraction, it fits any --max-steps
+    or --epochs (1256 absolute steps would outlast a 300-step run)."""
+    warmup = defaults["warmup"]
+    if warmup < 1:
+        return float(warmup)
+    steps = defaults.get("max_steps")
+    if not steps:
+        raise ValueError(f"a warmup of {warmup} steps needs the table's max_steps to become a fraction")
+    return round(warmup / steps, 3)
+
+
+def max_seq_length(task_default: int, positions: int | None) -> tuple[int, str | None]:
+    """The default max_seq_length: the task's, cut to the model's positions (`positions`, None for
+    a random initialisation, which gets as many positions as the task wants). Returns the value and
+    a note when it was cut. An explicit --max-seq-length above the positions stays an error."""
+    if positions is None or task_default <= positions:
+        return task_default, None
+    return positions, (f"max_seq_length {positions}: the task's default {task_default} cut to the model's "
+                       f"max_position_embeddings (pass --max-seq-length to choose)")
+
+
+def _round(x: float) -> float:
+    """Three significant digits: a default that reads well in logs and config.json."""
+    return float(f"{x:.3g}")
