@@ -434,7 +434,7 @@ def _conll():
 def bench_batching(args, device, report: Report) -> None:
     import numpy as np
 
-    from albert.data.sampler import LengthGroupedSampler
+    from albert.data.batch_order import LengthGroupedSampler
     from bench_finetune import padding_stats
 
     _, train, _, _ = _conll()

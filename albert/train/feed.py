@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from ..data.sampler import LengthGroupedSampler
+from ..data.batch_order import LengthGroupedSampler
 
 
 class MicroBatch(NamedTuple):

@@ -1,6 +1,6 @@
 """The training loop, for fine-tuning and pretraining.
 
-A step takes one global batch (see data/sampler.py), runs it as micro-batches with gradient
+A step takes one global batch (see data/batch_order.py), runs it as micro-batches with gradient
 accumulation under autocast, clips, and steps the optimizer and the schedule. The loop logs,
 evaluates and checkpoints on a cadence (decision.py), keeps the best model, stops early on
 patience, skips non-finite steps, and resumes exactly: a run killed after a checkpoint and
@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_dir, remove_temporaries, write_json
 from ..checkpoint import first_non_finite
-from ..data.sampler import LengthGroupedSampler
+from ..data.batch_order import LengthGroupedSampler
 from ..dirlock import lock_directory
 from ..errors import AlbertError, TrainingDiverged, TrainingWarning, require
 from ..optim import make_optimizer, make_schedule

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from albert.data.batching import pad_batch
-from albert.data.sampler import LengthGroupedSampler
+from albert.data.batch_order import LengthGroupedSampler
 from albert.train import Trainer, TrainingOptions
 from albert.train.feed import epoch_feed
 

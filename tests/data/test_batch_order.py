@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from albert.data.sampler import LengthGroupedSampler
+from albert.data.batch_order import LengthGroupedSampler
 from albert.errors import AlbertError
 
 
