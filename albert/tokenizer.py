@@ -47,6 +47,17 @@ MODEL_FILE = "spiece.model"
 PIPELINE_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 WORD_START = "\u2581"  # "▁", SentencePiece's word-start marker
+# Whole-word masking's word starts, as google-research/albert's `_is_start_piece_sp`: besides "▁"
+# pieces, a piece of one punctuation character, or one holding anything but ASCII letters and
+# punctuation (digits, other scripts), starts a word of its own.
+_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+_LETTERS_AND_PUNCTUATION = frozenset("abcdefghijklmnopqrstuvwxyz") | _PUNCTUATION
+
+
+def starts_word(piece: str) -> bool:
+    """Whether a (non-special) piece begins a word for whole-word masking (see _PUNCTUATION)."""
+    return (piece.startswith((WORD_START, "<")) or piece in _PUNCTUATION
+            or not all(c.lower() in _LETTERS_AND_PUNCTUATION for c in piece))
 
 
 def _preprocessing(do_lower_case: bool, keep_accents: bool) -> list[normalizers.Normalizer]:
@@ -273,9 +284,11 @@ class Tokenizer:
         return [self.id_to_piece(int(i)) for i in ids]
 
     def word_start_mask(self) -> np.ndarray:
-        """True where a piece begins a word ("▁" prefix) or is special; whole-word masking uses it."""
-        return np.array([p.startswith(WORD_START) or special for p, special in zip(self._pieces, self._special)],
-                        dtype=bool)
+        """True where a piece begins a word; whole-word masking uses it. A word starts at a "▁"
+        piece, a special piece, a lone punctuation piece, or a piece with characters other than
+        ASCII letters and punctuation (the reference's rule: so "," and "." are masked on their
+        own, not only together with the word they follow)."""
+        return np.array([special or starts_word(p) for p, special in zip(self._pieces, self._special)], dtype=bool)
 
     # ----- text to ids
 

@@ -312,9 +312,24 @@ def test_word_start_mask(ours, hf):
     assert mask.dtype == np.bool_ and mask.shape == (ours.vocab_size,)
     pieces = hf.convert_ids_to_tokens(list(range(len(hf))))
     special = set(hf.all_special_ids)
-    expected = np.array([p.startswith("▁") or i in special for i, p in enumerate(pieces)])
+    # google-research/albert's rule: "▁" pieces, lone punctuation, and pieces with characters
+    # other than ASCII letters and punctuation (digits, accents, apostrophes) start words.
+    punctuation = set('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+    letters = set("abcdefghijklmnopqrstuvwxyz") | punctuation
+    expected = np.array([p.startswith(("▁", "<")) or i in special or p in punctuation
+                         or not all(c in letters for c in p.lower()) for i, p in enumerate(pieces)])
     assert (mask == expected).all()
     assert mask[: MASK_ID + 1].all() and 0 < mask.sum() < ours.vocab_size
+    by_piece = dict(zip(pieces, mask))
+    assert by_piece.get(",", True) and by_piece.get(".", True)  # masked on their own
+    assert not mask[[i for i, p in enumerate(pieces) if p.isalpha() and p.isascii() and p.islower()]].any()
+
+
+def test_word_start_rule_on_hand_picked_pieces():
+    from albert.tokenizer import starts_word
+
+    assert all(starts_word(p) for p in ("▁the", ",", ".", ")", "99", "'s", "é", "▁("))
+    assert not any(starts_word(p) for p in ("s", "ing", '."', "):"))
 
 
 # ----- the digit-comma rule
