@@ -330,8 +330,14 @@ def test_gp_proposals_are_recorded_and_recompute_from_the_database(tmp_path):
                     fixed={"synthetic_sleep_ms": 2})
     out = run_sweep(settings)
     assert out["sampler"]["name"] == "gp" and out["sampler"]["how"] == {"sobol": 4, "model": 10}
-    assert out["model_best"]["trial_id"] in range(1, 15) and math.isfinite(out["model_best"]["predicted"])
     store = Storage.open(settings.sweep_dir)
+    # Which trials reach the last rung depends on the two workers' timing; the recommendation
+    # needs three of them (proposals.model_recommendation).
+    full = {t.id for t in store.trials("search") if max(t.rung_metrics, default=0) >= max(out["rungs"])}
+    if len(full) >= 3:
+        assert out["model_best"]["trial_id"] in full and math.isfinite(out["model_best"]["predicted"])
+    else:
+        assert out["model_best"] is None
     records = store.proposals()
     assert len(records) == 14 and any(p.pending for p in records)  # proposed while the other worker ran
     sampler = settings.make_sampler(default_space("rte"))
