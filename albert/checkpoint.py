@@ -142,7 +142,7 @@ def resolve(path: str | os.PathLike) -> Path:
         raise AlbertError(f"{name!r} is not a local directory, and huggingface_hub is not installed "
                           "to fetch it from the hub (pip install huggingface_hub)") from None
     patterns = ["config.json", "*.safetensors", "*.safetensors.index.json", "spiece.model",
-                "tokenizer_config.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
+                "tokenizer.json", "tokenizer_config.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
     try:
         return Path(snapshot_download(name, allow_patterns=patterns))
     except Exception as e:  # offline, unknown repo, gated, ...: one line, not a traceback

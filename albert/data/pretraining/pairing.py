@@ -244,15 +244,6 @@ class BuildProgress:
 # ---------------------------------------------------------------------------------------------
 # Building and caching the dataset
 
-def _tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
-    """A hash of what decides the ids: the SentencePiece model (pieces and scores) and the
-    preprocessing settings."""
-    h = hashlib.sha256(getattr(tokenizer, "_proto", b""))  # the spiece.model bytes
-    h.update("\n".join(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)).encode())
-    h.update(json.dumps([getattr(tokenizer, "do_lower_case", None), getattr(tokenizer, "keep_accents", None)]).encode())
-    return h.hexdigest()
-
-
 def _features():
     import datasets
 
@@ -301,7 +292,7 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
     settings = {"max_seq_length": max_seq_length, "short_seq_prob": short_seq_prob,
                 "dupe_factor": dupe_factor, "seed": seed}
     key_blob = json.dumps({"version": FORMAT_VERSION, "shards": [s.fingerprint() for _, s in shards],
-                           "tokenizer": _tokenizer_fingerprint(tokenizer), "settings": settings,
+                           "tokenizer": tokenizer.fingerprint(), "settings": settings,
                            # "in all": since max_docs counts over the whole corpus, not per file.
                            "max_docs": None if max_docs is None else [max_docs, "in all"]}, sort_keys=True)
     key = hashlib.sha256(key_blob.encode()).hexdigest()[:20]
