@@ -1,11 +1,12 @@
 """The training loop, for fine-tuning and pretraining.
 
 A step takes one global batch (see data/batch_order.py), runs it as micro-batches with gradient
-accumulation under autocast, clips, and steps the optimizer and the schedule, reading nothing back from the device
-(guard.py: the host waits for the GPU only on logged steps and where it evaluates or saves). The loop logs,
-evaluates and checkpoints on a cadence (decision.py), keeps the best model, stops early on
-patience, skips non-finite steps, and resumes exactly: a run killed after a checkpoint and
-resumed logs the same per-step losses as one that was never interrupted.
+accumulation under autocast, clips, and steps the optimizer and the schedule, reading nothing
+back from the device (guard.py: the host waits for the GPU only on logged steps and where it
+evaluates or saves). The loop logs, evaluates and checkpoints on a cadence (decision.py), keeps
+the best model, stops early on patience, skips non-finite steps, and resumes exactly: a run
+killed after a checkpoint and resumed logs the same per-step losses as one that was never
+interrupted.
 
 Contract with the caller:
 - `train_data[i]` (or `train_data.__getitems__(indices)`) gives one row, whatever the collate
@@ -41,7 +42,7 @@ from ..optim import make_optimizer, make_schedule
 from .checkpoints import CheckpointStore, refuse_earlier_run
 from .decision import Decision, decide, judge
 from .distributed import Distributed, resolve_device
-from .feed import MicroBatch, epoch_feed
+from .feed import Feed, MicroBatch, default_workers
 from .guard import Reading, StepGuard
 from .options import TrainingOptions
 from .precision import autocast, peak_flops, resolve_precision
@@ -125,7 +126,9 @@ class Trainer:
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=opt.ddp_find_unused) if self.dist.enabled else None
         forward = self.ddp or self.model
-        self.forward_model = torch.compile(forward) if opt.compile else forward
+        compiled = opt.compile or opt.compile_mode != "default"
+        mode = None if opt.compile_mode == "default" else opt.compile_mode
+        self.forward_model = torch.compile(forward, mode=mode) if compiled else forward
 
         self.sampler = LengthGroupedSampler(
             len(train_data), opt.batch_size, lengths=lengths if opt.group_by_length else None,
@@ -173,9 +176,13 @@ class Trainer:
                 self.on_start()
             self.dist.barrier()
             self.log.open(resumed_at)
+            workers = default_workers(self.device) if self.options.num_workers is None else self.options.num_workers
+            self.feed = Feed(self.train_data, self.collate_fn, self.sampler, seed=self.options.seed,
+                             rank=self.dist.rank, num_workers=workers, pin_memory=self.device.type == "cuda")
             try:
                 return self._loop(started)
             finally:
+                self.feed.close()
                 self.log.close()
 
     def _loop(self, started: float) -> dict[str, Any]:
@@ -235,9 +242,7 @@ class Trainer:
 
     def _feed(self) -> Iterator[list[MicroBatch]]:
         """The rest of the current epoch, one list of micro-batches per step."""
-        return epoch_feed(self.train_data, self.collate_fn, self.sampler, epoch=self.progress.epoch,
-                          done_steps=self.progress.epoch_step, seed=self.options.seed, rank=self.dist.rank,
-                          num_workers=self.options.num_workers, pin_memory=self.device.type == "cuda")
+        return self.feed.epoch(self.progress.epoch, self.progress.epoch_step)
 
     def _due(self) -> Decision:
         """What `decide` would do after this step if it had no bad steps in a row."""
