@@ -317,8 +317,9 @@ class Trainer:
         if p.bad_steps >= self.options.max_bad_steps:
             raise self._diverged(f"{p.bad_steps} consecutive steps with a non-finite {what} (last at step {last})")
         where = f"step {last}" if new == 1 else f"{new} steps up to step {last}"
-        warnings.warn(f"{where}: non-finite {what} ({r.last_bad_loss}); skipping the update "
-                      f"({p.bad_steps}/{self.options.max_bad_steps} in a row)", TrainingWarning, stacklevel=3)
+        warnings.warn(f"{where}: non-finite {what} ({r.last_bad_loss}); update skipped (now {p.bad_steps} "
+                      f"bad steps in a row; --max-bad-steps {self.options.max_bad_steps})", TrainingWarning,
+                      stacklevel=3)
         return r
 
     def _diverged(self, what: str) -> TrainingDiverged:

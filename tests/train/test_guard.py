@@ -90,10 +90,13 @@ def test_reading_averages_the_window_and_resets():
     assert r.loss is None and r.grad_norm is None and r.metrics == {} and r.skipped == 5
 
 
-def test_non_logging_steps_read_nothing_back(tmp_path):
+@pytest.mark.parametrize("precision,optimizer", [("fp32", "adamw"), ("fp32", "lamb"), ("fp16", "adamw"),
+                                                 ("fp16", "lamb")])
+def test_non_logging_steps_read_nothing_back(tmp_path, precision, optimizer):
     steps = []
     with counting_steps(steps):
-        Trainer(Toy(), config(tmp_path, max_steps=9, log_every=4, eval_every=100), TRAIN, collate,
+        Trainer(Toy(), config(tmp_path, max_steps=9, log_every=4, eval_every=100, precision=precision,
+                              optimizer=optimizer), TRAIN, collate,
                 evaluate=evaluate, step_metrics=lambda out, batch: {"m": out.loss.detach()}).train()
     assert len(steps) == 9
     counts = [len(events) for events in steps]
@@ -116,8 +119,8 @@ def test_too_many_bad_steps_are_found_at_the_next_read(tmp_path):
 def test_skipped_steps_between_reads_are_reported_together(tmp_path):
     model = Toy()
     model.nan_calls = {2, 3}
-    with pytest.warns(TrainingWarning, match=r"^2 steps up to step 3: non-finite loss \(nan\); skipping the update "
-                                             r"\(0/10 in a row\)$"):
+    with pytest.warns(TrainingWarning, match=r"^2 steps up to step 3: non-finite loss \(nan\); update skipped "
+                                             r"\(now 0 bad steps in a row; --max-bad-steps 10\)$"):
         results = Trainer(model, config(tmp_path, max_steps=8, log_every=4, eval_every=100), TRAIN, collate,
                           evaluate=evaluate).train()
     assert results["skipped_steps"] == 2
