@@ -273,6 +273,7 @@ class Trainer:
         whether the update is applied). Reads nothing back from the device."""
         total_rows = sum(mb.rows for mb in micro)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
+        metrics = []  # handed to the guard once the step is through (not when it runs out of memory)
         for j, mb in enumerate(micro):
             batch = {k: v.to(self.device, non_blocking=True) for k, v in mb.batch.items()}
             weight = mb.rows / total_rows
@@ -286,7 +287,7 @@ class Trainer:
                 self.scaler.scale(out.loss.float() * weight).backward()
             loss_sum += out.loss.detach().float() * weight
             if want_metrics and self.step_metrics_fn is not None:
-                self.guard.add_metrics(self.step_metrics_fn(out, batch), weight)
+                metrics.append((self.step_metrics_fn(out, batch), weight))
         # Every process skips or applies the step alike: on the mean loss (an all-reduce queued on
         # the device, not a read) and the gradient norm (of the all-reduced gradients).
         loss = self.dist.all_sum(loss_sum.double()) / self.dist.world_size
@@ -296,6 +297,8 @@ class Trainer:
         max_norm = self.options.max_grad_norm if self.options.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.guard.step(loss, grad_norm)
+        for values, weight in metrics:
+            self.guard.add_metrics(values, weight)
         if self.scaler.is_enabled():
             self.scaler.update()  # lowers the scale after an overflow, as GradScaler.step would have
         with warnings.catch_warnings():
