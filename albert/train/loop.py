@@ -88,7 +88,8 @@ class Trainer:
     - `save_best(model, directory)`: writes the best model (HF format) into a fresh
       directory that then replaces `output_dir/best`.
     - `step_metrics(output, batch) -> metrics`: extra numbers for the log (e.g. MLM
-      accuracy), computed only on logged steps, averaged over that step's micro-batches.
+      accuracy), computed only on logged steps, averaged over that step's micro-batches; floats,
+      or 0-dim device tensors (summed on the device and read with the trainer's one read).
     - `flops_per_token`: training FLOPs per token, for MFU on GPUs with a known peak.
     - `on_evaluate(step, metrics)`: called after each evaluation; False stops the run (the tuner's pruning).
     - `on_start()`: called on rank 0 once the run has restored its checkpoint or started over,
@@ -154,6 +155,8 @@ class Trainer:
         self.log = RunLog(self.output_dir, enabled=self.dist.is_main, tensorboard=opt.report_to == "tensorboard")
         self.progress = Progress()
         self.stopped_by_callback = False
+        self.feed: Feed | None = None  # made by train(): one loader for the run
+        self.guard: StepGuard | None = None  # made by the loop: the device-side sums and flag
 
     # --- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:

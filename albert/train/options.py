@@ -101,7 +101,8 @@ class TrainingOptions:
         require(self.eval_every >= 0 and self.save_every >= 0, "--eval-every and --save-every must be >= 0")
         require(self.keep_last >= 1, f"--keep-last must be >= 1, got {self.keep_last}")
         require(self.patience is None or self.patience >= 1, f"--patience must be >= 1, got {self.patience}")
-        require(self.num_workers is None or self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
+        require(self.num_workers is None or self.num_workers >= 0,
+                f"--num-workers must be >= 0, got {self.num_workers}")
         require(self.compile_mode in COMPILE_MODES,
                 f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
