@@ -163,3 +163,24 @@ def test_a_finite_run_is_the_plain_loop_bit_for_bit(tmp_path, name):
     assert logged == losses
     for (k, v), w in zip(model.state_dict().items(), ref.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
+
+
+class OomOnce(Toy):
+    """Runs out of memory on its second training forward: the first step's second micro-batch."""
+
+    def forward(self, *args, **kwargs):
+        if self.training and self.calls == 1:
+            self.calls += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().forward(*args, **kwargs)
+
+
+def test_a_step_retried_after_out_of_memory_counts_its_metrics_once(tmp_path):
+    """The first micro-batch's metrics of a step that ran out of memory are not kept for its retry."""
+    with pytest.warns(TrainingWarning, match="retrying with micro-batch 2"):
+        Trainer(OomOnce(), config(tmp_path, max_steps=3, log_every=1, batch_size=4, grad_accum=2,
+                                  auto_accumulate=True), TRAIN, collate, evaluate=evaluate,
+                step_metrics=lambda out, batch: {"share": 1.0, "dev": torch.tensor(1.0)}).train()
+    train = [r for r in read_log(tmp_path) if r["type"] == "train"]
+    # the weights of a step's micro-batches sum to 1
+    assert [(r["share"], r["dev"]) for r in train] == [(1.0, 1.0)] * 3
