@@ -147,7 +147,8 @@ class Lamb(torch.optim.Optimizer):
                 u_norm = torch.stack(torch._foreach_norm(update))
                 ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
                 scale = ratio * -group["lr"]
-                update = self._scaled(update, scale if keep is None else scale * keep)
+                # where, not a multiply: a skipped step's ratio may be inf, and inf * 0 is NaN
+                update = self._scaled(update, scale if keep is None else torch.where(keep > 0, scale, 0.0))
             else:
                 torch._foreach_mul_(update, -group["lr"] if keep is None else keep * -group["lr"])
             torch._foreach_add_(params, update)

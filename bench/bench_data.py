@@ -3,9 +3,9 @@
   collate   masking + padding a batch (pretraining_collate), ms per batch, this checkout
             against a baseline checkout (--baseline DIR, e.g. the commit before the batch
             masker), alternating the two on the same rows
-  loader    the DataLoader alone as the trainer builds it (index batches, collate told the epoch
-            and the indices), samples/s with 0 and with N worker processes (persistent,
-            prefetching), start-up apart
+  loader    the trainer's own loader alone (albert.train.feed.Feed: one DataLoader for the run,
+            collate told the epoch and the indices), samples/s with 0 and with N worker processes
+            (started once, kept across epochs, prefetching), start-up apart
   step      the pretraining model's training step (forward, backward, LAMB) on one of those
             batches, samples/s, for the loader figures to be read against
 
@@ -18,6 +18,7 @@ trained on it (both cached under $ALBERT_CACHE/bench-data).
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import itertools
 import json
@@ -105,50 +106,31 @@ def bench_collate(args, dataset, word_start) -> dict:
     return out
 
 
-class _Rows(torch.utils.data.Dataset):
-    """What the trainer's loader hands its collate: (indices, rows) for a batch of indices."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitems__(self, indices):
-        return indices, self.data.__getitems__(indices)
-
-
-class _Collate:
-    def __init__(self, masker: NgramMasker, epoch: int):
-        self.masker, self.epoch = masker, epoch
-
-    def __call__(self, item):
-        indices, rows = item
-        return pretraining_collate(rows, self.masker, epoch=self.epoch, indices=indices)
-
-
 def bench_loader(args, dataset, word_start) -> dict:
-    masker = NgramMasker(word_start, seed=0)
-    n = (len(dataset) // args.batch) * args.batch
-    plan = np.random.default_rng(1).permutation(len(dataset))[:n].reshape(-1, args.batch).tolist()
+    """The trainer's own loader (albert.train.feed.Feed: persistent workers, prefetch), over
+    random batches of `args.batch`, one epoch per repeat; the first batch of the first epoch
+    (worker start-up) is timed apart."""
+    from albert.data.batch_order import LengthGroupedSampler
+    from albert.train.feed import Feed
+
+    collate = functools.partial(pretraining_collate, masker=NgramMasker(word_start, seed=0))
     out = {}
     for workers in sorted({0, args.workers}):
-        loader = torch.utils.data.DataLoader(_Rows(IndexedExamples(dataset)), batch_sampler=plan,
-                                             collate_fn=_Collate(masker, 0), num_workers=workers,
-                                             persistent_workers=workers > 0,
-                                             prefetch_factor=4 if workers > 0 else None)
-        t = time.perf_counter()
-        it = iter(loader)
-        next(it)
-        start_s = time.perf_counter() - t
-        rates = []
-        for _ in range(args.repeats):
+        sampler = LengthGroupedSampler(len(dataset), args.batch, seed=1)
+        feed = Feed(IndexedExamples(dataset), collate, sampler, seed=1, rank=0, num_workers=workers)
+        try:
             t = time.perf_counter()
-            count = sum(b["input_ids"].shape[0] for b in loader)
-            rates.append(count / (time.perf_counter() - t))
+            next(feed.epoch(0, 0))
+            start_s = time.perf_counter() - t
+            rates = []
+            for epoch in range(args.repeats):
+                t = time.perf_counter()
+                count = sum(mb.rows for step in feed.epoch(epoch, 0) for mb in step)
+                rates.append(count / (time.perf_counter() - t))
+        finally:
+            feed.close()
         out[f"{workers} workers"] = {"samples_per_s": statistics.median(rates), "all": rates,
-                                     "first_batch_s": start_s, "batches": len(plan)}
-        del it, loader
+                                     "first_batch_s": start_s, "batches": sampler.num_steps}
     return out
 
 

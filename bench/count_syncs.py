@@ -101,8 +101,11 @@ class HostSyncs(TorchDispatchMode):
         super().__init__()
         self.events: list[Event] = []
         self._patches: list[tuple[Any, str, Any]] = []
+        self.paused = 0  # > 0: inside host-only code (the data loader), whose tensors are the host's own
 
     def _add(self, kind: str, op: str) -> None:
+        if self.paused:
+            return
         where, via = _locate()
         if torch._C._current_graph_task_id() != -1:  # inside loss.backward(): no Python frame of ours
             op += " in backward"
@@ -258,53 +261,88 @@ def model_view(seq: int, batch_size: int) -> dict[str, dict[str, Any]]:
 
 
 # --- the trainer view ------------------------------------------------------------------------------
+# Where the trainer's loop, its step function and the collate wrapper live (newest first).
+LOOP_FUNCTIONS = ("albert.train.loop:Trainer._loop",)
 STEP_FUNCTIONS = ("albert.train.loop:Trainer._train_step",)
+# The data loader works on the host's own tensors (in worker processes, on a GPU machine): not syncs.
+HOST_ONLY = ((torch.utils.data.DataLoader, "__iter__"), (torch.utils.data.dataloader._BaseDataLoaderIter, "__next__"))
 
 
-@contextlib.contextmanager
-def counting_steps(records: list[dict]) -> Iterator[None]:
-    """Count the syncs of every call of the trainer's step function, with whether it logged."""
+def _find(specs: tuple[str, ...]) -> tuple[Any, str, Callable]:
     import importlib
 
-    for spec in STEP_FUNCTIONS:
+    for spec in specs:
         module, qual = spec.split(":")
         owner_name, method = qual.split(".")
         try:
             owner = getattr(importlib.import_module(module), owner_name)
-            original = getattr(owner, method)
-            break
+            return owner, method, getattr(owner, method)
         except (ImportError, AttributeError):
             continue
-    else:
-        raise SystemExit(f"cannot find the trainer's step function (tried {', '.join(STEP_FUNCTIONS)}); "
-                         "add its new location to STEP_FUNCTIONS in bench/count_syncs.py")
-    logging_arg = next((n for n in inspect.signature(original).parameters if "metric" in n or "log" in n), None)
+    raise SystemExit(f"cannot find any of {', '.join(specs)}; add the new location to bench/count_syncs.py")
 
-    def counted(self, *args, **kwargs):
-        bound = inspect.signature(original).bind(self, *args, **kwargs)
+
+@contextlib.contextmanager
+def counting_steps(steps: list[list[Event]]) -> Iterator[None]:
+    """Count every sync of the training loop, each attributed to the step it follows: from one call
+    of the step function to the next (so a step's logging, evaluation and saving are its own), except
+    inside the data loader (HOST_ONLY)."""
+    loop_owner, loop_name, loop = _find(LOOP_FUNCTIONS)
+    step_owner, step_name, step = _find(STEP_FUNCTIONS)
+    mode: list[HostSyncs] = []
+    starts: list[int] = []  # index of the first event of each step
+
+    def counted_loop(self, *args, **kwargs):
         with HostSyncs() as syncs:
-            result = original(self, *args, **kwargs)
-        records.append({"logging": bool(bound.arguments.get(logging_arg)) if logging_arg else None,
-                        "events": syncs.events})
-        return result
+            mode.append(syncs)
+            starts.clear()
+            try:
+                return loop(self, *args, **kwargs)
+            finally:
+                mode.pop()
+                # Events before the first step (setting up) belong to no step.
+                ends = starts[1:] + [len(syncs.events)]
+                steps.extend(syncs.events[a:b] for a, b in zip(starts, ends))
 
-    setattr(owner, method, counted)
+    def counted_step(self, *args, **kwargs):
+        starts.append(len(mode[-1].events))
+        return step(self, *args, **kwargs)
+
+    def host_only(original):
+        def paused(*args, **kwargs):
+            if mode:
+                mode[-1].paused += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if mode:
+                    mode[-1].paused -= 1
+        return paused
+
+    patches = [(loop_owner, loop_name, loop, counted_loop), (step_owner, step_name, step, counted_step),
+               *((owner, name, getattr(owner, name), host_only(getattr(owner, name))) for owner, name in HOST_ONLY)]
+    for owner, name, _, new in patches:
+        setattr(owner, name, new)
     try:
         yield
     finally:
-        setattr(owner, method, original)
+        for owner, name, old, _ in patches:
+            setattr(owner, name, old)
 
 
-def _by_step_kind(records: list[dict]) -> dict[str, Any]:
+def _by_step_kind(steps: list[list[Event]], max_steps: int, log_every: int) -> dict[str, Any]:
+    """Steps 1..max_steps (each run evaluates and saves at its last step only) by kind."""
+    kinds = {"non-logging steps": [], "logging steps": [], "last step (logs, evaluates, saves)": []}
+    for i, events in enumerate(steps, 1):
+        kind = ("last step (logs, evaluates, saves)" if i == max_steps else
+                "logging steps" if i % log_every == 0 else "non-logging steps")
+        kinds[kind].append(events)
     out = {}
-    for label, logging in (("non-logging steps", False), ("logging steps", True)):
-        steps = [r for r in records if r["logging"] is logging]
-        if not steps:
-            continue
-        per_step = [len(r["events"]) for r in steps]
-        # The events of one representative step (the last), by place.
-        out[label] = {"steps": len(steps), "syncs per step": sorted(set(per_step)),
-                      "one step": summarise(steps[-1]["events"])}
+    for label, group in kinds.items():
+        if group:
+            # The events of one representative step (the last), by place.
+            out[label] = {"steps": len(group), "syncs per step": sorted({len(e) for e in group}),
+                          "one step": summarise(group[-1])}
     return out
 
 
@@ -321,18 +359,18 @@ def trainer_view(work: Path) -> dict[str, Any]:
         (work / "ner" / f"{split}.txt").write_text(conll_text(n, seed))
     common = dict(max_steps=9, log_every=3, device="cpu", progress=False, seed=1)
     out = {}
-    records: list[dict] = []
+    records: list[list[Event]] = []
     with counting_steps(records):
         pretrain(PretrainArgs(output_dir=str(work / "pt"), corpus=str(work / "corpus.txt"), preset="micro",
                               vocab_size=200, max_seq_length=64, batch_size=8, eval_every=100, eval_examples=16,
                               num_proc=1, **common))
-    out["pretraining (pretrain.run, LAMB)"] = _by_step_kind(records)
+    out["pretraining (pretrain.run, LAMB)"] = _by_step_kind(records, 9, 3)
     records.clear()
     with counting_steps(records):
         finetune(FinetuneArgs(task="ner", output_dir=str(work / "ft"), preset="micro", data_dir=str(work / "ner"),
                               vocab_size=200, max_seq_length=64, batch_size=8, eval_every=100, predict=False,
                               **common))
-    out["fine-tuning (finetune.run ner, AdamW)"] = _by_step_kind(records)
+    out["fine-tuning (finetune.run ner, AdamW)"] = _by_step_kind(records, 9, 3)
     return out
 
 

@@ -24,6 +24,7 @@ from ..train.precision import autocast
 log = logging.getLogger(__name__)
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+PAD_MULTIPLE = 8  # batches are padded to a multiple of this length
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -133,9 +134,13 @@ class Task:
     # ----- batches
 
     def collate(self, rows: list[dict], *, epoch: int = 0, indices: Sequence[int] = ()) -> dict[str, torch.Tensor]:
-        """Model inputs and targets, padded to the batch's longest row. (`epoch` and `indices`, which
-        the trainer always passes, are not needed: nothing here is random.)"""
-        return pad_batch([{k: r[k] for k in self.model_keys if k in r} for r in rows])
+        """Model inputs and targets, padded to the batch's longest row rounded up to a multiple of 8
+        (tensor-core tiles, and fewer shapes for a compiled model; length-grouped batches keep the
+        extra padding small), without an attention mask when no row is padded (the model then
+        takes SDPA's flash kernel). (`epoch` and `indices`, which the trainer always passes, are not
+        needed: nothing here is random.)"""
+        return pad_batch([{k: r[k] for k in self.model_keys if k in r} for r in rows], multiple_of=PAD_MULTIPLE,
+                         mask_unpadded=False)
 
     def lengths(self, features: Dataset) -> list[int]:
         return list(features["length"])
@@ -163,7 +168,9 @@ class Task:
             with torch.inference_mode(), amp:
                 for start in range(0, len(order), batch_size):
                     idx = order[start:start + batch_size].tolist()
-                    batch = {k: v.to(device) for k, v in pad_batch(as_rows(inputs[idx])).items() if k in INPUT_KEYS}
+                    rows = as_rows(inputs[idx])
+                    batch = {k: v.to(device) for k, v in pad_batch(rows, multiple_of=PAD_MULTIPLE, mask_unpadded=False
+                                                                   ).items() if k in INPUT_KEYS}
                     out = model(**batch)
                     for name in outputs:
                         values = getattr(out, name).float().cpu().numpy()

@@ -2,6 +2,7 @@
 
   options      TrainingOptions: the one set of training options (command lines, run configs, trainer)
   loop         Trainer: the loop itself
+  guard        the non-finite guard and the step's sums, on the device (no host sync per step)
   decision     when to evaluate, save and stop (pure functions)
   feed         sampler -> DataLoader -> micro-batches; the collate contract
   checkpoints  CheckpointStore (atomic, verified by a manifest); the earlier-run check

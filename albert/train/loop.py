@@ -1,10 +1,12 @@
 """The training loop, for fine-tuning and pretraining.
 
 A step takes one global batch (see data/batch_order.py), runs it as micro-batches with gradient
-accumulation under autocast, clips, and steps the optimizer and the schedule. The loop logs,
-evaluates and checkpoints on a cadence (decision.py), keeps the best model, stops early on
-patience, skips non-finite steps, and resumes exactly: a run killed after a checkpoint and
-resumed logs the same per-step losses as one that was never interrupted.
+accumulation under autocast, clips, and steps the optimizer and the schedule, reading nothing
+back from the device (guard.py: the host waits for the GPU only on logged steps and where it
+evaluates or saves). The loop logs, evaluates and checkpoints on a cadence (decision.py), keeps
+the best model, stops early on patience, skips non-finite steps, and resumes exactly: a run
+killed after a checkpoint and resumed logs the same per-step losses as one that was never
+interrupted.
 
 Contract with the caller:
 - `train_data[i]` (or `train_data.__getitems__(indices)`) gives one row, whatever the collate
@@ -25,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -38,9 +40,10 @@ from ..dirlock import lock_directory
 from ..errors import AlbertError, TrainingDiverged, TrainingWarning, require
 from ..optim import make_optimizer, make_schedule
 from .checkpoints import CheckpointStore, refuse_earlier_run
-from .decision import decide, judge
+from .decision import Decision, decide, judge
 from .distributed import Distributed, resolve_device
-from .feed import MicroBatch, epoch_feed
+from .feed import Feed, MicroBatch, default_workers
+from .guard import Reading, StepGuard
 from .options import TrainingOptions
 from .precision import autocast, peak_flops, resolve_precision
 from .rng import preserved_rng, rng_state, seed_everything, set_rng_state
@@ -65,6 +68,14 @@ class Progress:
     skipped_steps: int = 0
 
 
+class Step(NamedTuple):
+    """What the host knows of a step without asking the device."""
+
+    rows: int
+    tokens: int
+    lr: float
+
+
 class Trainer:
     """Fine-tuning and pretraining loop; see the module docstring for the data contract.
 
@@ -77,7 +88,8 @@ class Trainer:
     - `save_best(model, directory)`: writes the best model (HF format) into a fresh
       directory that then replaces `output_dir/best`.
     - `step_metrics(output, batch) -> metrics`: extra numbers for the log (e.g. MLM
-      accuracy), computed only on logged steps, averaged over that step's micro-batches.
+      accuracy), computed only on logged steps, averaged over that step's micro-batches; floats,
+      or 0-dim device tensors (summed on the device and read with the trainer's one read).
     - `flops_per_token`: training FLOPs per token, for MFU on GPUs with a known peak.
     - `on_evaluate(step, metrics)`: called after each evaluation; False stops the run (the tuner's pruning).
     - `on_start()`: called on rank 0 once the run has restored its checkpoint or started over,
@@ -115,7 +127,9 @@ class Trainer:
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=opt.ddp_find_unused) if self.dist.enabled else None
         forward = self.ddp or self.model
-        self.forward_model = torch.compile(forward) if opt.compile else forward
+        compiled = opt.compile or opt.compile_mode != "default"
+        mode = None if opt.compile_mode == "default" else opt.compile_mode
+        self.forward_model = torch.compile(forward, mode=mode) if compiled else forward
 
         self.sampler = LengthGroupedSampler(
             len(train_data), opt.batch_size, lengths=lengths if opt.group_by_length else None,
@@ -141,6 +155,8 @@ class Trainer:
         self.log = RunLog(self.output_dir, enabled=self.dist.is_main, tensorboard=opt.report_to == "tensorboard")
         self.progress = Progress()
         self.stopped_by_callback = False
+        self.feed: Feed | None = None  # made by train(): one loader for the run
+        self.guard: StepGuard | None = None  # made by the loop: the device-side sums and flag
 
     # --- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
@@ -163,9 +179,13 @@ class Trainer:
                 self.on_start()
             self.dist.barrier()
             self.log.open(resumed_at)
+            workers = default_workers(self.device) if self.options.num_workers is None else self.options.num_workers
+            self.feed = Feed(self.train_data, self.collate_fn, self.sampler, seed=self.options.seed,
+                             rank=self.dist.rank, num_workers=workers, pin_memory=self.device.type == "cuda")
             try:
                 return self._loop(started)
             finally:
+                self.feed.close()
                 self.log.close()
 
     def _loop(self, started: float) -> dict[str, Any]:
@@ -174,6 +194,8 @@ class Trainer:
         opt, p = self.options, self.progress
         bar = tqdm(total=self.total_steps, initial=p.step, desc="train", dynamic_ncols=True,
                    disable=not (opt.progress and self.dist.is_main))
+        self.guard = StepGuard(self.optimizer, self.device, fp16=self.precision == "fp16",
+                               bad_in_a_row=p.bad_steps, skipped=p.skipped_steps)
         window, run = Window(), Window()  # since the last logged step; since the start
         stop = p.step >= self.total_steps
         stopped_early = False
@@ -182,45 +204,58 @@ class Trainer:
                 clock = time.perf_counter()
                 for micro in self._feed():
                     try:
-                        result = self._train_step(micro, want_metrics=(p.step + 1) % opt.log_every == 0)
+                        step = self._train_step(micro, want_metrics=(p.step + 1) % opt.log_every == 0)
                     except _OOM:
-                        result = None
-                    if result is None:
+                        step = None
+                    if step is None:
                         # Outside the except block, so the traceback's tensors can be freed.
                         del micro
                         self._handle_oom()
                         break  # rebuild the epoch's feed from this step with smaller micro-batches
                     p.step += 1
                     p.epoch_step += 1
+                    logging = p.step % opt.log_every == 0 or p.step == self.total_steps
+                    # The step's only read back: where it is logged, or where the weights may be
+                    # evaluated or saved (the counts of bad steps must then be exact). It waits for
+                    # the device, so it counts as training time.
+                    reading = self._read_guard() if logging or any(self._due()) else None
                     elapsed = time.perf_counter() - clock
-                    window.add(result, elapsed)
-                    run.add(result, elapsed)
+                    window.add(step.rows, step.tokens, elapsed)
+                    run.add(step.rows, step.tokens, elapsed)
                     bar.update(1)
-                    if p.step % opt.log_every == 0 or p.step == self.total_steps:
-                        record = window.record(p.step, self._epochs(), result, self._mfu)
+                    if logging:
+                        record = self._global(window).record(
+                            p.step, self._epochs(), loss=reading.loss, grad_norm=reading.grad_norm, lr=step.lr,
+                            metrics=reading.metrics, skipped=reading.last_bad_ago == 0, mfu_of=self._mfu)
                         self.log.write(record)
                         bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "lr", "samples_per_s")
                                          if record.get(k) is not None})
                         window = Window()
+                        self.guard.reset_window()
                     stop, stopped_early = self._after_step()
                     clock = time.perf_counter()  # evaluation and saving are not training time
                     if stop:
                         break
         finally:
             bar.close()
-        results = self._results(started, run, stopped_early)
+        results = self._results(started, self._global(run), stopped_early)
         if self.dist.is_main:
             write_json(self.output_dir / "results.json", results)
         return results
 
     def _feed(self) -> Iterator[list[MicroBatch]]:
         """The rest of the current epoch, one list of micro-batches per step."""
-        return epoch_feed(self.train_data, self.collate_fn, self.sampler, epoch=self.progress.epoch,
-                          done_steps=self.progress.epoch_step, seed=self.options.seed, rank=self.dist.rank,
-                          num_workers=self.options.num_workers, pin_memory=self.device.type == "cuda")
+        return self.feed.epoch(self.progress.epoch, self.progress.epoch_step)
+
+    def _due(self) -> Decision:
+        """What `decide` would do after this step if it had no bad steps in a row."""
+        p, opt = self.progress, self.options
+        return decide(step=p.step, total_steps=self.total_steps, epoch_end=p.epoch_step >= self.steps_per_epoch,
+                      eval_every=opt.eval_every, save_every=opt.save_every, bad_steps=0)
 
     def _after_step(self) -> tuple[bool, bool]:
-        """Evaluate, close the epoch and save as `decide` says; (stop?, stopped early?)."""
+        """Evaluate, close the epoch and save as `decide` says; (stop?, stopped early?). Where it
+        evaluates, saves or stops, the loop has just read the guard: `p.bad_steps` is exact."""
         p, opt = self.progress, self.options
         epoch_end = p.epoch_step >= self.steps_per_epoch
         todo = decide(step=p.step, total_steps=self.total_steps, epoch_end=epoch_end, eval_every=opt.eval_every,
@@ -236,11 +271,12 @@ class Trainer:
         return todo.stop or stopped_early, stopped_early
 
     # --- one step ---------------------------------------------------------------------------
-    def _train_step(self, micro: list[MicroBatch], want_metrics: bool) -> dict[str, Any]:
-        """Forward/backward every micro-batch, then clip and step; returns the step's numbers."""
+    def _train_step(self, micro: list[MicroBatch], want_metrics: bool) -> Step:
+        """Forward/backward every micro-batch, then clip and step (guard.py decides on the device
+        whether the update is applied). Reads nothing back from the device."""
         total_rows = sum(mb.rows for mb in micro)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
-        metrics: dict[str, float] = {}
+        metrics = []  # handed to the guard once the step is through (not when it runs out of memory)
         for j, mb in enumerate(micro):
             batch = {k: v.to(self.device, non_blocking=True) for k, v in mb.batch.items()}
             weight = mb.rows / total_rows
@@ -254,49 +290,43 @@ class Trainer:
                 self.scaler.scale(out.loss.float() * weight).backward()
             loss_sum += out.loss.detach().float() * weight
             if want_metrics and self.step_metrics_fn is not None:
-                for k, v in self.step_metrics_fn(out, batch).items():
-                    metrics[k] = metrics.get(k, 0.0) + float(v) * weight
-        stats = torch.stack([loss_sum, torch.tensor(float(total_rows), device=self.device),
-                             torch.tensor(float(sum(mb.tokens for mb in micro)), device=self.device)])
-        loss, rows, tokens = self.dist.all_sum(stats).tolist()
-        loss /= self.dist.world_size
+                metrics.append((self.step_metrics_fn(out, batch), weight))
+        # Every process skips or applies the step alike: on the mean loss (an all-reduce queued on
+        # the device, not a read) and the gradient norm (of the all-reduced gradients).
+        loss = self.dist.all_sum(loss_sum.double()) / self.dist.world_size
         lr = max(g["lr"] for g in self.optimizer.param_groups)
-        result = {"loss": loss, "rows": rows, "tokens": tokens, "lr": lr, "metrics": metrics, "grad_norm": None}
-
-        if math.isfinite(loss):
+        if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-            max_norm = self.options.max_grad_norm if self.options.max_grad_norm > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-            result["grad_norm"] = grad_norm
-            # In fp16 an overflowing gradient is the scaler's business: it skips and rescales.
-            if math.isfinite(grad_norm) or self.precision == "fp16":
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.progress.bad_steps = 0
-                return result
-        self._skip_step(result)
-        return result
-
-    def _skip_step(self, result: dict) -> None:
-        """A non-finite loss or gradient: drop the gradients; give up after too many in a row."""
-        p = self.progress
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.precision == "fp16" and math.isfinite(result["loss"]):
-            self.scaler.update()  # unscale_ was called: close the scaler's step
+        max_norm = self.options.max_grad_norm if self.options.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.guard.step(loss, grad_norm)
+        for values, weight in metrics:
+            self.guard.add_metrics(values, weight)
+        if self.scaler.is_enabled():
+            self.scaler.update()  # lowers the scale after an overflow, as GradScaler.step would have
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
             self.scheduler.step()  # the schedule follows the data, skipped or not
-        p.bad_steps += 1
-        p.skipped_steps += 1
-        result["skipped"] = True
-        what = "loss" if not math.isfinite(result["loss"]) else "gradient norm"
-        step = p.step + 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return Step(rows=total_rows, tokens=sum(mb.tokens for mb in micro), lr=lr)
+
+    def _read_guard(self) -> Reading:
+        """Read the guard (one sync); warn about steps skipped since the last read, and stop after
+        --max-bad-steps in a row (found here, at most --log-every - 1 steps late)."""
+        p, r = self.progress, self.guard.read()
+        new = r.skipped - p.skipped_steps
+        p.bad_steps, p.skipped_steps = r.bad_in_a_row, r.skipped
+        if not new:
+            return r
+        last = p.step - r.last_bad_ago
+        what = "loss" if r.last_bad_was_loss else "gradient norm"
         if p.bad_steps >= self.options.max_bad_steps:
-            raise self._diverged(f"{p.bad_steps} consecutive steps with a non-finite {what} (last at step {step})")
-        warnings.warn(f"step {step}: non-finite {what} ({result['loss']}); skipping the update "
-                      f"({p.bad_steps}/{self.options.max_bad_steps} in a row)", TrainingWarning, stacklevel=2)
+            raise self._diverged(f"{p.bad_steps} consecutive steps with a non-finite {what} (last at step {last})")
+        where = f"step {last}" if new == 1 else f"{new} steps up to step {last}"
+        warnings.warn(f"{where}: non-finite {what} ({r.last_bad_loss}); update skipped (now {p.bad_steps} "
+                      f"bad steps in a row; --max-bad-steps {self.options.max_bad_steps})", TrainingWarning,
+                      stacklevel=3)
+        return r
 
     def _diverged(self, what: str) -> TrainingDiverged:
         last = self.store.steps()
@@ -450,6 +480,14 @@ class Trainer:
         if self.flops_per_token is None or self.peak_flops is None:
             return None
         return tokens_per_s * self.flops_per_token / (self.peak_flops * self.dist.world_size)
+
+    def _global(self, window: Window) -> Window:
+        """`window` with the rows and tokens of every process (one all-reduce and read, under torchrun)."""
+        if not self.dist.enabled:
+            return window
+        counts = torch.tensor([window.rows, window.tokens], dtype=torch.float64, device=self.device)
+        rows, tokens = self.dist.all_sum(counts).tolist()
+        return Window(rows=rows, tokens=tokens, time=window.time)
 
     def _results(self, started: float, run: Window, stopped_early: bool) -> dict[str, Any]:
         p = self.progress

@@ -16,12 +16,13 @@ from .precision import CHOICES as PRECISION_CHOICES
 # Options that change where or how a run is carried out and logged, not what it computes (and
 # max_steps: a run may be extended). A resumed run with other values of these still matches an
 # uninterrupted one.
-NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "keep_last", "overwrite",
-                  "max_steps", "progress")
+NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "compile_mode", "keep_last",
+                  "overwrite", "max_steps", "progress")
 # Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
 # metric and greater_is_better are needed only where the trainer evaluates.
 RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay")
 REPORT_TO = ("none", "tensorboard")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -47,6 +48,7 @@ class TrainingOptions:
     precision: str = "auto"                 # auto: bf16 on CUDA GPUs that support it, else fp32
     device: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"           # torch.compile mode; another than default implies compile
     eval_every: int = 0                     # steps; 0: at the end of each epoch (and of training)
     log_every: int = 10
     save_every: int = 0                     # steps; 0: at each evaluation
@@ -54,7 +56,7 @@ class TrainingOptions:
     patience: int | None = None             # evaluations without improvement before stopping
     metric: str | None = None               # the evaluation metric that picks the best model
     greater_is_better: bool | None = None
-    num_workers: int = 0
+    num_workers: int | None = None          # None: min(4, CPUs) on CUDA, 0 on CPU
     group_by_length: bool = True
     max_bad_steps: int = 10                 # consecutive non-finite losses before giving up
     auto_accumulate: bool = False           # on GPU out-of-memory: halve the micro-batch, double accumulation, retry
@@ -99,7 +101,10 @@ class TrainingOptions:
         require(self.eval_every >= 0 and self.save_every >= 0, "--eval-every and --save-every must be >= 0")
         require(self.keep_last >= 1, f"--keep-last must be >= 1, got {self.keep_last}")
         require(self.patience is None or self.patience >= 1, f"--patience must be >= 1, got {self.patience}")
-        require(self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
+        require(self.num_workers is None or self.num_workers >= 0,
+                f"--num-workers must be >= 0, got {self.num_workers}")
+        require(self.compile_mode in COMPILE_MODES,
+                f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
         require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.report_to == "tensorboard":
@@ -156,6 +161,8 @@ HELP = {
     "precision": "auto: bf16 on CUDA GPUs that support it, else fp32",
     "device": "auto (the GPU when there is one, else cpu), cpu, cuda or cuda:N",
     "compile": "torch.compile the model",
+    "compile_mode": "torch.compile's mode (implies --compile unless default): reduce-overhead adds CUDA graphs "
+                    "(pretraining batches have static shapes), max-autotune also tunes kernels (long compile)",
     "eval_every": "evaluate every N steps; 0: at the end of each epoch and of training",
     "log_every": "write a line to log.jsonl every N steps",
     "save_every": "checkpoint every N steps; 0: at each evaluation",
@@ -163,7 +170,8 @@ HELP = {
     "patience": "stop after this many evaluations without improvement (default: never stop early)",
     "metric": "the evaluation metric that picks best/",
     "greater_is_better": "whether a larger --metric is better",
-    "num_workers": "DataLoader worker processes; 0: load batches in the training process",
+    "num_workers": "DataLoader worker processes, kept across epochs (default: min(4, CPUs per process) on CUDA, "
+                   "0 on CPU); 0: load batches in the training process",
     "group_by_length": "batch rows of similar length together (less padding)",
     "max_bad_steps": "consecutive steps with a non-finite loss (skipped) before the run stops",
     "auto_accumulate": "on GPU out-of-memory: halve the micro-batch and double --grad-accum, then retry",
@@ -174,4 +182,5 @@ HELP = {
                  "pip install -e '.[tensorboard]')",
 }
 # Options whose values are a fixed list: the command lines offer exactly these.
-CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISION_CHOICES, "report_to": REPORT_TO}
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISION_CHOICES, "report_to": REPORT_TO,
+           "compile_mode": COMPILE_MODES}

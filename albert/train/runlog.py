@@ -3,7 +3,7 @@ asked for (--report-to tensorboard), and the running totals (losses, rows, token
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,41 +75,34 @@ class RunLog:
 
 @dataclass
 class Window:
-    """A stretch of steps (since the last logged one, or the whole run): their losses, gradient
-    norms, rows, tokens and training time."""
+    """A stretch of steps (since the last logged one, or the whole run): the rows, tokens and
+    training time this process counted on the host. The losses and gradient norms of the window
+    are summed on the device (guard.py) and read only when it is logged."""
 
-    losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
     rows: float = 0.0
     tokens: float = 0.0
     time: float = 0.0
 
-    def add(self, step: dict[str, Any], elapsed: float) -> None:
-        """One step's numbers (see Trainer._train_step); a skipped step counts for throughput only."""
-        self.rows += step["rows"]
-        self.tokens += step["tokens"]
+    def add(self, rows: float, tokens: float, elapsed: float) -> None:
+        self.rows += rows
+        self.tokens += tokens
         self.time += elapsed
-        if not step.get("skipped"):
-            self.losses.append(step["loss"])
-            if step["grad_norm"] is not None:
-                self.grad_norms.append(step["grad_norm"])
 
-    def record(self, step: int, epoch: float, last: dict[str, Any], mfu_of: Any = None) -> dict[str, Any]:
-        """The log line: mean loss and gradient norm over the window, the last step's lr and
-        metrics, samples and tokens per second (and MFU when `mfu_of(tokens_per_s)` knows it)."""
+    def record(self, step: int, epoch: float, *, loss: float | None, grad_norm: float | None, lr: float,
+               metrics: dict[str, float], skipped: bool, mfu_of: Any = None) -> dict[str, Any]:
+        """The log line: the window's mean loss (None: every step skipped) and gradient norm, the
+        last step's lr and metrics, samples and tokens per second (and MFU when `mfu_of(tokens_per_s)`
+        knows it). `rows` and `tokens` are those of all processes by then (see Trainer._log)."""
         dt = max(self.time, 1e-9)
         tokens_per_s = self.tokens / dt
         record: dict[str, Any] = {
-            "type": "train", "step": step, "epoch": epoch,
-            "loss": sum(self.losses) / len(self.losses) if self.losses else None,  # None: every step skipped
-            "lr": last["lr"],
-            "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            "type": "train", "step": step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
             "samples_per_s": self.rows / dt, "tokens_per_s": tokens_per_s,
         }
         mfu = mfu_of(tokens_per_s) if mfu_of is not None else None
         if mfu is not None:
             record["mfu"] = mfu
-        if last.get("skipped"):
+        if skipped:
             record["skipped"] = True
-        record.update(last["metrics"])
+        record.update(metrics)
         return record

@@ -135,12 +135,12 @@ def test_ner_truncation_predicts_o_for_cut_words(tok, ner_raw):
 
 
 @needs_data
-def test_collate_pads_to_the_longest_row(tok, ner_raw):
+def test_collate_pads_to_the_longest_row_rounded_to_8_and_drops_a_mask_without_padding(tok, ner_raw):
     task = get_task("ner")
     feats = task.featurize(ner_raw, tok, 256, cache_dir=None)["train"]
     rows = [feats[i] for i in range(8)]
     batch = task.collate(rows)
-    longest = max(len(r["input_ids"]) for r in rows)
+    longest = -(-max(len(r["input_ids"]) for r in rows) // 8) * 8
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
     assert batch["input_ids"].shape == batch["labels"].shape == (8, longest)
     for i, r in enumerate(rows):
@@ -148,6 +148,13 @@ def test_collate_pads_to_the_longest_row(tok, ner_raw):
         assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (longest - n)
         assert batch["labels"][i, n:].eq(-100).all() and batch["input_ids"][i, n:].eq(tok.pad_id).all()
     assert task.lengths(feats)[:8] == [len(r["input_ids"]) for r in rows]
+
+    # Rows that fill a multiple of 8 exactly: no padding, so no mask (the model runs SDPA's flash path).
+    full = [{**r, "input_ids": r["input_ids"][:8], "token_type_ids": r["token_type_ids"][:8],
+             "labels": r["labels"][:8]} for r in rows if len(r["input_ids"]) >= 8]
+    assert len(full) >= 2
+    batch = task.collate(full)
+    assert "attention_mask" not in batch and batch["input_ids"].shape == (len(full), 8)
 
 
 # ----- GLUE

@@ -58,7 +58,7 @@ def test_ddp_wraps_the_model_and_compile_wraps_ddp(monkeypatch, tmp_path):
 
     compiled = []
     monkeypatch.setattr(loop_mod, "DistributedDataParallel", FakeDDP)
-    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or ("compiled", m))
+    monkeypatch.setattr(torch, "compile", lambda m, mode=None: compiled.append(m) or ("compiled", m))
     monkeypatch.setattr(Distributed, "setup", lambda self, device: None)  # no process group for this check
     options = TrainingOptions(output_dir=str(tmp_path), lr=0.1, batch_size=2, max_steps=1, warmup=0,
                               weight_decay=0.0, device="cpu", compile=True)

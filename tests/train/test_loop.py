@@ -163,10 +163,12 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("kill_at,resumes_from", [(7, 4), (11, 8)])
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, kill_at, resumes_from):
+@pytest.mark.parametrize("kill_at,resumes_from,workers", [(7, 4, 0), (11, 8, 0), (7, 4, 2)])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, kill_at, resumes_from, workers):
+    """Also with loader workers (kept across epochs) in the killed and resumed runs only."""
     kw = dict(save_every=4, epochs=2, eval_every=3)  # 8 steps an epoch, 16 in all; dropout on
     run(tmp_path / "full", model=Toy(dropout=0.3), **kw)
+    kw["num_workers"] = workers
 
     def killer(out, batch):
         if killer.step == kill_at:
@@ -466,6 +468,15 @@ def test_compile_sets_no_process_wide_option(tmp_path):
     trainer = Trainer(Toy(), config(tmp_path, compile=True, max_steps=1), TRAIN, collate)
     assert torch._dynamo.config.capture_dynamic_output_shape_ops == before
     assert trainer.forward_model is not trainer.model and trainer.ddp is None
+
+
+def test_a_compile_mode_compiles_with_that_mode(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: calls.append(mode) or model)
+    Trainer(Toy(), config(tmp_path / "a", max_steps=1, compile_mode="reduce-overhead"), TRAIN, collate)
+    Trainer(Toy(), config(tmp_path / "b", max_steps=1, compile=True), TRAIN, collate)
+    Trainer(Toy(), config(tmp_path / "c", max_steps=1), TRAIN, collate)
+    assert calls == ["reduce-overhead", None]
 
 
 def test_an_absolute_warmup_longer_than_the_run_is_capped_with_a_warning(tmp_path):

@@ -46,6 +46,8 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
     ({"seed": -1}, r"--seed must be in \[0, 2\^32\), got -1"),
     ({"seed": 2**32}, r"--seed must be in \[0, 2\^32\), got 4294967296"),
     ({"report_to": "wandb"}, "--report-to must be one of none, tensorboard, got 'wandb'"),
+    ({"compile_mode": "fast"}, "--compile-mode must be one of default, reduce-overhead, max-autotune, got 'fast'"),
+    ({"num_workers": -1}, "--num-workers must be >= 0, got -1"),
 ])
 def test_bad_values_are_one_line_errors(change, message):
     with pytest.raises(AlbertError, match=f"^{message}"):
@@ -99,7 +101,7 @@ def test_the_trainer_needs_the_recipe_defaults_filled_in():
 def test_the_fingerprint_covers_the_trajectory_only():
     base = FinetuneArgs(task="ner", preset="micro", **RESOLVED)
     same = dataclasses.replace(base, output_dir="elsewhere", log_every=1, device="cpu", num_workers=2, compile=True,
-                               keep_last=5, overwrite=True, max_steps=99, progress=False,
+                               compile_mode="max-autotune", keep_last=5, overwrite=True, max_steps=99, progress=False,
                                eval_batch_size=7, max_eval_samples=10)  # the recipe's own options neither
     assert same.fingerprint() == base.fingerprint()
     for change in ({"lr": 2e-3}, {"seed": 1}, {"betas": (0.9, 0.98)}, {"grad_accum": 2}, {"precision": "bf16"}):
