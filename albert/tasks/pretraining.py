@@ -57,8 +57,9 @@ class HeldOut:
                 "loss": mlm + sop_loss / max(rows, 1)}
 
 
-def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    # Computed on the device and read back once (one host sync), on logging steps only.
+def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Device tensors: the trainer's guard reads them with its own numbers, in one host sync, on
+    # logging steps only (albert/train/guard.py).
     values: dict[str, torch.Tensor] = {}
     if output.mlm_loss is not None:
         labels = batch["mlm_labels"]
@@ -68,6 +69,4 @@ def step_metrics(output, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     if output.sop_loss is not None:
         values["sop_loss"] = output.sop_loss.detach().float()
         values["sop_accuracy"] = (output.sop_logits.argmax(-1) == batch["sentence_order_label"]).float().mean()
-    if not values:
-        return {}
-    return dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))
+    return {k: v.float() for k, v in values.items()}
