@@ -266,11 +266,14 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
 
 
 def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
-    """The name of the first floating-point tensor holding NaN or inf, or None."""
-    for name, tensor in named:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return name
-    return None
+    """The name of the first floating-point tensor holding NaN or inf, or None. One host read per
+    device (the flags are stacked first), not one per tensor: it runs at every save."""
+    flags = [(name, torch.isfinite(t).all()) for name, t in named if t.is_floating_point()]
+    finite: dict[str, bool] = {}
+    for device in {f.device for _, f in flags}:
+        group = [(name, f) for name, f in flags if f.device == device]
+        finite.update(zip((name for name, _ in group), torch.stack([f for _, f in group]).tolist()))
+    return next((name for name, _ in flags if not finite[name]), None)
 
 
 def _is_head_key(k: str) -> bool:
