@@ -71,8 +71,8 @@ def test_reproducible_with_one_worker_and_a_seed(tmp_path):
     assert text["a"] != text["c"]
     assert a["best"] == b["best"] and a["compute"] == b["compute"]
     rows = list(csv.DictReader(text["a"].splitlines()))
-    assert len(rows) == 12 and set(rows[0]) >= {"id", "state", "lr", "batch_size", "metric@1", "metric@9",
-                                                "final_metric", "resource"}
+    assert len(rows) == 12 and set(rows[0]) >= {"id", "state", "lr", "batch_size", "accuracy@1", "accuracy@9",
+                                                "accuracy", "resource"}
     assert (tmp_path / "a" / "best" / "config.json").is_file()
     assert json.loads((tmp_path / "a" / "best" / "best.json").read_text())["trial_id"] == a["best"]["trial_id"]
 
