@@ -114,6 +114,7 @@ class Sweep:
         self.trials: dict[int, TrialRecord] = {t.id: t for t in storage.trials()}
         self.stop_reason: str | None = None
         self.started = time.monotonic()
+        self.jobs_done = 0  # jobs ended (a result, an error, a dead worker): news for the progress lines
 
     # --- rebuilding after a crash -------------------------------------------------------------
 
@@ -276,6 +277,7 @@ class Sweep:
             if budget_s is not None and self.stop_reason is None:
                 timeout = max(0.01, min(timeout, budget_s - (time.monotonic() - self.started)))
             for ev in pool.wait(timeout):
+                self.jobs_done += not isinstance(ev, Report)
                 if isinstance(ev, Report):
                     self.on_report(pool, ev)
                 elif isinstance(ev, Done):
@@ -284,7 +286,7 @@ class Sweep:
                     self.on_error(ev)
                 elif isinstance(ev, Died):
                     self.on_died(ev)
-            progress.update(self.status_line, key=self.finished_count())
+            progress.update(self.status_line, key=self.jobs_done)
 
     def status_line(self) -> str:
         """done/total, the states, the best so far with the metric's name, elapsed time and ETA."""
@@ -303,12 +305,13 @@ class Sweep:
         if finished and left > 0 and self.stop_reason is None:
             # By finished trials: pruned ones are cheap, so early on this overestimates.
             timing += f", ETA ~{_duration(elapsed * left / finished)}"
-        return (f"[sweep] {finished}/{self.settings.budget} trials finished ({len(self.running)} running, "
+        return (f"[sweep] {finished}/{self.settings.budget} trials done ({len(self.running)} running, "
                 f"{counts['paused']} paused, {counts['completed']} completed, {counts['pruned']} pruned, "
                 f"{counts['failed']} failed) | {best_text} | {timing}")
 
     def finished_count(self) -> int:
-        return sum(t.state in TERMINAL for t in self.storage.trials("search"))
+        """Trials whose job is over: finished, or paused at a rung (ASHA may promote them later)."""
+        return sum(t.state in TERMINAL or t.state == "paused" for t in self.storage.trials("search"))
 
     def best_trial(self, kind: str = "search") -> TrialRecord | None:
         trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]
