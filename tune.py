@@ -29,7 +29,8 @@ HELP = {
                "it learns from every rung, pruned trials included)",
     "acquisition": "gp: ei (log expected improvement), pi (log probability of improvement) or ucb",
     "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default: hyperparameters + 1, 4-10)",
-    "space": "JSON search space (default: the paper's ranges, the learning rate's adapted to the starting point), e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}}",
+    "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
+             "(default: the paper's ranges, the learning rate's adapted to the starting point)",
     "workers": "parallel trials on CPU",
     "trials_per_gpu": "parallel trials per GPU",
     "confirm_top": "re-train the K best configurations with --confirm-seeds more seeds, pick by the mean",

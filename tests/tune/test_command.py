@@ -176,8 +176,8 @@ def test_diverged_trials_are_failed_not_scores_and_the_sweep_goes_on(workdir, tm
     sweep = tmp_path / "sweep"
     result = tune("--task", "sst2", "--model", workdir / "runs" / "pretrain-20260101-000000" / "final",
                   "--data-dir", workdir / "data" / "sst2", "--output-dir", sweep, "--budget", 3, "--max-resource", 3,
-                  "--scheduler", "random", "--space", '{"lr": {"type": "loguniform", "low": 1e30, "high": 1e31}}', "--no-progress",
-                  cwd=workdir)
+                  "--scheduler", "random", "--space", '{"lr": {"type": "loguniform", "low": 1e30, "high": 1e31}}',
+                  "--no-progress", cwd=workdir)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((sweep / "trials.csv").read_text().splitlines()))
     assert [r["state"] for r in rows] == ["failed"] * 3
