@@ -125,7 +125,7 @@ def test_tune_runs_as_written_with_default_task_model_and_directory(workdir, tmp
     assert second.returncode == 0, second.stderr
     final = workdir / "runs" / "pretrain-20260101-000000" / "final"
     assert "no --task: tuning ner" in first.stderr
-    assert f"starting from {final}" in first.stderr
+    assert "starting from runs/pretrain-20260101-000000/final, the newest pretraining run" in first.stderr
     # The micro model is pretrained and small: lr around finetune_lr's default for its size.
     assert "search space: lr 0.0001..0.003 log-uniform (around 0.001: a pretrained model of hidden size 32)" \
         in first.stderr
