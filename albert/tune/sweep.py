@@ -489,8 +489,8 @@ def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, l
     pool = None
     try:
         pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20, lock=lock)
-        with _Interrupt() as interrupt:
-            try:
+        try:
+            with _Interrupt() as interrupt:
                 sweep.drive(pool, interrupt, progress)
                 search_done = sweep.stop_reason is None
                 if search_done:
@@ -498,21 +498,22 @@ def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, l
                     if settings.confirm_top:
                         sweep.queue_confirm()
                         sweep.drive(pool, interrupt, progress)
-            except KeyboardInterrupt:
-                # Second Ctrl-C: stop the workers now (their jobs re-run from checkpoints on
-                # --resume), and still write what the sweep has before exiting 130.
+                progress.update(sweep.status_line, force=True)
+                pool.close()
+                pool = None
+            finished = sweep.stop_reason is None
+            progress.close()
+            summary = sweep.write_report(finished)
+        except KeyboardInterrupt:
+            # Second Ctrl-C (wherever it lands): stop the workers now (their jobs re-run from
+            # checkpoints on --resume), and still write what the sweep has before exiting 130.
+            if pool is not None:
                 pool.close(kill=True)
                 pool = None
-                sweep.stop_reason = "interrupt"
-                progress.close()
-                sweep.write_report(finished=False)
-                raise
-            progress.update(sweep.status_line, force=True)
-        pool.close()
-        pool = None
-        finished = sweep.stop_reason is None
-        progress.close()
-        summary = sweep.write_report(finished)
+            sweep.stop_reason = "interrupt"
+            progress.close()
+            sweep.write_report(finished=False)
+            raise
         board = reporting.leaderboard(storage.trials("search"), list(space), settings.mode, settings.metric())
         # The leaderboard is the sweep's result: printed whether or not the live line was shown.
         print(board)
