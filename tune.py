@@ -1,18 +1,24 @@
 #!/usr/bin/env python
 """Search fine-tuning hyperparameters with ASHA, and random search or Bayesian optimisation:
+  python tune.py --budget 100                   # ner, from the newest runs/pretrain-*/final, into runs/tune-ner-<time>
   python tune.py --task sst2 --budget 100 --preset tiny --output-dir runs/sweep
   python tune.py --task sst2 --budget 40 --sampler gp --model albert-base-v2 --output-dir runs/bo
   python tune.py --resume runs/sweep            # continue after a crash or Ctrl-C
   python tune.py --resume runs/sweep --budget 60 --workers 2   # budget, time and devices may change
 """
+import sys
+
 from albert.errors import cli_main
 from albert.runconfig import UsageParser, add_arguments
 from albert.tune.command import TuneArgs, run
 
 HELP = {
+    "task": "the task to tune (default: ner, CoNLL-2003, as finetune.py --task ner)",
+    "report_to": "also write TensorBoard HParams (each trial's hyperparameters and metric) under "
+                 "<sweep>/tensorboard; skipped with a note when tensorboard is not installed",
     "budget": "number of configurations to try (pruned and failed ones count)",
     "time_budget": "seconds; after that no new trial starts",
-    "output_dir": "the sweep directory",
+    "output_dir": "the sweep directory (default: a new runs/tune-<task>-<time>)",
     "resume": "continue the sweep in this directory (--budget, --time-budget, --workers, --trials-per-gpu, "
               "--device and --confirm-* may change; options that define the search may not)",
     "scheduler": "asha (promote the top 1/eta at each rung), hyperband (stop-only, like Ray's AsyncHyperBand) "
@@ -23,12 +29,13 @@ HELP = {
                "it learns from every rung, pruned trials included)",
     "acquisition": "gp: ei (log expected improvement), pi (log probability of improvement) or ucb",
     "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default: hyperparameters + 1, 4-10)",
-    "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}}",
+    "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
+             "(default: the paper's ranges, the learning rate's adapted to the starting point)",
     "workers": "parallel trials on CPU",
     "trials_per_gpu": "parallel trials per GPU",
     "confirm_top": "re-train the K best configurations with --confirm-seeds more seeds, pick by the mean",
     "backend": "local (built-in scheduler and workers) or ray (Ray Tune's ASHA; pip install 'ray[tune]')",
-    "model": "checkpoint every trial starts from",
+    "model": "checkpoint every trial starts from (default: the newest runs/pretrain-*/final, else albert-base-v2)",
     "preset": "random initialisation of this shape instead of --model",
 }
 
@@ -41,8 +48,12 @@ def main() -> int:
     summary = run(TuneArgs(**given), given=set(given))
     best = summary.get("best") or {}
     if best:
-        print(f"best {best.get('metric')} (trial {best.get('trial_id')}); retrain with: "
+        print(f"best {summary.get('metric', 'metric')} {best.get('metric'):.4g} (trial {best.get('trial_id')}, "
+              f"{best.get('resource')} steps); retrain with: "
               f"python train.py {summary.get('sweep_dir', '<sweep>')}/best/config.json")
+    if summary.get("stop_reason") == "interrupt":
+        print(f"interrupted; continue with: python tune.py --resume {summary.get('sweep_dir')}", file=sys.stderr)
+        return 130  # like the other commands: a script sees that the sweep did not finish
     return 0
 
 

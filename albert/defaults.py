@@ -84,6 +84,21 @@ def finetune_lr(task_lr: float, *, pretrained: bool, hidden_size: int) -> tuple[
     return _round(_interpolate(SMALL_PRETRAINED_LR, hidden_size)), f"a pretrained model of hidden size {hidden_size}"
 
 
+# The tuner's default learning-rate range: the ALBERT paper's for a published-size pretrained
+# model; elsewhere (a random initialisation, a small pretrained model) from a tenth to three times
+# finetune_lr's default, which on the tiny preset spans SST-2's one-class failures on both sides.
+PAPER_TUNE_LR = (5e-6, 1e-4)
+TUNE_LR_SPAN = (0.1, 3.0)
+
+
+def tune_lr_range(task_lr: float, *, pretrained: bool, hidden_size: int) -> tuple[float, float, str]:
+    """The learning-rate range a sweep searches when no --space is given: (low, high, why)."""
+    if pretrained and hidden_size >= PAPER_HIDDEN:
+        return *PAPER_TUNE_LR, f"the ALBERT paper's range for a pretrained model of hidden size {hidden_size}"
+    centre, why = finetune_lr(task_lr, pretrained=pretrained, hidden_size=hidden_size)
+    return _round(centre * TUNE_LR_SPAN[0]), _round(centre * TUNE_LR_SPAN[1]), f"around {centre:g}: {why}"
+
+
 def warmup_fraction(defaults: dict[str, Any]) -> float:
     """A task's default warmup as a fraction of the run. The paper's table gives warmup steps for
     its number of steps (SST-2: 1256 of 20935); read as the same fraction, it fits any --max-steps

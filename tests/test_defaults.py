@@ -66,3 +66,18 @@ def test_max_seq_length_is_cut_to_the_models_positions_with_a_note():
     assert defaults.max_seq_length(256, 512) == (256, None)
     seq, note = defaults.max_seq_length(512, 128)
     assert seq == 128 and "the task's default 512 cut to the model's max_position_embeddings" in note
+
+
+@pytest.mark.parametrize("pretrained, hidden, low, high, reason", [
+    (True, 768, 5e-6, 1e-4, "the ALBERT paper's range"),
+    (True, 4096, 5e-6, 1e-4, "the ALBERT paper's range"),
+    (True, 128, 1e-4, 3e-3, "around 0.001: a pretrained model of hidden size 128"),
+    (False, 128, 1e-4, 3e-3, "around 0.001: random initialisation of hidden size 128"),
+    (False, 768, 1e-5, 3e-4, "around 0.0001: random initialisation"),
+])
+def test_tuning_lr_range_by_starting_point_and_size(pretrained, hidden, low, high, reason):
+    got_low, got_high, why = defaults.tune_lr_range(2e-5, pretrained=pretrained, hidden_size=hidden)
+    assert (got_low, got_high) == (pytest.approx(low), pytest.approx(high)) and reason in why
+    if not pretrained or hidden < defaults.PAPER_HIDDEN:  # the range holds finetune_lr's default
+        centre, _ = defaults.finetune_lr(2e-5, pretrained=pretrained, hidden_size=hidden)
+        assert got_low < centre < got_high

@@ -10,12 +10,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..errors import AlbertError
 from .space import HYPERPARAMETERS, Space, default_space
 
 OBJECTIVE = "albert.tune.objective:finetune"
+REPORT_TO = ("none", "tensorboard")
 
 
 @dataclass
@@ -52,37 +53,95 @@ class TuneArgs:
     max_eval_samples: int | None = None
     precision: str = "auto"
     progress: bool = True
+    report_to: str = "none"            # none | tensorboard (HParams: each trial's hyperparameters and metric)
 
 
 FIXED = ("task", "model", "preset", "tokenizer", "data_dir", "train_file", "dev_file", "max_seq_length",
          "max_train_samples", "max_eval_samples", "precision")
 
 
-def settings_from(args: TuneArgs):
+DEFAULT_TASK = "ner"  # as `finetune.py --task ner`: CoNLL-2003, the task this project starts with
+
+
+def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None):
+    """The sweep's settings from tune.py's options, defaults resolved (task, model, search space;
+    `say` gets a line for each default chosen). The sweep directory is left empty ("") when no
+    --output-dir is given: `run` claims a new one once everything has been checked."""
     from ..tasks import get_task
     from .sweep import SweepSettings
 
-    if not args.output_dir:
-        raise AlbertError("--output-dir (the sweep directory) is required")
     if not args.task:
-        raise AlbertError("--task is required (or --resume DIR)")
-    task = get_task(args.task)
-    if args.model is None and args.preset is None:
-        raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
+        say(f"no --task: tuning {DEFAULT_TASK} (CoNLL-2003 named entities, as `finetune.py --task {DEFAULT_TASK}`)")
+    task = get_task(args.task or DEFAULT_TASK)
     if args.max_resource < 1:
         raise AlbertError(f"--max-resource must be >= 1 step, got {args.max_resource}")
     min_resource = args.min_resource or max(1, args.max_resource // args.eta ** 3)
-    space = _read_space(args.space).to_json() if args.space else None
+    model = args.model
+    if model is None and args.preset is None:
+        model = _default_model(say)
+    if args.space:
+        space = _read_space(args.space).to_json()
+    else:
+        space = _default_space(task, model, args.preset, say).to_json()
+    if args.report_to not in REPORT_TO:
+        raise AlbertError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {args.report_to!r}")
     device = _auto_device() if args.device == "auto" else args.device
     fixed = {k: getattr(args, k) for k in FIXED if getattr(args, k) is not None}
     fixed["task"] = task.name
+    if model is not None:
+        fixed["model"] = model
     return SweepSettings(
-        sweep_dir=args.output_dir, task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
+        sweep_dir=args.output_dir or "", task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
         scheduler=args.scheduler, sampler=args.sampler, acquisition=args.acquisition,
         initial_trials=args.initial_trials, mode="max" if task.greater_is_better else "min", min_resource=min_resource,
         max_resource=args.max_resource, eta=args.eta, budget=args.budget, time_budget=args.time_budget,
         master_seed=args.seed, device=device, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
-        confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress)
+        confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress,
+        metric_name=task.main_metric, report_to=args.report_to)
+
+
+def _default_model(say: Callable[[str], None]) -> str:
+    """rundir.default_model: the newest local pretraining run's final/, else the hub's model
+    (fetched now, in the sweep process, so that offline the sweep stops before it starts)."""
+    from ..checkpoint import resolve
+    from ..rundir import default_model, hub_unavailable
+
+    name, line = default_model()
+    if Path(name).is_dir():
+        name = str(Path(name).resolve())  # every trial (and best/config.json) must find it from anywhere
+    else:
+        try:
+            resolve(name)
+        except AlbertError as e:
+            raise hub_unavailable(e) from None
+    say(line)
+    return name
+
+
+def _default_space(task, model: str | None, preset: str | None, say: Callable[[str], None]) -> Space:
+    """default_space for this starting point: a random initialisation (--preset), a small
+    pretrained model, or one of the published size; says which range it chose and why."""
+    from ..config import PRESETS
+    from ..defaults import tune_lr_range
+
+    if model is not None:
+        from ..checkpoint import load_config, resolve
+        pretrained, hidden = True, load_config(resolve(model)).hidden_size
+    else:
+        if preset not in PRESETS:
+            raise AlbertError(f"--preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        pretrained, hidden = False, PRESETS[preset]["hidden_size"]
+    space = default_space(task.name, pretrained=pretrained, hidden_size=hidden)
+    low, high, why = tune_lr_range(task.defaults["lr"], pretrained=pretrained, hidden_size=hidden)
+    others = ", ".join(f"{n} {_describe(space[n])}" for n in space if n != "lr")
+    say(f"search space: lr {low:g}..{high:g} log-uniform ({why}); {others} (--space to choose)")
+    return space
+
+
+def _describe(dist: Any) -> str:
+    if hasattr(dist, "options"):
+        return "{" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in dist.options) + "}"
+    return f"{dist.low:g}..{dist.high:g}"
 
 
 def _read_space(spec: str) -> Space:
@@ -99,7 +158,7 @@ def _read_space(spec: str) -> Space:
 # Options a --resume may change: applied, and reported on stderr. Every other option given with
 # --resume must match the sweep (it would change what the recorded results mean).
 ADJUSTABLE = ("budget", "time_budget", "workers", "trials_per_gpu", "device", "confirm_top", "confirm_seeds",
-              "progress")
+              "progress", "report_to")
 # Options that belong to the command itself, not to the sweep.
 COMMAND = ("resume",)
 
@@ -118,16 +177,42 @@ def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
     check_sampler_options(args.sampler, args.acquisition, args.initial_trials)
     if args.resume:
         return resume(args, given)
-    settings = settings_from(args)
-    if args.backend == "ray":
-        from .ray_backend import run_with_ray
-        return run_with_ray(settings)
-    return run_sweep(settings)
+    from ..dirlock import lock_directory
+    from ..rundir import claim_run_dir
+    from .sweep import check_settings
+
+    # What the defaults chose is said once the start cannot be refused any more (a refusal is one line).
+    notes: list[str] = []
+    settings = settings_from(args, say=notes.append)
+    check_settings(settings)  # before a default directory is claimed, or a given one created
+    if not settings.sweep_dir:
+        settings = dataclasses.replace(settings, sweep_dir=str(claim_run_dir(f"tune-{settings.task}")))
+        notes.append(f"sweep directory: {settings.sweep_dir} (pass --output-dir to choose)")
+    with lock_directory(settings.sweep_dir):  # the sweep takes it again (same process): held throughout
+        if (Path(settings.sweep_dir) / "sweep.db").exists():
+            raise AlbertError(f"{settings.sweep_dir}: already holds a sweep (sweep.db); continue it with "
+                              f"--resume {settings.sweep_dir}, or choose a new --output-dir")
+        for line in notes:
+            _say(line)
+        if args.backend == "ray":
+            from .ray_backend import run_with_ray
+            return run_with_ray(settings)
+        return run_sweep(settings)
 
 
 def resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
     """--resume DIR: refuse options that would change the search (one line listing them all),
-    apply those that may change (ADJUSTABLE) and say so, then continue the sweep."""
+    apply those that may change (ADJUSTABLE) and say so, then continue the sweep. The directory's
+    lock is taken first: while another process runs the sweep, nothing else is said or done."""
+    from .sweep import lock_sweep_dir
+
+    if not Path(args.resume).is_dir():
+        raise AlbertError(f"{args.resume}: no sweep.db; not a sweep directory")
+    with lock_sweep_dir(args.resume):
+        return _resume(args, given)
+
+
+def _resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
     import sys
 
     from .storage import Storage
@@ -204,6 +289,12 @@ def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: 
         if was != now:
             out.append(f"{name} {was!r}, not {now!r}")
     return out
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _non_default(args: TuneArgs) -> set[str]:

@@ -446,7 +446,7 @@ def write_report(settings: SweepSettings, space: Space, sweep_dir: Path, results
     trials, result_rows, by_id = records(results, settings)
     names = list(space)
     rungs = segments(settings.min_resource, settings.max_resource, settings.eta)
-    rows = reporting.trial_rows(trials, names, rungs)
+    rows = reporting.trial_rows(trials, names, rungs, settings.metric())
     for row, t in zip(rows, trials):
         row["ray_trial"] = t.worker
     reporting.write_trials_csv(sweep_dir / "trials.csv", rows)
@@ -472,10 +472,10 @@ def write_report(settings: SweepSettings, space: Space, sweep_dir: Path, results
         reporting.copy_best(best, sweep_dir, {"ray_trial": best.worker})
         summary["best"] = {"trial_id": best.id, "metric": best.metric, "resource": best.resource,
                            "hyperparameters": {n: best.config.get(n) for n in names}, "ray_trial": best.worker}
-    summary["plots"] = reporting.plot(sweep_dir, trials, result_rows, space, rungs, settings.mode)
+    summary["plots"] = reporting.plot(sweep_dir, trials, result_rows, space, rungs, settings.mode, settings.metric())
     write_json(sweep_dir / "summary.json", summary)
     if settings.progress:
-        print(reporting.leaderboard(trials, names, settings.mode))
+        print(reporting.leaderboard(trials, names, settings.mode, settings.metric()))
         c = summary["compute"]
         print(f"compute used: {c['resource']} resource units = {c['full_trainings']:.2f} full trainings")
     return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,14 +41,16 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def trial_rows(trials: Sequence[TrialRecord], names: Sequence[str], rungs: Sequence[int]) -> list[dict[str, Any]]:
+def trial_rows(trials: Sequence[TrialRecord], names: Sequence[str], rungs: Sequence[int],
+               metric: str = "metric") -> list[dict[str, Any]]:
+    """trials.csv's rows: the metric named (`f1@37`: f1 at the rung of 37 steps; `f1`: the last)."""
     rows = []
     for t in trials:
         row: dict[str, Any] = {"id": t.id, "kind": t.kind, "parent": t.parent if t.parent is not None else "",
                                "state": t.state, "seed": t.seed}
         row.update({name: t.config.get(name, "") for name in names})
-        row.update({f"metric@{r}": t.rung_metrics.get(r, "") for r in rungs})
-        row["final_metric"] = "" if t.metric is None else t.metric
+        row.update({f"{metric}@{r}": t.rung_metrics.get(r, "") for r in rungs})
+        row[metric] = "" if t.metric is None else t.metric
         row["resource"] = t.resource
         row["error"] = (t.error or "").strip().splitlines()[-1] if t.error else ""
         rows.append(row)
@@ -63,10 +66,11 @@ def write_trials_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def leaderboard(trials: Sequence[TrialRecord], names: Sequence[str], mode: str, top: int = 10) -> str:
+def leaderboard(trials: Sequence[TrialRecord], names: Sequence[str], mode: str, metric: str = "metric",
+                top: int = 10) -> str:
     """A plain-text table of the `top` best trials."""
     best = [t for t in ranked(trials, mode) if t.metric is not None and t.state != "failed"][:top]
-    header = ["rank", "trial", "state", "resource", "metric", *names]
+    header = ["rank", "trial", "state", "resource", metric, *names]
     lines = [[str(i + 1), str(t.id), t.state, str(t.resource), _fmt(t.metric), *(_fmt(t.config.get(n, "")) for n in names)]
              for i, t in enumerate(best)]
     widths = [max(len(h), *(len(line[j]) for line in lines)) if lines else len(h) for j, h in enumerate(header)]
@@ -116,15 +120,24 @@ def copy_best(trial: TrialRecord, sweep_dir: Path, extra: dict[str, Any]) -> Pat
 
 
 def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[ResultRecord], space: Space,
-         rungs: Sequence[int], mode: str) -> list[str]:
-    """learning_curves.png and parallel_coordinates.png, when matplotlib is installed."""
+         rungs: Sequence[int], mode: str, metric: str = "metric") -> list[str]:
+    """learning_curves.png and parallel_coordinates.png; one line on stderr when matplotlib is
+    missing (the sweep's results do not depend on it)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr, flush=True)
         return []
-    written = []
+    written = [_learning_curves(plt, sweep_dir, trials, results, rungs, metric)]
+    if _parallel_coordinates(plt, sweep_dir, trials, space, rungs, mode, metric):
+        written.append("parallel_coordinates.png")
+    return written
+
+
+def _learning_curves(plt, sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[ResultRecord],
+                     rungs: Sequence[int], metric: str) -> str:
     curves: dict[int, list[tuple[int, float]]] = {}
     for r in results:
         if math.isfinite(r.metric):
@@ -132,45 +145,97 @@ def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[Resul
     states = {t.id: t.state for t in trials}
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"completed": "tab:green", "pruned": "tab:grey", "paused": "tab:blue", "failed": "tab:red"}
-    for tid, points in curves.items():
-        points = sorted(dict(points).items())
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, color=colours.get(states.get(tid, ""), "tab:orange"), alpha=0.6, lw=1, marker=".", ms=3)
+    markers = "os^vD<>ph*"
+    for i, (tid, points) in enumerate(sorted(curves.items())):
+        xs, ys = zip(*sorted(dict(points).items()))
+        # Trials that tie (all at one class, say) lie on one line: hollow markers of different
+        # shapes and translucent lines keep each one visible.
+        ax.plot(xs, ys, color=colours.get(states.get(tid, ""), "tab:orange"), alpha=0.45, lw=1.2,
+                marker=markers[i % len(markers)], ms=6, mfc="none", label=f"trial {tid}" if len(curves) <= 12 else None)
     for r in rungs:
         ax.axvline(r, color="black", lw=0.5, ls=":")
     ax.set_xscale("log")
-    ax.set_xlabel("resource (rungs dotted)")
-    ax.set_ylabel("metric")
-    ax.set_title("learning curves (green: completed, grey: pruned, red: failed)")
+    ax.set_xlabel("training steps (rungs dotted)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"learning curves: {metric} (green: completed, grey: pruned, blue: paused)")
+    if 0 < len(curves) <= 12:
+        ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     fig.savefig(sweep_dir / "learning_curves.png", dpi=100)
     plt.close(fig)
-    written.append("learning_curves.png")
+    return "learning_curves.png"
+
+
+def _parallel_coordinates(plt, sweep_dir: Path, trials: Sequence[TrialRecord], space: Space, rungs: Sequence[int],
+                          mode: str, metric: str) -> bool:
+    """One vertical axis per numeric hyperparameter with its own ticks (log-scaled for log-uniform
+    ones), one line per trial coloured by the metric, and a colour bar that reads the colours."""
+    import matplotlib.colors
 
     # Colour by the first rung's metric: the one resource every trial was trained to, so comparable.
     first = rungs[0]
     scored = [t for t in trials if t.kind == "search" and math.isfinite(t.rung_metrics.get(first, math.nan))]
     numeric = [n for n in space if all(isinstance(t.config.get(n), (int, float)) for t in scored)]
-    if scored and numeric:
-        def coord(name: str, value: float) -> float:
-            return math.log10(value) if isinstance(space[name], LogUniform) else float(value)
+    if not scored or not numeric:
+        return False
+    logs = {n: isinstance(space[n], LogUniform) for n in numeric}
 
-        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(numeric)), 5))
-        lows = {n: min(coord(n, t.config[n]) for t in scored) for n in numeric}
-        highs = {n: max(coord(n, t.config[n]) for t in scored) for n in numeric}
-        metrics = [t.rung_metrics[first] for t in scored]
-        lo, hi = min(metrics), max(metrics)
-        cmap = plt.get_cmap("viridis")
-        for t, m in sorted(zip(scored, metrics), key=lambda tm: tm[1] if mode == "max" else -tm[1]):
-            ys = [(coord(n, t.config[n]) - lows[n]) / ((highs[n] - lows[n]) or 1.0) for n in numeric]
-            shade = (m - lo) / ((hi - lo) or 1.0)
-            ax.plot(range(len(numeric)), ys, color=cmap(shade if mode == "max" else 1 - shade), alpha=0.7, lw=1)
-        labels = [f"log10 {n}" if isinstance(space[n], LogUniform) else n for n in numeric]
-        ax.set_xticks(range(len(numeric)), labels, rotation=20)
-        ax.set_yticks([])
-        ax.set_title(f"parallel coordinates (colour: metric at the first rung, r={first}; yellow is best)")
-        fig.tight_layout()
-        fig.savefig(sweep_dir / "parallel_coordinates.png", dpi=100)
-        plt.close(fig)
-        written.append("parallel_coordinates.png")
-    return written
+    def coord(name: str, value: float) -> float:
+        return math.log10(value) if logs[name] else float(value)
+
+    lows = {n: min(coord(n, t.config[n]) for t in scored) for n in numeric}
+    highs = {n: max(coord(n, t.config[n]) for t in scored) for n in numeric}
+    for n in numeric:
+        if highs[n] == lows[n]:  # one value: centre it on its axis
+            lows[n], highs[n] = lows[n] - 0.5, highs[n] + 0.5
+    values = [t.rung_metrics[first] for t in scored]
+    norm = matplotlib.colors.Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1e-9)
+    cmap = plt.get_cmap("viridis" if mode == "max" else "viridis_r")  # yellow is best either way
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(numeric)), 5))
+    # Best drawn last, on top.
+    for t, m in sorted(zip(scored, values), key=lambda tm: tm[1] if mode == "max" else -tm[1]):
+        ys = [(coord(n, t.config[n]) - lows[n]) / (highs[n] - lows[n]) for n in numeric]
+        ax.plot(range(len(numeric)), ys, color=cmap(norm(m)), alpha=0.8, lw=1.2, marker="o", ms=3)
+    for i, n in enumerate(numeric):
+        ax.axvline(i, color="black", lw=0.8)
+        for k in range(5):  # each axis's own scale: five ticks from its lowest to its highest value
+            y = k / 4
+            raw = lows[n] + y * (highs[n] - lows[n])
+            ax.text(i + 0.03, y, f"{10 ** raw:.2g}" if logs[n] else f"{raw:.3g}", fontsize=7, va="center")
+            ax.plot([i - 0.03, i], [y, y], color="black", lw=0.8)
+    ax.set_xticks(range(len(numeric)), [f"{n} (log)" if logs[n] else n for n in numeric], rotation=15)
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(numeric) - 0.5)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+    bar.set_label(f"{metric} at the first rung ({first} steps)")
+    ax.set_title(f"parallel coordinates: {len(scored)} trials coloured by {metric}")
+    fig.tight_layout()
+    fig.savefig(sweep_dir / "parallel_coordinates.png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_hparams(log_dir: Path, trials: Sequence[TrialRecord], names: Sequence[str], metric: str) -> str | None:
+    """TensorBoard's HParams view: each scored trial's hyperparameters with its metric and steps,
+    one run per trial under `log_dir` (rewritten whole, so a resumed sweep shows each trial once).
+    Skipped with one line when tensorboard is not installed. Returns the directory, or None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("TensorBoard HParams skipped: tensorboard is not installed (pip install -e '.[tensorboard]')",
+              file=sys.stderr, flush=True)
+        return None
+    shutil.rmtree(log_dir, ignore_errors=True)
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for t in trials:
+            if t.metric is None or not math.isfinite(t.metric) or t.state == "failed":
+                continue
+            hparams = {n: t.config[n] for n in names if isinstance(t.config.get(n), (int, float, str, bool))}
+            writer.add_hparams({**hparams, "kind": t.kind}, {f"hparam/{metric}": t.metric, "hparam/steps": t.resource},
+                               run_name=f"trial-{t.id}")
+    finally:
+        writer.close()
+    return str(log_dir)

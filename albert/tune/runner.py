@@ -30,7 +30,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
-from ..errors import AlbertError
+from ..errors import AlbertError, TrainingDiverged
 
 Objective = Callable[..., float]
 
@@ -64,7 +64,8 @@ def check_objective(path: str) -> None:
 class WorkerSpec:
     name: str
     env: dict[str, str]
-    threads: int | None  # torch intra-op threads for a CPU worker
+    threads: int | None  # torch intra-op threads
+    memory_fraction: float | None = None  # of its GPU's memory, when several trials share the GPU
 
 
 def plan_workers(device: str = "cpu", workers: int = 1, trials_per_gpu: int = 1,
@@ -79,14 +80,32 @@ def plan_workers(device: str = "cpu", workers: int = 1, trials_per_gpu: int = 1,
     if device != "cpu" and gpus:
         if trials_per_gpu < 1:
             raise AlbertError(f"--trials-per-gpu must be >= 1, got {trials_per_gpu}")
-        return [WorkerSpec(f"gpu{g}.{i}", {"CUDA_VISIBLE_DEVICES": str(g)}, None)
+        # The host's cores are shared by every trial on every GPU (data loading, the Python loop):
+        # without a cap each would start os.cpu_count() OpenMP threads.
+        threads = thread_cap(len(gpus) * trials_per_gpu)
+        fraction = gpu_memory_fraction(trials_per_gpu)
+        return [WorkerSpec(f"gpu{g}.{i}", {"CUDA_VISIBLE_DEVICES": str(g), **_thread_env(threads)}, threads, fraction)
                 for g in gpus for i in range(trials_per_gpu)]
     if workers < 1:
         raise AlbertError(f"--workers must be >= 1, got {workers}")
     # Split the cores so N workers do not each start os.cpu_count() threads and thrash.
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    threads = thread_cap(workers)
+    env = {"CUDA_VISIBLE_DEVICES": "", **_thread_env(threads)}
     return [WorkerSpec(f"cpu{i}", env, threads) for i in range(workers)]
+
+
+def thread_cap(concurrent: int, cpus: int | None = None) -> int:
+    """Threads per worker when `concurrent` trials share the host's `cpus` cores (default: all)."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, concurrent))
+
+
+def gpu_memory_fraction(trials_per_gpu: int) -> float | None:
+    """Each worker's share of its GPU's memory: 1/k with k trials per GPU; None (no cap) for one."""
+    return None if trials_per_gpu <= 1 else 1.0 / trials_per_gpu
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def _visible_gpus() -> list[str]:
@@ -135,6 +154,7 @@ class Error:
     worker: "Worker"
     trial_id: int
     text: str
+    diverged: bool = False  # the objective raised TrainingDiverged: `text` is its one-line message
 
 
 @dataclass
@@ -169,7 +189,10 @@ def _gpu_bytes_held() -> int:
     return int(torch.cuda.memory_allocated())
 
 
-def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int) -> None:
+def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int, lock: Any = None,
+                 memory_fraction: float | None = None) -> None:
+    # `lock`: the sweep directory's DirectoryLock, handed over (unpickling it adopted the
+    # descriptor); kept referenced for the worker's life, so the worker works under it.
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -178,8 +201,13 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
         conn.send(("fatal", traceback.format_exc(limit=8)))
         return
     torch = sys.modules.get("torch")
+    if memory_fraction is not None and torch is None:
+        import torch  # the objective may import it lazily; the cap must be set before it runs
     if torch is not None and threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # imported later, torch reads OMP_NUM_THREADS from the spec's env
+    if memory_fraction is not None and torch.cuda.is_available():
+        # k trials on one GPU: each gets 1/k of its memory, so one cannot starve the others.
+        torch.cuda.set_per_process_memory_fraction(memory_fraction)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -198,8 +226,11 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
             metric = float(fn(config=job.config, trial_dir=job.trial_dir, from_resource=job.from_resource,
                               to_resource=job.to_resource, max_resource=job.max_resource, seed=job.seed,
                               report=report))
+        except TrainingDiverged as e:  # a result about the configuration (too high an lr), not a bug
+            conn.send(("error", job.trial_id, str(e), True))
+            continue
         except Exception:
-            conn.send(("error", job.trial_id, traceback.format_exc(limit=20)))
+            conn.send(("error", job.trial_id, traceback.format_exc(limit=20), False))
             continue
         conn.send(("done", job.trial_id, metric, _gpu_bytes_held()))
 
@@ -243,9 +274,12 @@ class WorkerPool:
     # Workers dying this many times in a row before they import the objective stop the sweep.
     MAX_START_FAILURES = 3
 
-    def __init__(self, objective: str, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, objective: str, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20,
+                 lock: Any = None) -> None:
+        """`lock`: the sweep directory's DirectoryLock (albert/dirlock.py), handed to every worker."""
         check_objective(objective)
         self.objective = objective
+        self.lock = lock
         self.recycle_gpu_bytes = recycle_gpu_bytes
         self.start_failures = 0
         self.ctx = mp.get_context("spawn")
@@ -253,7 +287,8 @@ class WorkerPool:
 
     def _start(self, spec: WorkerSpec) -> Worker:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=_worker_main, args=(child_conn, self.objective, spec.threads, os.getpid()),
+        proc = self.ctx.Process(target=_worker_main, args=(child_conn, self.objective, spec.threads, os.getpid(),
+                                                           self.lock, spec.memory_fraction),
                                 # Not daemonic: an objective may start DataLoader workers of its own.
                                 name=f"albert-tune-{spec.name}", daemon=False)
         with _environ(spec.env):
@@ -326,7 +361,7 @@ class WorkerPool:
                 self._retire(w)
             return [Done(w, msg[1], msg[2], msg[3])]
         if kind == "error":
-            return [Error(w, msg[1], msg[2])]
+            return [Error(w, msg[1], msg[2], bool(msg[3]) if len(msg) > 3 else False)]
         raise RuntimeError(f"unknown message from worker {w.name}: {msg!r}")
 
     def _retire(self, w: Worker) -> None:

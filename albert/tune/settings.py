@@ -45,6 +45,8 @@ class SweepSettings:
     confirm_seeds: int = 0
     recycle_gpu_mib: int = 512
     progress: bool = True
+    metric_name: str | None = None  # what the objective returns, for reports; None: the task's main metric
+    report_to: str = "none"  # none | tensorboard: HParams of every trial under sweep_dir/tensorboard
 
     def __post_init__(self) -> None:
         if isinstance(self.space, Space):
@@ -77,6 +79,16 @@ class SweepSettings:
                               "search it only with --scheduler random")
         self.make_sampler(space).random_config(0)  # a space with no valid configuration: say so now
         return space
+
+    def metric(self) -> str:
+        """The name of the metric trials are ranked by (`f1`, `accuracy`), "metric" when unknown."""
+        if self.metric_name:
+            return self.metric_name
+        from ..tasks import get_task
+        try:
+            return get_task(self.task).main_metric
+        except AlbertError:
+            return "metric"
 
     def make_sampler(self, space: Space) -> Sampler:
         fixed = self.fixed

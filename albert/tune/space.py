@@ -309,11 +309,21 @@ def architecture_problem(config: Mapping[str, Any]) -> str | None:
     return None
 
 
-def default_space(task: str) -> Space:
-    """The search space used when no --space is given, from the ALBERT paper's fine-tuning ranges."""
+def default_space(task: str, *, pretrained: bool = True, hidden_size: int = 768) -> Space:
+    """The search space used when no --space is given: the ALBERT paper's fine-tuning ranges, with
+    the learning rate's range adapted to the starting point (albert/defaults.py `tune_lr_range`):
+    a random initialisation or a small pretrained model needs far larger rates than the paper's."""
+    from ..defaults import tune_lr_range
+    from ..tasks import get_task
+
     squad = task.lower().startswith("squad")
+    try:
+        task_lr = get_task(task).defaults["lr"]
+    except AlbertError:  # a task name only the synthetic objective knows
+        task_lr = 1e-5
+    low, high, _ = tune_lr_range(task_lr, pretrained=pretrained, hidden_size=hidden_size)
     return Space({
-        "lr": LogUniform(5e-6, 1e-4),
+        "lr": LogUniform(low, high),
         # SQuAD's 384-token windows need more memory per example; 48 is the paper's SQuAD batch size.
         "batch_size": Choice([16, 32, 48] if squad else [16, 32, 64]),
         "warmup_ratio": Uniform(0.0, 0.2),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..atomic import write_json
+from ..dirlock import LOCK_FILE, DirectoryLock, lock_directory
 from ..errors import AlbertError
 from . import proposals
 from . import report as reporting
@@ -38,23 +40,37 @@ from .space import Space
 from .storage import TERMINAL, Storage, TrialRecord
 
 FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
+PROGRESS_EVERY_S = 10.0  # off a terminal: a status line at least this often
+DIVERGED = "diverged: "  # how a diverged trial's error starts (a result about its hyperparameters, not a bug)
 
 class Progress:
-    """One live status line on a terminal (carriage return), nothing when output is a file."""
+    """The sweep's status: on a terminal one live line (carriage return); otherwise (a log file, a
+    pipe) a line each time a trial finishes and at least every `every` seconds."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
+    def __init__(self, enabled: bool, every: float = PROGRESS_EVERY_S, terminal: bool | None = None) -> None:
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.enabled = enabled
+        self.every = every
         self.last = 0.0
+        self.last_key: Any = None
 
-    def update(self, line: Callable[[], str], force: bool = False) -> None:
+    def update(self, line: Callable[[], str], force: bool = False, key: Any = None) -> None:
+        """`key`: what counts as news (e.g. the number of finished trials); a change prints at once."""
+        if not self.enabled:
+            return
         now = time.monotonic()
-        if self.enabled and (force or now - self.last > 0.2):
-            self.last = now
-            sys.stderr.write("\r" + line()[:150].ljust(80))
-            sys.stderr.flush()
+        if self.terminal:
+            if force or now - self.last > 0.2:
+                self.last = now
+                sys.stderr.write("\r" + line()[:150].ljust(80))
+                sys.stderr.flush()
+            return
+        if force or key != self.last_key or now - self.last >= self.every:
+            self.last, self.last_key = now, key
+            print(line(), file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.terminal:
             sys.stderr.write("\n")
 
 
@@ -98,6 +114,7 @@ class Sweep:
         self.trials: dict[int, TrialRecord] = {t.id: t for t in storage.trials()}
         self.stop_reason: str | None = None
         self.started = time.monotonic()
+        self.jobs_done = 0  # jobs ended (a result, an error, a dead worker): news for the progress lines
 
     # --- rebuilding after a crash -------------------------------------------------------------
 
@@ -209,14 +226,17 @@ class Sweep:
 
     def on_error(self, ev: Error) -> None:
         job = self.running.pop(ev.trial_id)
+        text = DIVERGED + ev.text if ev.diverged else ev.text
         with self.storage.transaction():
             self.storage.record(ev.trial_id, job.from_resource, math.nan, "error")
-            self.storage.update_trial(ev.trial_id, state="failed", error=ev.text, resource=job.from_resource)
+            self.storage.update_trial(ev.trial_id, state="failed", error=text, resource=job.from_resource)
         self.scheduler.fail(ev.trial_id)
         # A setting that breaks every trial (a bad path, a too-long sequence) should stop the sweep
-        # with its message, not burn the whole budget on copies of one traceback.
+        # with its message, not burn the whole budget on copies of one traceback. A diverged
+        # trial says its learning rate was too high: the search goes on.
         scored = any(r.source != "error" for r in self.storage.results())
-        if not scored and sum(t.state == "failed" for t in self.storage.trials()) >= FAIL_FAST:
+        broken = [t for t in self.storage.trials() if t.state == "failed" and not (t.error or "").startswith(DIVERGED)]
+        if not scored and not ev.diverged and len(broken) >= FAIL_FAST:
             last = ev.text.strip().splitlines()[-1] if ev.text.strip() else "unknown error"
             raise AlbertError(f"the first {FAIL_FAST} trials all failed, the last with: {last} "
                               f"(full tracebacks in {self.dir / 'sweep.db'}; fix and --resume)")
@@ -257,6 +277,7 @@ class Sweep:
             if budget_s is not None and self.stop_reason is None:
                 timeout = max(0.01, min(timeout, budget_s - (time.monotonic() - self.started)))
             for ev in pool.wait(timeout):
+                self.jobs_done += not isinstance(ev, Report)
                 if isinstance(ev, Report):
                     self.on_report(pool, ev)
                 elif isinstance(ev, Done):
@@ -265,15 +286,32 @@ class Sweep:
                     self.on_error(ev)
                 elif isinstance(ev, Died):
                     self.on_died(ev)
-            progress.update(self.status_line)
+            progress.update(self.status_line, key=self.jobs_done)
 
     def status_line(self) -> str:
-        counts = collections.Counter(t.state for t in self.storage.trials())
+        """done/total, the states, the best so far with the metric's name, elapsed time and ETA."""
+        from ..progress import _duration
+
+        search = self.storage.trials("search")
+        counts = collections.Counter(t.state for t in search)
+        finished = self.finished_count()
         best = self.best_trial()
-        best_text = f"best {best.metric:.4g} (trial {best.id}, r={best.resource})" if best else "best -"
-        return (f"[sweep] {self.storage.count('search')}/{self.settings.budget} tried | "
-                f"{counts['completed']} done | {len(self.running)} running | {counts['paused']} paused | "
-                f"{counts['pruned']} pruned | {counts['failed']} failed | {best_text}")
+        name = self.settings.metric()
+        best_text = (f"best {name} {best.metric:.4g} (trial {best.id}, {best.resource} steps)" if best
+                     else f"best {name} -")
+        elapsed = time.monotonic() - self.started
+        timing = _duration(elapsed)
+        left = self.settings.budget - finished
+        if finished and left > 0 and self.stop_reason is None:
+            # By finished trials: pruned ones are cheap, so early on this overestimates.
+            timing += f", ETA ~{_duration(elapsed * left / finished)}"
+        return (f"[sweep] {finished}/{self.settings.budget} trials done ({len(self.running)} running, "
+                f"{counts['paused']} paused, {counts['completed']} completed, {counts['pruned']} pruned, "
+                f"{counts['failed']} failed) | {best_text} | {timing}")
+
+    def finished_count(self) -> int:
+        """Trials whose job is over: finished, or paused at a rung (ASHA may promote them later)."""
+        return sum(t.state in TERMINAL or t.state == "paused" for t in self.storage.trials("search"))
 
     def best_trial(self, kind: str = "search") -> TrialRecord | None:
         trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]
@@ -336,7 +374,8 @@ class Sweep:
         trials = self.storage.trials()
         names = list(self.space)
         rungs = self.scheduler.rungs
-        reporting.write_trials_csv(self.dir / "trials.csv", reporting.trial_rows(trials, names, rungs))
+        metric = s.metric()
+        reporting.write_trials_csv(self.dir / "trials.csv", reporting.trial_rows(trials, names, rungs, metric))
         compute = reporting.compute_used(trials, s.max_resource)
         confirm = self.confirm_summary() if s.confirm_top else []
         best = self.best_trial()
@@ -346,7 +385,8 @@ class Sweep:
         sampler = proposals.sampler_summary(self.storage, s)
         sampler["loop_share"] = round(sampler["proposal_s"] / elapsed, 4) if elapsed > 0 else None
         summary: dict[str, Any] = {
-            "sweep_dir": str(self.dir), "task": s.task, "scheduler": s.scheduler, "sampler": sampler,
+            "sweep_dir": str(self.dir), "task": s.task, "metric": metric, "mode": s.mode,
+            "scheduler": s.scheduler, "sampler": sampler,
             "finished": finished, "stop_reason": self.stop_reason, "elapsed_s": elapsed,
             "tried": self.storage.count("search"), "budget": s.budget,
             "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
@@ -360,12 +400,14 @@ class Sweep:
             reporting.copy_best(best, self.dir, extra)
             summary["best"] = {"trial_id": best.id, "metric": best.metric, "resource": best.resource,
                                "hyperparameters": {n: best.config.get(n) for n in names}, **extra}
-        summary["plots"] = reporting.plot(self.dir, trials, self.storage.results(), self.space, rungs, s.mode)
+        summary["plots"] = reporting.plot(self.dir, trials, self.storage.results(), self.space, rungs, s.mode, metric)
+        if s.report_to == "tensorboard":
+            summary["tensorboard"] = reporting.write_hparams(self.dir / "tensorboard", trials, list(self.space), metric)
         write_json(self.dir / "summary.json", summary)
         return summary
 
 
-def _check(settings: SweepSettings) -> tuple[Space, list]:
+def check_settings(settings: SweepSettings) -> tuple[Space, list]:
     """Everything that can be refused, refused before the sweep directory is touched."""
     space = settings.validate()
     specs = plan_workers(settings.device, settings.workers, settings.trials_per_gpu, settings.gpus)
@@ -375,9 +417,7 @@ def _check(settings: SweepSettings) -> tuple[Space, list]:
 
 def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
     if resume_dir is None:
-        if settings is None:
-            raise AlbertError("run_sweep needs settings or --resume DIR")
-        space, specs = _check(settings)
+        space, specs = check_settings(settings)
         storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
         return settings, space, specs, storage, False
     storage = Storage.open(resume_dir)
@@ -391,7 +431,7 @@ def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tupl
             settings = dataclasses.replace(settings, sweep_dir=str(resume_dir))
         else:
             settings = dataclasses.replace(stored, sweep_dir=str(resume_dir))
-        space, specs = _check(settings)
+        space, specs = check_settings(settings)
         storage.set_meta("settings", settings.to_dict())
     except BaseException:
         storage.close()
@@ -400,7 +440,47 @@ def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tupl
 
 
 def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) a sweep to its budget; return the summary also written to summary.json."""
+    """Run (or resume) a sweep to its budget; return the summary also written to summary.json.
+
+    The sweep directory is locked (albert/dirlock.py) for the sweep's life, workers included: a
+    second sweep or --resume on it is refused with one line naming this process."""
+    if resume_dir is None:
+        if settings is None:
+            raise AlbertError("run_sweep needs settings or --resume DIR")
+        check_settings(settings)  # a refused start leaves nothing behind, not even the directory
+    directory = resume_dir if resume_dir is not None else settings.sweep_dir
+    with lock_sweep_dir(directory) as lock:
+        return _run_locked(settings, resume_dir, lock)
+
+
+def lock_sweep_dir(directory: str | Path, wait_s: float = 10.0) -> DirectoryLock:
+    """lock_directory, except that a lock whose holder has exited is waited for (up to `wait_s`):
+    after a kill -9 of a sweep its workers hold the lock they were handed until the kernel has
+    delivered their death signal (PR_SET_PDEATHSIG), a matter of milliseconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return lock_directory(directory)
+        except AlbertError:
+            if time.monotonic() > deadline or _holder_alive(Path(directory)):
+                raise
+            time.sleep(0.1)
+
+
+def _holder_alive(directory: Path) -> bool:
+    import json
+
+    try:
+        pid = int(json.loads((directory / LOCK_FILE).read_text())["pid"])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unknown: refuse at once rather than wait on a guess
+    return True
+
+
+def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, lock) -> dict[str, Any]:
     settings, space, specs, storage, resuming = _open(settings, resume_dir)
     sweep = Sweep(settings, space, storage)
     if resuming:
@@ -408,22 +488,33 @@ def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | No
     progress = Progress(settings.progress)
     pool = None
     try:
-        pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20)
-        with _Interrupt() as interrupt:
-            sweep.drive(pool, interrupt, progress)
-            search_done = sweep.stop_reason is None
-            if search_done:
-                sweep.finish_search()
-                if settings.confirm_top:
-                    sweep.queue_confirm()
-                    sweep.drive(pool, interrupt, progress)
-            progress.update(sweep.status_line, force=True)
-        pool.close()
-        pool = None
-        finished = sweep.stop_reason is None
-        progress.close()
-        summary = sweep.write_report(finished)
-        board = reporting.leaderboard(storage.trials("search"), list(space), settings.mode)
+        pool = WorkerPool(settings.objective, specs, recycle_gpu_bytes=settings.recycle_gpu_mib * 2**20, lock=lock)
+        try:
+            with _Interrupt() as interrupt:
+                sweep.drive(pool, interrupt, progress)
+                search_done = sweep.stop_reason is None
+                if search_done:
+                    sweep.finish_search()
+                    if settings.confirm_top:
+                        sweep.queue_confirm()
+                        sweep.drive(pool, interrupt, progress)
+                progress.update(sweep.status_line, force=True)
+                pool.close()
+                pool = None
+            finished = sweep.stop_reason is None
+            progress.close()
+            summary = sweep.write_report(finished)
+        except KeyboardInterrupt:
+            # Second Ctrl-C (wherever it lands): stop the workers now (their jobs re-run from
+            # checkpoints on --resume), and still write what the sweep has before exiting 130.
+            if pool is not None:
+                pool.close(kill=True)
+                pool = None
+            sweep.stop_reason = "interrupt"
+            progress.close()
+            sweep.write_report(finished=False)
+            raise
+        board = reporting.leaderboard(storage.trials("search"), list(space), settings.mode, settings.metric())
         # The leaderboard is the sweep's result: printed whether or not the live line was shown.
         print(board)
         c = summary["compute"]

@@ -1,5 +1,6 @@
 """tune.py's options at the command line: every refusal is one line, exit 2, before anything is
 written; --resume applies what may change and refuses, in one line, what would change the search."""
+import csv
 import json
 import os
 import subprocess
@@ -82,3 +83,104 @@ def test_resume_applies_budget_and_workers_and_says_so(finished_sweep):
     store = Storage.open(finished_sweep.sweep_dir)
     assert store.meta()["settings"]["workers"] == 2 and store.count() == 6
     store.close()
+
+
+# --- defaults: task, model, sweep directory, search space (issue 11) ----------------------------
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A user's working directory: a pretraining run's final/ (a micro model of 128 positions, so
+    a task's default max_seq_length must be cut to fit) and made-up CoNLL and SST-2 data."""
+    import torch
+
+    from albert.config import preset
+    from albert.model import AlbertForPreTraining
+    from albert.tokenizer import train_tokenizer
+    from synthetic_text import conll_text, prose, sst2_tsv
+
+    root = tmp_path_factory.mktemp("user")
+    for task, named in {"ner": {"train.txt": conll_text(40, 1), "valid.txt": conll_text(12, 2)},
+                        "sst2": {"train.tsv": sst2_tsv(40, 1), "dev.tsv": sst2_tsv(12, 2)}}.items():
+        (root / "data" / task).mkdir(parents=True)
+        for name, text in named.items():
+            (root / "data" / task / name).write_text(text)
+    tok = train_tokenizer(prose(200, 0).split("\n\n"), root / "spm", vocab_size=300)
+    final = root / "runs" / "pretrain-20260101-000000" / "final"
+    torch.manual_seed(0)
+    AlbertForPreTraining(preset("micro", vocab_size=tok.vocab_size, max_position_embeddings=128)).save_pretrained(final)
+    tok.save(final)
+    return root
+
+
+def quick(workdir, *args):
+    """A sweep small enough for a test: two trials of two steps on the made-up data."""
+    return tune("--budget", 2, "--max-resource", 2, "--eta", 2, "--no-progress", *args, cwd=workdir)
+
+
+def test_tune_runs_as_written_with_default_task_model_and_directory(workdir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALBERT_CACHE", str(tmp_path / "cache"))
+    first = quick(workdir, "--data-dir", workdir / "data" / "ner")
+    second = quick(workdir, "--data-dir", workdir / "data" / "ner")
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    final = workdir / "runs" / "pretrain-20260101-000000" / "final"
+    assert "no --task: tuning ner" in first.stderr
+    assert "starting from runs/pretrain-20260101-000000/final, the newest pretraining run" in first.stderr
+    # The micro model is pretrained and small: lr around finetune_lr's default for its size.
+    assert "search space: lr 0.0001..0.003 log-uniform (around 0.001: a pretrained model of hidden size 32)" \
+        in first.stderr
+    dirs = [line.split()[2] for r in (first, second) for line in r.stderr.splitlines()
+            if line.startswith("sweep directory: ")]
+    assert len(dirs) == 2 and dirs[0] != dirs[1] and all(d.startswith("runs/tune-ner-") for d in dirs)
+    for d in dirs:  # a second sweep never clobbers the first
+        summary = json.loads((workdir / d / "summary.json").read_text())
+        assert summary["task"] == "ner" and summary["metric"] == "f1" and summary["tried"] == 2
+        header = (workdir / d / "trials.csv").read_text().splitlines()[0].split(",")
+        assert "f1@1" in header and "f1@2" in header and "f1" in header and not any("metric" in h for h in header)
+        trial = json.loads((workdir / d / "best" / "config.json").read_text())["args"]
+        assert trial["model"] == str(final) and trial["max_seq_length"] == 128  # cut to the model's positions
+    assert "best f1 " in first.stdout
+
+
+def test_no_local_run_and_no_hub_is_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, str(REPO / "tune.py"), "--budget", "2"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    line = one_error_line(result)
+    assert "pretrain.py --corpus wiki" in line and "--preset tiny" in line
+    assert not (tmp_path / "runs").exists()  # no sweep directory claimed for a sweep that cannot start
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
+def test_unusable_output_path_is_one_line_and_leaves_nothing(tmp_path, where):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        out = tmp_path / "ro" / "sweep"
+    else:
+        out = blocker if where == "file" else blocker / "sweep"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    line = one_error_line(tune("--task", "sst2", "--preset", "tiny", "--output-dir", out, "--no-progress"))
+    assert str(out) in line
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert blocker.read_text() == "keep me"
+
+
+def test_diverged_trials_are_failed_not_scores_and_the_sweep_goes_on(workdir, tmp_path):
+    """Issue 12: a trial whose run never had a finite step (finetune raises TrainingDiverged) is
+    recorded as failed with the reason; three of them do not stop the sweep as a broken setting would."""
+    sweep = tmp_path / "sweep"
+    result = tune("--task", "sst2", "--model", workdir / "runs" / "pretrain-20260101-000000" / "final",
+                  "--data-dir", workdir / "data" / "sst2", "--output-dir", sweep, "--budget", 3, "--max-resource", 3,
+                  "--scheduler", "random", "--space", '{"lr": {"type": "loguniform", "low": 1e30, "high": 1e31}}',
+                  "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((sweep / "trials.csv").read_text().splitlines()))
+    assert [r["state"] for r in rows] == ["failed"] * 3
+    assert all(r["error"].startswith("diverged: training diverged") and r["accuracy"] == "" for r in rows)
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["best"] is None and summary["states"] == {"failed": 3}

@@ -165,14 +165,14 @@ def test_synthetic_sweep_on_ray_end_to_end(tmp_path, local_ray):
         # The objective ran with the recorded configuration and seed, one job per rung.
         for r in (1, 3, 9):
             if r <= resource:
-                assert float(row[f"metric@{r}"]) == pytest.approx(metric_at(config, r, int(row["seed"])))
+                assert float(row[f"accuracy@{r}"]) == pytest.approx(metric_at(config, r, int(row["seed"])))
     states = [row["state"] for row in rows]
     assert "failed" in states and "pruned" in states and "completed" in states
     assert summary["compute"]["resource"] == sum(int(row["resource"]) for row in rows) < 9 * 9
     best = summary["best"]
     best_row = rows[best["trial_id"] - 1]
     assert best_row["state"] == "completed" and best["metric"] == max(
-        float(r["final_metric"]) for r in rows if r["state"] == "completed")
+        float(r["accuracy"]) for r in rows if r["state"] == "completed")
     # best/ is the best trial's last checkpoint: its run config and the synthetic checkpoint at 9.
     saved = json.loads((Path(s.sweep_dir) / "best" / "checkpoint.json").read_text())
     assert saved["resource"] == 9 and [h[:2] for h in saved["history"]] == [[0, 1], [1, 3], [3, 9]]

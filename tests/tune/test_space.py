@@ -166,3 +166,18 @@ def test_architecture_names_are_the_finetune_options():
     from albert.tune.space import ARCHITECTURE, HYPERPARAMETERS
 
     assert ARCHITECTURE == FINETUNE and set(ARCHITECTURE) <= set(HYPERPARAMETERS)
+
+
+def test_default_lr_range_follows_the_starting_point():
+    """Issue 11: the paper's range (5e-6..1e-4) left a random tiny model at one class in every
+    trial; a random initialisation or a small pretrained model gets a range around its own default."""
+    def lr(**kw):
+        d = default_space("sst2", **kw).to_json()["lr"]
+        return d["type"], d["low"], d["high"]
+
+    assert lr(pretrained=False, hidden_size=128) == ("loguniform", 1e-4, 3e-3)
+    assert lr(pretrained=True, hidden_size=128) == ("loguniform", 1e-4, 3e-3)
+    assert lr(pretrained=True, hidden_size=768) == ("loguniform", 5e-6, 1e-4)  # the paper's, base and up
+    low, high = lr(pretrained=False, hidden_size=768)[1:]
+    assert low == pytest.approx(1e-5) and high == pytest.approx(3e-4)
+    assert default_space("rte") == default_space("rte", pretrained=True, hidden_size=768)

@@ -1,5 +1,6 @@
 """The sweep end to end with the synthetic objective: search quality, reproducibility, failures,
 kill -9 and resume, the report, and user errors."""
+import contextlib
 import csv
 import json
 import math
@@ -71,8 +72,8 @@ def test_reproducible_with_one_worker_and_a_seed(tmp_path):
     assert text["a"] != text["c"]
     assert a["best"] == b["best"] and a["compute"] == b["compute"]
     rows = list(csv.DictReader(text["a"].splitlines()))
-    assert len(rows) == 12 and set(rows[0]) >= {"id", "state", "lr", "batch_size", "metric@1", "metric@9",
-                                                "final_metric", "resource"}
+    assert len(rows) == 12 and set(rows[0]) >= {"id", "state", "lr", "batch_size", "accuracy@1", "accuracy@9",
+                                                "accuracy", "resource"}
     assert (tmp_path / "a" / "best" / "config.json").is_file()
     assert json.loads((tmp_path / "a" / "best" / "best.json").read_text())["trial_id"] == a["best"]["trial_id"]
 
@@ -158,6 +159,123 @@ def test_kill_9_halfway_then_resume_loses_and_repeats_nothing(tmp_path):
     assert max(ends.values()) == 1  # no job ran to completion twice
     assert sum(ends.values()) >= sum(len(t.rung_metrics) for t in trials) - killed_states["running"]
     store.close()
+
+
+def _tune(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "tune.py"), *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _holds_lock(pid: int, lock_file: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return any(os.readlink(fd) == str(lock_file) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def test_one_process_per_sweep_directory_and_kill_9_then_resume(tmp_path):
+    """Issue 12: `tune.py --resume D` (or a new sweep into D) while a sweep runs on D is refused
+    in one line naming the holder's pid, exit 2, and changes nothing; the workers hold the lock
+    with the sweep; after kill -9 of the holder, --resume takes the directory and finishes."""
+    settings = make(tmp_path, budget=8, workers=2, fixed={"synthetic_sleep_ms": 300})  # long enough to meet
+    Storage.create(settings.sweep_dir, {"settings": settings.to_dict()}).close()  # created, not started
+    holder = _tune("--resume", settings.sweep_dir, "--no-progress")
+    db = Path(settings.sweep_dir) / "sweep.db"
+    _wait_until(holder, db, 2)
+    lock_file = (Path(settings.sweep_dir) / ".lock").resolve()
+    workers = [c for c in _children(holder.pid) if _holds_lock(c, lock_file)]
+    assert len(workers) == 2  # spawned workers work under the sweep's lock (a third child: the resource tracker)
+    before = _rows(db, "SELECT id, state, resource FROM trials")
+    for second in (_tune("--resume", settings.sweep_dir, "--no-progress"),
+                   _tune("--task", "sst2", "--preset", "tiny", "--output-dir", settings.sweep_dir, "--no-progress")):
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"in use by another process (pid {holder.pid}" in lines[0], err
+        assert "Traceback" not in err
+    assert len(_rows(db, "SELECT id FROM trials")) >= len(before)  # the holder went on; nothing was reset
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    resumed = _tune("--resume", settings.sweep_dir, "--no-progress")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    summary = json.loads((Path(settings.sweep_dir) / "summary.json").read_text())
+    assert summary["finished"] and summary["tried"] == 8
+    store = Storage.open(settings.sweep_dir)
+    try:
+        trials = store.trials()
+        assert [t.sample_index for t in trials] == list(range(8))
+        assert all(t.state in ("completed", "pruned") for t in trials)
+        for t in trials:  # each rung recorded once, though the holder died with jobs in flight
+            results = [r.resource for r in store.results(t.id) if r.source == "result"]
+            assert len(results) == len(set(results))
+    finally:
+        store.close()
+    assert not (Path(settings.sweep_dir) / ".lock").exists()  # released at the end
+
+
+def test_ctrl_c_exits_130_after_writing_the_report(tmp_path):
+    """Issue 11: an interrupted sweep exits 130 like the other commands: after the first Ctrl-C
+    once the running jobs finished, after the second at once; summary.json is written both times."""
+    for presses in (1, 2):
+        settings = make(tmp_path, f"sweep{presses}", budget=20, workers=2, fixed={"synthetic_sleep_ms": 20})
+        Storage.create(settings.sweep_dir, {"settings": settings.to_dict()}).close()
+        proc = _tune("--resume", settings.sweep_dir, "--no-progress")
+        db = Path(settings.sweep_dir) / "sweep.db"
+        _wait_until(proc, db, 3)
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        summary = json.loads((Path(settings.sweep_dir) / "summary.json").read_text())
+        assert summary["stop_reason"] == "interrupt" and not summary["finished"]
+        assert (Path(settings.sweep_dir) / "trials.csv").is_file()
+
+
+def test_progress_lines_off_a_terminal(tmp_path, capsys):
+    """Issue 11: with stderr a file or a pipe, the sweep still says how far it is: a line per
+    finished trial, with done/total, the best so far named by its metric, and an ETA."""
+    run_sweep(make(tmp_path, budget=6, progress=True))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[sweep]")]
+    assert "\r" not in "".join(lines)
+    done = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert done[-1] == 6 and set(range(1, 7)) <= set(done)  # one line (at least) per trial done
+    store = Storage.open(str(tmp_path / "sweep"))
+    jobs = sum(1 for r in store.results() if r.source == "result")
+    store.close()
+    assert len(lines) >= jobs  # and one per job (a promotion too), not only every 10 s
+    assert all(line.split()[1].endswith("/6") for line in lines)
+    assert "best accuracy " in lines[-1] and any("ETA ~" in line for line in lines)
+
+
+def test_tensorboard_hparams_one_run_per_scored_trial(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = run_sweep(make(tmp_path, budget=6, report_to="tensorboard"))
+    board = Path(out["tensorboard"])
+    runs = sorted(p.name for p in board.iterdir() if p.is_dir())
+    store = Storage.open(out["sweep_dir"])
+    scored = [t for t in store.trials() if t.state != "failed" and t.metric is not None]
+    store.close()
+    assert runs == sorted(f"trial-{t.id}" for t in scored)
+    events = EventAccumulator(str(board / runs[0]))
+    events.Reload()
+    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+    assert events.Scalars("hparam/accuracy")[0].value == pytest.approx(
+        next(t.metric for t in scored if f"trial-{t.id}" == runs[0]))
+    run_sweep(resume_dir=out["sweep_dir"])  # a resumed sweep rewrites the runs: each trial once
+    assert sorted(p.name for p in board.iterdir() if p.is_dir()) == runs
 
 
 def test_confirm_top_reruns_with_extra_seeds(tmp_path):
