@@ -9,6 +9,7 @@
 import sys
 
 from albert.errors import cli_main
+from albert.finetune import HELP as FINETUNE_HELP
 from albert.runconfig import UsageParser, add_arguments
 from albert.tune.command import TuneArgs, run
 
@@ -43,7 +44,8 @@ HELP = {
 @cli_main
 def main() -> int:
     parser = UsageParser.make("tune.py", __doc__)
-    add_arguments(parser, TuneArgs, HELP)
+    # The fine-tuning options (fixed across trials) mean what finetune.py's do, and say so alike.
+    add_arguments(parser, TuneArgs, {**FINETUNE_HELP, **HELP})
     given = vars(parser.parse_args())  # only the options on the command line
     summary = run(TuneArgs(**given), given=set(given))
     best = summary.get("best") or {}

@@ -140,9 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, helps: dict[str, s
     from .train.options import CHOICES, HELP, TrainingOptions
 
     shared = {f.name for f in dataclasses.fields(TrainingOptions)} if issubclass(cls, TrainingOptions) else set()
-    if not shared:  # tune.py: its fine-tuning options (fixed across trials) mean what finetune.py's do
-        from .finetune import HELP as FINETUNE_HELP
-        helps = {**FINETUNE_HELP, **(helps or {})}
     helps = {**HELP, **(helps or {})}
     hints = typing.get_type_hints(cls)
     own_group = parser.add_argument_group(title) if title else parser

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
 from albert.tune.asha import make_scheduler  # noqa: E402
-from albert.tune.sampler import build_history, make_sampler  # noqa: E402
+from albert.tune.sampler import build_history  # noqa: E402
+from albert.tune.settings import make_sampler  # noqa: E402
 from albert.tune.space import Space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

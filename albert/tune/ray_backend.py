@@ -42,6 +42,7 @@ from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import make_rungs
+from .ray_searcher import METRIC, RESOURCE, SEED_KEY
 from .runner import check_objective, load_objective
 from .space import Choice, IntUniform, LogUniform, Space, Uniform
 from .storage import ResultRecord, TrialRecord
@@ -53,8 +54,6 @@ MIN_RAY = (2, 7)  # storage_path and Checkpoint-based persistence
 EXPERIMENT = "ray"                     # Ray's experiment directory inside the sweep directory
 SETTINGS_FILE = "ray_sweep.json"       # the settings a re-run must match
 PROGRESS_FILE = "albert_ray_progress.json"  # in each checkpoint: the rung it was taken at
-RESOURCE, METRIC = "resource", "metric"     # the keys reported to Ray (time_attr and metric)
-SEED_KEY = "trial_seed"                # sampled with the configuration, popped before the objective sees it
 # Fixed options that name files: Ray runs trials in their own working directory, so relative
 # paths are made absolute (and must then exist on every node of a cluster).
 PATH_OPTIONS = ("model", "tokenizer", "data_dir", "train_file", "dev_file")

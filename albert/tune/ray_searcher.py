@@ -21,8 +21,10 @@ from typing import Any
 from ..atomic import write_json
 from .asha import make_rungs
 from .sampler import build_history
-from .ray_backend import METRIC, RESOURCE, SEED_KEY
 from .space import Space
+
+RESOURCE, METRIC = "resource", "metric"     # the keys reported to Ray (time_attr and metric)
+SEED_KEY = "trial_seed"                # sampled with the configuration, popped before the objective sees it
 
 
 class SamplerSearcher:

@@ -1,7 +1,7 @@
 """Samplers: which configuration a new trial tries. Schedulers (asha.py) decide how long trials
 run; samplers decide what they run, as Optuna separates samplers from pruners.
 
-    sampler = make_sampler("gp", space, master_seed=0, acquisition="ei")
+    sampler = settings.make_sampler(space)  # albert/tune/settings.py: random | gp
     proposal = sampler.propose(index, history)     # -> Proposal(config, info)
 
 `history` is everything known when trial `index` is proposed: every result so far, per trial
@@ -100,17 +100,6 @@ class RandomSampler(Sampler):
 
     def propose(self, index: int, history: History) -> Proposal:
         return self.random_config(index)
-
-
-def make_sampler(name: str, space: Space, master_seed: int = 0, *, acquisition: str = "ei",
-                 initial_trials: int | None = None, feasible: Feasibility | None = None) -> Sampler:
-    """The sampler `name` (random | gp) for `space`."""
-    if name == "random":
-        return RandomSampler(space, master_seed, feasible)
-    if name == "gp":
-        from .gp import GPSampler
-        return GPSampler(space, master_seed, feasible, acquisition=acquisition, initial_trials=initial_trials)
-    raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
 
 
 def check_sampler_options(sampler: str, acquisition: str, initial_trials: int | None) -> None:

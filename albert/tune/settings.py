@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import AlbertError
 from .asha import make_scheduler
-from .sampler import Sampler, check_sampler_options, make_sampler
+from .sampler import SAMPLERS, Feasibility, RandomSampler, Sampler, check_sampler_options
 from .space import ARCHITECTURE, Space, architecture_problem, default_space
 
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
@@ -114,3 +114,14 @@ def identity_differences(stored: SweepSettings, settings: SweepSettings) -> list
     """"name was, not now" for every setting that defines the search and differs."""
     return [f"{name} {getattr(stored, name)!r}, not {getattr(settings, name)!r}" for name in IDENTITY
             if getattr(stored, name) != getattr(settings, name)]
+
+
+def make_sampler(name: str, space: Space, master_seed: int = 0, *, acquisition: str = "ei",
+                 initial_trials: int | None = None, feasible: Feasibility | None = None) -> Sampler:
+    """The sampler `name` (random | gp) for `space`."""
+    if name == "random":
+        return RandomSampler(space, master_seed, feasible)
+    if name == "gp":
+        from .gp import GPSampler  # scikit-learn and scipy: only for GP sweeps
+        return GPSampler(space, master_seed, feasible, acquisition=acquisition, initial_trials=initial_trials)
+    raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")

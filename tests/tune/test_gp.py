@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from albert.tune.gp import GPSampler, Surrogate, _encode_quantiles
-from albert.tune.sampler import History, Observation, Pending, make_sampler
+from albert.tune.sampler import History, Observation, Pending
+from albert.tune.settings import make_sampler
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform
 
 SPACE = Space({"x": Uniform(0.0, 1.0), "y": Uniform(0.0, 1.0)})

@@ -6,7 +6,8 @@ import pytest
 
 from albert.errors import AlbertError
 from albert.tune.sampler import (History, Observation, RandomSampler, build_history, check_sampler_options,
-                                 make_sampler, rung_observations)
+                                 rung_observations)
+from albert.tune.settings import make_sampler
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform, default_space
 
 EMPTY = History((), (), "max", 27, 1)
