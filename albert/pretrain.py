@@ -25,7 +25,7 @@ import torch
 from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
-from .defaults import PRETRAIN_WARMUP, pretrain_lr
+from .defaults import PRETRAIN_WARMUP, pretrain_lr, pretrain_optimizer
 from .errors import AlbertError, require
 from .progress import Meter, counted
 from .rundir import claim_run_dir
@@ -50,7 +50,7 @@ class PretrainArgs(TrainingOptions):
     eval_examples: int = 1000
     num_proc: int | None = None
     # Pretraining defaults for the shared training options:
-    optimizer: str = "lamb"
+    optimizer: str | None = None   # default: by global batch (albert/defaults.py)
     batch_size: int = 64
     max_steps: int = 10_000
     warmup: float = PRETRAIN_WARMUP
@@ -99,7 +99,8 @@ HELP = {
                   "(default: a new runs/pretrain-<date>-<time>)",
     "lr": "peak learning rate (default: by optimizer, model size and global batch; see below)",
     "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes",
-    "optimizer": "lamb (ALBERT's) or adamw",
+    "optimizer": "lamb (ALBERT's, for large batches) or adamw (default: lamb from a global batch of 1024, "
+                 "adamw below; see below)",
     "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (ALBERT: 0.025)",
     "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training",
     "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
@@ -122,11 +123,22 @@ tiny 128, small 256, base 768, ...) and global batch (batch_size x grad_accum x 
   The run logs the lr it chose."""
 
 
-def _default_lr(args: PretrainArgs) -> float:
-    """The peak learning rate for this optimizer, model size and global batch (albert/defaults.py); logged."""
+def _global_batch(args: PretrainArgs) -> int:
     import os
 
-    global_batch = args.batch_size * args.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+    return args.batch_size * args.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _default_optimizer(args: PretrainArgs) -> str:
+    """LAMB for large global batches, AdamW for small ones (albert/defaults.py); logged."""
+    optimizer, why = pretrain_optimizer(_global_batch(args))
+    log.info("optimizer %s (the default for %s)", optimizer, why)
+    return optimizer
+
+
+def _default_lr(args: PretrainArgs) -> float:
+    """The peak learning rate for this optimizer, model size and global batch (albert/defaults.py); logged."""
+    global_batch = _global_batch(args)
     hidden = PRESETS[args.preset].get("hidden_size", 768)
     lr, why = pretrain_lr(args.optimizer, hidden, global_batch)
     steps = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs"
@@ -179,6 +191,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
         import datasets
         datasets.disable_progress_bars()
     corpus = resolve_corpus(args.corpus)  # a missing corpus is said before a directory is made
+    args = dataclasses.replace(args, optimizer=args.optimizer or _default_optimizer(args))
     args = dataclasses.replace(args, lr=args.lr if args.lr is not None else _default_lr(args),
                                metric=args.metric or "loss",
                                greater_is_better=bool(args.greater_is_better))

@@ -79,7 +79,8 @@ def warm_up(model: torch.nn.Module, batch: dict, device: torch.device, precision
 
 
 def run_albert(model, train, task, lengths, args, device, group_by_length: bool, workdir: Path) -> dict:
-    cfg = TrainingOptions(output_dir=str(workdir), lr=args.lr, batch_size=args.batch_size, epochs=1.0,
+    cfg = TrainingOptions(output_dir=str(workdir), lr=args.lr, batch_size=args.batch_size,
+                      epochs=None if args.max_steps else 1.0,
                       max_steps=args.max_steps, warmup=0.1, weight_decay=0.01, max_grad_norm=1.0,
                       precision=args.precision, device=str(device), group_by_length=group_by_length,
                       seed=args.seed, num_workers=args.num_workers, log_every=10**9, keep_last=1,

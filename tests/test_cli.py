@@ -324,7 +324,8 @@ def test_the_commands_run_as_written(files, tmp_path, capsys, monkeypatch):
                              "--vocab-size", "150", "--max-steps", "2", "--no-progress")
         assert code == 0, err
         dirs.append(re.search(r"output directory: (runs/pretrain-\d{8}-\d{6}(-\d+)?) ", err).group(1))
-        assert "lr 0.01 (the default for lamb, hidden size 32, global batch 64)" in err
+        assert "optimizer adamw (the default for global batch 64 < 1024" in err
+        assert "lr 0.001 (the default for adamw, hidden size 32, global batch 64)" in err
         assert (tmp_path / dirs[-1] / "final" / "config.json").is_file() and f"final model in {dirs[-1]}/final" in out
     assert dirs[0] != dirs[1]
     code, out, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--data-dir", files / "ner",

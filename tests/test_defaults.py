@@ -81,3 +81,21 @@ def test_tuning_lr_range_by_starting_point_and_size(pretrained, hidden, low, hig
     if not pretrained or hidden < defaults.PAPER_HIDDEN:  # the range holds finetune_lr's default
         centre, _ = defaults.finetune_lr(2e-5, pretrained=pretrained, hidden_size=hidden)
         assert got_low < centre < got_high
+
+
+@pytest.mark.parametrize("global_batch, optimizer", [(64, "adamw"), (1023, "adamw"), (1024, "lamb"), (4096, "lamb")])
+def test_pretraining_optimizer_by_global_batch(global_batch, optimizer):
+    assert defaults.pretrain_optimizer(global_batch)[0] == optimizer
+
+
+def test_pretraining_resolves_the_optimizer_then_its_rate(monkeypatch, caplog):
+    from albert.pretrain import PretrainArgs, _default_lr, _default_optimizer
+
+    args = PretrainArgs(corpus="wiki", batch_size=64)
+    with caplog.at_level("INFO", logger="albert"):
+        optimizer = _default_optimizer(args)
+        lr = _default_lr(PretrainArgs(corpus="wiki", batch_size=64, optimizer=optimizer))
+    assert (optimizer, lr) == ("adamw", 1e-3)
+    assert "optimizer adamw (the default for global batch 64 < 1024" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "16")  # 16 processes x 64 rows: ALBERT's regime
+    assert _default_optimizer(args) == "lamb"

@@ -230,7 +230,9 @@ def test_pretrain_survives_kill_9(tmp_path):
     kills = kill_repeatedly(launcher, [*common, "--output-dir", out], [*common, "--output-dir", out, "--resume"],
                             out, total, save_every, strategies, rng)
     report("pretrain", kills)
-    assert len(kills) >= 5
+    # On a loaded machine the resumed runs can reach step 60 before the fifth kill; the first four
+    # already cover every moment (a time, the best save, a step, mid-checkpoint write).
+    assert len(kills) >= 4 and {k["strategy"] for k in kills} >= {"time", "best", "step", "checkpoint"}, kills
     assert all(k["steps_lost"] <= save_every for k in kills), kills
     assert_same_run(out, ref, ("loss", "mlm_loss", "sop_loss", "lr"))
     assert (out / "final" / "model.safetensors").read_bytes() == (ref / "final" / "model.safetensors").read_bytes()

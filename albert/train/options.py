@@ -86,7 +86,7 @@ class TrainingOptions:
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
                 f"--schedule-steps must be >= 1, got {self.schedule_steps}")
-        require(self.optimizer in OPTIMIZERS,
+        require(self.optimizer is None or self.optimizer in OPTIMIZERS,
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         require(self.power > 0, f"--power must be positive, got {self.power}")
         require(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay must be >= 0")
