@@ -122,6 +122,13 @@ class LoadReport:
             parts.append("unused tensors in the checkpoint: " + ", ".join(self.unused))
         return "; ".join(parts) or "all tensors matched"
 
+    @property
+    def only_heads(self) -> bool:
+        """Whether every mismatch is outside the embeddings and the encoder: a task head (or the
+        pooler) new to this model, or a pretraining head it does not use. That is what starting
+        a task from a pretrained checkpoint always gives, not something to warn about."""
+        return not any(("embeddings" in k or "encoder" in k) for k in self.initialised + self.unused)
+
 
 # --- reading ---------------------------------------------------------------------------------
 
@@ -220,7 +227,8 @@ def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, **overrides: 
     report = load_state(model, state, source=str(directory))
     model.load_report = report
     if report.initialised or report.unused:
-        log.warning("%s from %s: %s", cls.__name__, directory, report)
+        # A sweep loads the checkpoint once per trial: the expected head swap goes to the log only.
+        log.log(logging.INFO if report.only_heads else logging.WARNING, "%s from %s: %s", cls.__name__, directory, report)
     return model
 
 
