@@ -228,7 +228,8 @@ def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, **overrides: 
     model.load_report = report
     if report.initialised or report.unused:
         # A sweep loads the checkpoint once per trial: the expected head swap goes to the log only.
-        log.log(logging.INFO if report.only_heads else logging.WARNING, "%s from %s: %s", cls.__name__, directory, report)
+        level = logging.INFO if report.only_heads else logging.WARNING
+        log.log(level, "%s from %s: %s", cls.__name__, directory, report)
     return model
 
 

@@ -26,9 +26,8 @@ from .cache import cache_root
 from .config import PRESETS, preset
 from .errors import AlbertError, require
 from .progress import Meter
-from .rundir import claim_run_dir
 from .runconfig import save_run_config
-from .rundir import run_directory
+from .rundir import output_dir_or_claim, run_directory
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -337,11 +336,7 @@ def run(args: FinetuneArgs, resume: bool = False,
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
-    if not args.output_dir:
-        if resume:
-            raise AlbertError("--resume needs --output-dir: the run to continue")
-        args = dataclasses.replace(args, output_dir=str(claim_run_dir(f"finetune-{task.name}")))
-        log.info("output directory: %s (pass --output-dir to choose)", args.output_dir)
+    args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, f"finetune-{task.name}", resume))
     dist = Distributed.from_env()
     # Locked for the whole run; everything is loaded and checked before config.json is written,
     # so a start that fails leaves the directory as it was (albert/rundir.py).

@@ -28,9 +28,8 @@ from .config import PRESETS, preset
 from .defaults import PRETRAIN_WARMUP, pretrain_lr, pretrain_optimizer
 from .errors import AlbertError, require
 from .progress import Meter, counted
-from .rundir import claim_run_dir
 from .runconfig import save_run_config
-from .rundir import run_directory
+from .rundir import output_dir_or_claim, run_directory
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -195,11 +194,7 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     args = dataclasses.replace(args, lr=args.lr if args.lr is not None else _default_lr(args),
                                metric=args.metric or "loss",
                                greater_is_better=bool(args.greater_is_better))
-    if not args.output_dir:
-        if resume:
-            raise AlbertError("--resume needs --output-dir: the run to continue")
-        args = dataclasses.replace(args, output_dir=str(claim_run_dir("pretrain")))
-        log.info("output directory: %s (pass --output-dir to choose)", args.output_dir)
+    args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, "pretrain", resume))
     out = Path(args.output_dir)
     dist = Distributed.from_env()
     # Set up now: under torchrun the ranks wait for rank 0's vocabulary and examples.
@@ -241,17 +236,16 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
     lengths = [len(x) for x in train["input_ids"]] if len(train) <= 2_000_000 else None
     seq_len = int(sum(lengths) / len(lengths)) if lengths else args.max_seq_length
     mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
-    held_out = HeldOut(IndexedExamples(held), functools.partial(pretraining_collate, masker=masker),
-                       batch_size=max(args.batch_size, 64))
+    collate = functools.partial(pretraining_collate, masker=masker)
+    held_out = HeldOut(IndexedExamples(held), collate, batch_size=max(args.batch_size, 64))
 
     def start() -> None:  # the trainer has restored its checkpoint or started over
         write_json(out / "model_config.json", config.to_hf_dict())
         save_run_config(out / "config.json", "pretrain", args)
         started_run()
 
-    trainer = Trainer(model, args, IndexedExamples(train), functools.partial(pretraining_collate, masker=masker),
-                      dist=dist,
-                      lengths=lengths, evaluate=held_out, save_best=export, step_metrics=step_metrics,
+    trainer = Trainer(model, args, IndexedExamples(train), collate, dist=dist, lengths=lengths, evaluate=held_out,
+                      save_best=export, step_metrics=step_metrics,
                       flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction), on_start=start)
     started = time.time()
     results = trainer.train(resume=resume)

@@ -24,6 +24,7 @@ touched. The lock itself is albert/dirlock.py.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -98,6 +99,18 @@ def claim_run_dir(kind: str, root: str | os.PathLike = RUNS, now: float | None =
     except OSError as e:
         raise AlbertError(f"{root}: cannot create a run directory ({e.strerror or e}); pass --output-dir") from None
     raise AlbertError(f"{root}: no free name for a {kind} run directory; pass --output-dir")
+
+
+def output_dir_or_claim(output_dir: str | None, kind: str, resume: bool) -> str:
+    """The run's --output-dir, or a new default one claimed for it (said in the log). A resume
+    must name the run it continues."""
+    if output_dir:
+        return output_dir
+    if resume:
+        raise AlbertError("--resume needs --output-dir: the run to continue")
+    claimed = str(claim_run_dir(kind))
+    logging.getLogger("albert").info("output directory: %s (pass --output-dir to choose)", claimed)
+    return claimed
 
 
 def newest_pretraining_run(root: str | os.PathLike = RUNS) -> Path | None:
