@@ -140,7 +140,8 @@ def _default_lr(args: PretrainArgs) -> float:
     global_batch = _global_batch(args)
     hidden = PRESETS[args.preset].get("hidden_size", 768)
     lr, why = pretrain_lr(args.optimizer, hidden, global_batch)
-    steps = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs"
+    steps = (f"{args.schedule_steps} steps" if args.schedule_steps else
+             f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs")
     log.info("lr %g (the default for %s), warmup %g, %s schedule over %s", lr, why, args.warmup, args.schedule, steps)
     return lr
 
