@@ -29,7 +29,7 @@ HELP = {
     "sampler": "random (independent draws) or gp (Gaussian-process Bayesian optimisation; with asha/hyperband "
                "it learns from every rung, pruned trials included)",
     "acquisition": "gp: ei (log expected improvement), pi (log probability of improvement) or ucb",
-    "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default: hyperparameters + 1, 4-10)",
+    "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default 5)",
     "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
              "(default: the paper's ranges, the learning rate's adapted to the starting point)",
     "workers": "parallel trials on CPU",

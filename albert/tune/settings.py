@@ -28,7 +28,7 @@ class SweepSettings:
     scheduler: str = "asha"  # asha | hyperband | random
     sampler: str = "random"  # random | gp: how new trials' configurations are chosen
     acquisition: str = "ei"  # gp: ei | pi | ucb
-    initial_trials: int | None = None  # gp: quasi-random (Sobol) trials before the model (default 10)
+    initial_trials: int | None = None  # gp: quasi-random (Sobol) trials before the model (default 5)
     mode: str = "max"
     min_resource: int = 1
     max_resource: int = 27

@@ -123,3 +123,70 @@ def test_vectorised_candidates_equal_encoded_configurations():
     fast = _encode_quantiles(space, q)
     slow = np.array([space.encode(space.from_quantiles(row)) for row in q])
     assert fast == pytest.approx(slow, abs=1e-12)
+
+
+def _fitted(space, n=25, seed=0):
+    rng = np.random.default_rng(seed)
+    configs = [space.sample(seed, i) for i in range(n)]
+    obs = tuple(Observation(i, c, 1, float(np.sin(3 * space.encode(c)).sum() + 0.01 * rng.standard_normal()))
+                for i, c in enumerate(configs))
+    return Surrogate.fit(space, History(obs, (), "max", 1, 1), seed=0)
+
+
+def test_predict_is_scikit_learns_posterior_without_the_noise():
+    """Surrogate.predict computes the posterior from the fitted factors itself (speed); it must
+    equal GaussianProcessRegressor.predict, whose spread includes the fitted noise."""
+    space = Space({"lr": LogUniform(1e-5, 1e-1), "c": Choice(["a", "b", "c"]), "u": Uniform(0.0, 1.0)})
+    model = _fitted(space)
+    points = np.array([space.encode(space.sample(7, i)) for i in range(30)])
+    mu, sigma = model.predict(points)
+    ref_mu, ref_std = model.gp.predict(points * model.scale, return_std=True)
+    noise = model.gp.kernel_.k2.noise_level
+    assert mu == pytest.approx(ref_mu, abs=1e-10)
+    assert sigma ** 2 == pytest.approx(np.maximum(ref_std ** 2 - noise, 0.0) + 1e-12, abs=1e-10)
+    # at a point already observed the noise-free spread is below the noise's
+    assert model.predict(model.X[:1])[1][0] < math.sqrt(noise)
+
+
+def test_two_options_of_a_choice_are_one_apart_for_the_model():
+    space = Space({"c": Choice(["a", "b", "c", "d"]), "u": Uniform(0.0, 1.0)})
+    model = _fitted(space)
+    a = space.encode({"c": "a", "u": 0.5}) * model.scale
+    b = space.encode({"c": "d", "u": 0.5}) * model.scale
+    c = space.encode({"c": "a", "u": 1.5}) * model.scale  # u one unit away (outside the range)
+    assert np.linalg.norm(a - b) == pytest.approx(1.0) == pytest.approx(np.linalg.norm(a - c))
+    assert model.gp.X_train_ == pytest.approx(model.X * model.scale)
+
+
+def test_the_map_objective_adds_the_priors_with_their_gradient():
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    from albert.tune.gp import _map_objective
+
+    kernel = ConstantKernel(0.1) + ConstantKernel(1.0) * Matern(np.ones(2), nu=2.5) + WhiteKernel(1e-3)
+    # A flat likelihood: what is left is the prior, hand-computed below.
+    objective = _map_objective(kernel, lambda theta: (0.0, np.zeros_like(theta)))
+    theta = np.log([0.3, 2.0, 0.5, 1.7, 0.01])  # bias, signal, two length scales, noise
+    value, grad = objective(theta)
+    lam = np.exp(-2 * theta[2:4])  # inverse squared length scales
+    expected = (-theta[0] + 0.3) + (-theta[1] + 2.0) + float(np.sum(0.1 / lam + 0.1 * lam)) \
+        + (-0.1 * theta[4] + 30 * 0.01)
+    assert value == pytest.approx(expected)
+    h = 1e-6
+    numeric = [(objective(theta + h * e)[0] - objective(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))]
+    assert grad == pytest.approx(numeric, rel=1e-5, abs=1e-6)
+    # the length-scale prior is at its lowest at l = 1
+    at = [objective(np.log([0.3, 2.0, l, 1.0, 0.01]))[0] for l in (0.5, 1.0, 2.0)]
+    assert at[1] < min(at[0], at[2])
+
+
+def test_far_from_the_data_the_model_expects_a_typical_result_not_the_average():
+    """Most results flat, a few high: the learnt constant mean is the flat level, so an
+    unexplored point is not predicted better than what is usually found there."""
+    one = Space({"x": Uniform(0.0, 1.0)})
+    xs = np.linspace(0.0, 0.6, 13)
+    obs = tuple(Observation(i, {"x": float(x)}, 1, 5.0 if abs(x - 0.3) < 0.06 else 0.0) for i, x in enumerate(xs))
+    model = Surrogate.fit(one, History(obs, (), "max", 1, 1), seed=0)
+    far = model.metric(model.predict(np.array([[1.0]]))[0])[0]
+    average = float(np.mean([o.value for o in obs]))
+    assert -0.5 < far < 0.9 * average
