@@ -21,7 +21,7 @@ T = TypeVar("T")
 EVERY_S = 10.0  # seconds between log lines when stderr is not a terminal
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds} s"
@@ -93,10 +93,10 @@ class Meter:
             if self.n and elapsed > 0:
                 figures.append(f"{_count(self.n / elapsed, self.unit)}/s")
             if self.total and self.n and not final:
-                figures.append(f"ETA {_duration(elapsed * max(0.0, self.total - self.n) / self.n)}")
+                figures.append(f"ETA {duration(elapsed * max(0.0, self.total - self.n) / self.n)}")
         if self.text:
             figures.append(self.text)
-        so_far = f"took {_duration(elapsed)}" if final else f"{_duration(elapsed)} so far"
+        so_far = f"took {duration(elapsed)}" if final else f"{duration(elapsed)} so far"
         return f"{self.desc}: {', '.join(figures)} ({so_far})" if figures else f"{self.desc}: {so_far}"
 
     def _tick(self) -> None:

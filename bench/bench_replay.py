@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
 from albert.tune.asha import make_scheduler  # noqa: E402
+from albert.tune.gp import input_scale  # noqa: E402
 from albert.tune.sampler import build_history  # noqa: E402
 from albert.tune.settings import make_sampler  # noqa: E402
 from albert.tune.space import Space  # noqa: E402
@@ -57,8 +58,8 @@ class Table:
         self.space = Space.from_dict(data["space"])
         self.configs = [row["config"] for row in data["configs"]]
         self.curves = [dict((int(s), float(m)) for s, m in row["curve"]) for row in data["configs"]]
-        # One-hot blocks scaled so that two different options are 1 apart, as two ends of a range are.
-        self.scale = np.array([math.sqrt(0.5) if k == "onehot" else 1.0 for k in self.space.kinds()])
+        # The GP's own input scaling: two different options of a choice 1 apart, as two ends of a range are.
+        self.scale = input_scale(self.space, self.space.width)
         self.points = np.array([self.space.encode(c) for c in self.configs]) * self.scale
 
     def final(self, i: int) -> float:

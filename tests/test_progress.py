@@ -56,6 +56,6 @@ def test_disabled_is_silent_and_counted_closes_at_the_end(caplog):
 
 @pytest.mark.parametrize("seconds, text", [(5, "5 s"), (75, "1 min 15 s"), (3725, "1 h 02 min")])
 def test_durations(seconds, text):
-    from albert.progress import _duration
+    from albert.progress import duration
 
-    assert _duration(seconds) == text
+    assert duration(seconds) == text

@@ -251,7 +251,7 @@ class Surrogate:
                  level: int | None = None) -> None:
         self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
         self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
-        self.scale = _input_scale(space, X.shape[1])
+        self.scale = input_scale(space, X.shape[1])
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
 
     @classmethod
@@ -286,7 +286,7 @@ class Surrogate:
                                       random_state=rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
-            gp.fit(X[rows] * _input_scale(space, d), z[rows])
+            gp.fit(X[rows] * input_scale(space, d), z[rows])
         model = cls(gp, X, z, scaler, multi, space, level)
         return model.conditioned(X, z) if len(rows) < len(z) else model
 
@@ -456,7 +456,7 @@ def _fit_subset(values: np.ndarray, limit: int, rng: np.random.RandomState) -> n
     return np.sort(np.concatenate([best, rng.choice(rest, limit - len(best), replace=False)]))
 
 
-def _input_scale(space: Space, width: int) -> np.ndarray:
+def input_scale(space: Space, width: int) -> np.ndarray:
     """Per model input: 1, or 1/sqrt(2) on a choice's one-hot coordinates, so that two different
     options are at distance 1 (a Hamming distance) like two ends of a numeric range, not sqrt(2)."""
     scale = np.ones(width)

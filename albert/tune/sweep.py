@@ -290,7 +290,7 @@ class Sweep:
 
     def status_line(self) -> str:
         """done/total, the states, the best so far with the metric's name, elapsed time and ETA."""
-        from ..progress import _duration
+        from ..progress import duration
 
         search = self.storage.trials("search")
         counts = collections.Counter(t.state for t in search)
@@ -300,11 +300,11 @@ class Sweep:
         best_text = (f"best {name} {best.metric:.4g} (trial {best.id}, {best.resource} steps)" if best
                      else f"best {name} -")
         elapsed = time.monotonic() - self.started
-        timing = _duration(elapsed)
+        timing = duration(elapsed)
         left = self.settings.budget - finished
         if finished and left > 0 and self.stop_reason is None:
             # By finished trials: pruned ones are cheap, so early on this overestimates.
-            timing += f", ETA ~{_duration(elapsed * left / finished)}"
+            timing += f", ETA ~{duration(elapsed * left / finished)}"
         return (f"[sweep] {finished}/{self.settings.budget} trials done ({len(self.running)} running, "
                 f"{counts['paused']} paused, {counts['completed']} completed, {counts['pruned']} pruned, "
                 f"{counts['failed']} failed) | {best_text} | {timing}")
