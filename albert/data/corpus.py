@@ -291,8 +291,9 @@ class TextFileSource:
         return self.path.stat().st_size
 
     def fingerprint(self) -> dict[str, Any]:
-        st = self.path.stat()
-        return {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        # The content, not the modification time: a copied or re-provisioned corpus (same bytes,
+        # new mtimes) keeps its cached vocabulary and examples (10 minutes to rebuild for wiki).
+        return {"path": str(self.path.resolve()), "sha256": content_hash(self.path),
                 "fmt": self.fmt, "drop_headings": self.drop_headings,
                 "selection": [self.selection.take, self.selection.offset]}
 
@@ -405,9 +406,26 @@ class Corpus:
             yield from paras
 
     def fingerprint(self, split: str) -> str:
-        """A hash of what the split reads: files with sizes and mtimes, or hub dataset ids."""
+        """A hash of what the split reads: files and their contents, or hub dataset ids."""
         blob = json.dumps([s.fingerprint() for s in self._sources(split)], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes, remembered for this process until the file's status changes
+    (the change time moves on every write, and cannot be set back as the mtime can)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def document_sentences(paragraphs: Sequence[str]) -> list[str]:

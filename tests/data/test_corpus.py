@@ -279,3 +279,16 @@ def test_missing_and_empty_corpora(tmp_path, tokenizer):
     with pytest.raises(AlbertError) as e:
         list(resolve_corpus(str(tmp_path / "broken.txt.gz")).documents("train"))
     one_line_error(e, "broken.txt.gz", "cannot read")
+
+
+def test_the_cache_key_follows_the_content_not_the_modification_time(tmp_path):
+    """A re-provisioned corpus (same bytes, new mtime) keeps its cached vocabulary and examples;
+    changed bytes do not."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("One sentence here. Another one there.\n\nA second document.\n")
+    before = resolve_corpus(str(path)).fingerprint("train")
+    os.utime(path, (1_000_000, 1_000_000))
+    assert resolve_corpus(str(path)).fingerprint("train") == before
+    path.write_text("One sentence here. Another one there.\n\nA secund document.\n")  # same size
+    os.utime(path, (1_000_000, 1_000_000))
+    assert resolve_corpus(str(path)).fingerprint("train") != before

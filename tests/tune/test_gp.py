@@ -190,3 +190,31 @@ def test_far_from_the_data_the_model_expects_a_typical_result_not_the_average():
     far = model.metric(model.predict(np.array([[1.0]]))[0])[0]
     average = float(np.mean([o.value for o in obs]))
     assert -0.5 < far < 0.9 * average
+
+
+def test_a_trial_paused_below_the_modelled_rung_counts_as_pending():
+    """With the top rung modelled, a configuration seen only at the first rung (ASHA paused it)
+    is unknown to the model; it is treated as a running trial, so the sampler does not propose
+    it again, where without that it proposes the same point at every call."""
+    one = Space({"x": Uniform(0.0, 1.0)})
+    top = [Observation(i, {"x": x}, 9, -(x - 0.8) ** 2) for i, x in enumerate((0.1, 0.3, 0.5, 0.6, 0.7, 0.9))]
+    alone = GPSampler(one, 0, initial_trials=5).propose(7, History(tuple(top), (), "max", 9, 1, (1, 3, 9)))
+    assert alone.info["rung"] == 9 and alone.info["unseen"] == 0
+    paused = Observation(6, {"x": alone.config["x"]}, 1, -0.5)
+    p = GPSampler(one, 0, initial_trials=5).propose(7, History((*top, paused), (), "max", 9, 1, (1, 3, 9)))
+    assert p.info["rung"] == 9 and p.info["unseen"] == 1
+    assert abs(p.config["x"] - alone.config["x"]) > 0.02
+    running = Pending(6, {"x": alone.config["x"]}, 3)  # on its way up: pending once, not twice
+    q = GPSampler(one, 0, initial_trials=5).propose(7, History((*top, paused), (running,), "max", 9, 1, (1, 3, 9)))
+    assert q.info["pending"] == 1 and q.info["unseen"] == 0
+
+
+def test_the_proposal_names_the_length_scale_of_each_input():
+    """ARD: a hyperparameter the metric ignores gets a longer length scale than one it depends on
+    (bench_replay.py snaps proposals to its recorded pool in this metric)."""
+    rng = np.random.default_rng(0)
+    obs = tuple(Observation(i, {"x": float(x), "y": float(y)}, 1, -(x - 0.3) ** 2)
+                for i, (x, y) in enumerate(rng.random((20, 2))))
+    p = GPSampler(SPACE, 0).propose(20, History(obs, (), "max", 1, 1))
+    x, y = p.info["length_scales"]
+    assert x < 0.5 * y

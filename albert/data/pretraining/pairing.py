@@ -269,7 +269,7 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
                               dupe_factor: int = 1, short_seq_prob: float = 0.1,
                               max_docs: int | None = None, progress: bool = True):
     """Tokenize `split` of `corpus` into sentence-order pairs, once: the result is cached under
-    `cache_dir`, keyed by the corpus files (with sizes and mtimes), the tokenizer and the settings,
+    `cache_dir`, keyed by the corpus files (their paths and contents), the tokenizer and the settings,
     so a second call loads it (memory-mapped) instead of building.
 
     Returns a `datasets.Dataset` with columns input_ids, token_type_ids (variable length, not
