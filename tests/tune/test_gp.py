@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from albert.tune.gp import GPSampler, Surrogate, _encode_quantiles
+from albert.tune.gp import GPSampler, Surrogate
 from albert.tune.sampler import History, Observation, Pending
 from albert.tune.settings import make_sampler
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform
@@ -114,15 +114,6 @@ def test_infeasible_configurations_are_never_proposed():
         assert feasible(c) is None
         # the best scores are at 3 heads, which divides only 96
         obs.append(Observation(i, c, 1, -abs(c["heads"] - 3) - abs(math.log10(c["lr"]) + 3)))
-
-
-def test_vectorised_candidates_equal_encoded_configurations():
-    space = Space({"lr": LogUniform(1e-5, 1e-1), "n": IntUniform(2, 6), "c": Choice(["a", "b", "c"]),
-                   "u": Uniform(-1.0, 1.0)})
-    q = np.random.default_rng(0).random((50, 4))
-    fast = _encode_quantiles(space, q)
-    slow = np.array([space.encode(space.from_quantiles(row)) for row in q])
-    assert fast == pytest.approx(slow, abs=1e-12)
 
 
 def _fitted(space, n=25, seed=0):
