@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 from ...atomic import atomic_dir, write_json
 from ...errors import AlbertError
 from ...tokenizer import CLS_ID, SEP_ID, UNK_ID, Tokenizer
-from ..corpus import Corpus, Source, TextFileSource, document_sentences
+from ..corpus import Corpus, Source, TextFileSource
+from ..sentences import document_sentences
 from .masking import SPECIAL_IDS
 
 log = logging.getLogger(__name__)
