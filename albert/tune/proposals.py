@@ -94,8 +94,9 @@ def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
 def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode: str,
                          seed: int = 0) -> dict[str, Any] | None:
     """Of the configurations trained to full resource, the one a GP fitted on their results
-    predicts best: a recommendation that does not chase one lucky noisy evaluation. None with
-    fewer than 3 such configurations."""
+    predicts best: a recommendation that does not chase one lucky noisy evaluation; and that
+    GP's length scale per hyperparameter (on the unit cube: short where the metric changes
+    quickly, long where it hardly depends on it). None with fewer than 3 such configurations."""
     import numpy as np
 
     from .gp import Surrogate
@@ -109,5 +110,11 @@ def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode:
     mu, _ = model.predict(model.at_full(np.array([space.encode(configs[t]) for t in full])))
     k = int(np.argmax(mu))
     sign = 1.0 if mode == "max" else -1.0
+    # A choice's options share one hyperparameter: its shortest length scale speaks for it.
+    lengths, start = {}, 0
+    for name in space.names:
+        width = space[name].width
+        lengths[name] = round(float(model.length_scales()[start:start + width].min()), 3)
+        start += width
     return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
-            "hyperparameters": dict(configs[full[k]])}
+            "hyperparameters": dict(configs[full[k]]), "results": len(full), "length_scales": lengths}

@@ -79,6 +79,18 @@ def leaderboard(trials: Sequence[TrialRecord], names: Sequence[str], mode: str, 
     return "\n".join(out)
 
 
+def sensitivity(model_best: dict[str, Any] | None) -> str | None:
+    """One line naming the hyperparameters the GP found the metric most sensitive to; None
+    with fewer full trainings than hyperparameters + 1 (the length scales are still the prior's)."""
+    lengths = (model_best or {}).get("length_scales")
+    if not lengths or model_best.get("results", 0) < len(lengths) + 1:
+        return None
+    order = sorted(lengths.items(), key=lambda kv: (kv[1], kv[0]))
+    return (f"sensitivity, from {model_best['results']} full trainings (the GP's length scale on the "
+            "unit interval; shorter: the metric depends on it more): "
+            + ", ".join(f"{name} {length:.2g}" for name, length in order))
+
+
 def _point_run_config_at(path: Path, output_dir: Path) -> None:
     """`python train.py best/config.json` must retrain into best/retrain, not over the trial's own
     directory (which the copy came from)."""

@@ -519,6 +519,9 @@ def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, l
         print(board)
         c = summary["compute"]
         print(f"compute used: {c['resource']} resource units = {c['full_trainings']:.2f} full trainings")
+        line = reporting.sensitivity(summary["model_best"])
+        if line:
+            print(line)
         for row in summary["confirm"]:
             print(f"confirm trial {row['trial_id']}: {row['mean']:.4g} ± {row['std']:.2g} "
                   f"over {len(row['metrics'])} seeds")

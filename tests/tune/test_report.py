@@ -71,3 +71,13 @@ def test_trials_csv_names_the_metric(tmp_path):
     rows = report.trial_rows(trials, ["lr"], [1, 9], "f1")
     assert list(rows[0])[5:9] == ["lr", "f1@1", "f1@9", "f1"]
     assert rows[0]["f1@9"] == rows[0]["f1"] == trials[0].metric
+
+
+def test_sensitivity_waits_for_enough_full_trainings():
+    from albert.tune.report import sensitivity
+
+    lengths = {"lr": 0.2, "weight_decay": 3.0, "warmup_ratio": 0.7}
+    assert sensitivity(None) is None
+    assert sensitivity({"results": 3, "length_scales": lengths}) is None  # 3 hyperparameters need 4
+    line = sensitivity({"results": 4, "length_scales": lengths})
+    assert line.startswith("sensitivity, from 4 full trainings") and line.endswith("lr 0.2, warmup_ratio 0.7, weight_decay 3")

@@ -480,3 +480,19 @@ def test_gp_sweep_killed_and_resumed_proposes_what_an_uninterrupted_one_does(tmp
     out = run_sweep(resume_dir=killed.sweep_dir)
     assert out["finished"] and out["tried"] == 10
     assert _configs(killed.sweep_dir) == _configs(whole.sweep_dir)
+
+
+def test_gp_summary_names_the_sensitivity_of_each_hyperparameter(tmp_path, capsys):
+    """Twelve full trainings of the synthetic objective (its optimum depends on lr, warmup,
+    dropout and layer decay, not on batch size or weight decay): the GP's length scale for each
+    hyperparameter is in summary.json, and the sweep prints them shortest first."""
+    space = default_space("rte")
+    out = run_sweep(make(tmp_path, sampler="gp", scheduler="random", budget=12, initial_trials=5))
+    best = out["model_best"]
+    assert best["results"] == 12 and set(best["length_scales"]) == set(space)
+    assert all(v > 0 for v in best["length_scales"].values())
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sensitivity")]
+    assert len(printed) == 1 and "from 12 full trainings" in printed[0]
+    order = sorted(best["length_scales"], key=lambda k: (best["length_scales"][k], k))
+    assert printed[0].index(order[0]) < printed[0].index(order[-1])
+    assert best["length_scales"]["lr"] < best["length_scales"]["weight_decay"]
