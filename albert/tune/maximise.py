@@ -8,7 +8,7 @@ each integer, alternating until nothing moves. Infeasible configurations are nev
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize
@@ -33,7 +33,8 @@ class Maximiser:
         self.feasible = feasible or (lambda config: None)
         self.checks_feasibility = feasible is not None
         self.continuous = np.array([k == "continuous" for k in space.kinds()])
-        self.blocks = _blocks(space)
+        # (first unit-cube coordinate, distribution) per hyperparameter
+        self.blocks = [(where.start, space[name]) for name, where in space.coordinates().items()]
 
     def maximise(self, score: Score, rng: np.random.Generator, incumbent: np.ndarray) -> tuple[np.ndarray, float]:
         """The acquisition's maximum: score random candidates, then refine from several starts -
@@ -132,15 +133,6 @@ class Maximiser:
         if values[k] > value:
             return batch[k], float(values[k])
         return None, value
-
-
-def _blocks(space: Space) -> list[tuple[int, Any]]:
-    """(first unit-cube coordinate, distribution) per hyperparameter."""
-    out, i = [], 0
-    for name in space.names:
-        out.append((i, space[name]))
-        i += space[name].width
-    return out
 
 
 def _encode_quantiles(space: Space, q: np.ndarray) -> np.ndarray:

@@ -111,10 +111,7 @@ def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode:
     k = int(np.argmax(mu))
     sign = 1.0 if mode == "max" else -1.0
     # A choice's options share one hyperparameter: its shortest length scale speaks for it.
-    lengths, start = {}, 0
-    for name in space.names:
-        width = space[name].width
-        lengths[name] = round(float(model.length_scales()[start:start + width].min()), 3)
-        start += width
+    scales = model.length_scales()
+    lengths = {name: round(float(scales[where].min()), 3) for name, where in space.coordinates().items()}
     return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
             "hyperparameters": dict(configs[full[k]]), "results": len(full), "length_scales": lengths}

@@ -217,16 +217,19 @@ class Space(Mapping[str, Distribution]):
         centre of their bin, choices one-hot."""
         return np.array([u for n in self.names for u in self._dists[n].encode(config[n])], dtype=float)
 
+    def coordinates(self) -> dict[str, slice]:
+        """Each hyperparameter's unit-cube coordinates (one, or one per option of a choice)."""
+        out, i = {}, 0
+        for n in self.names:
+            out[n] = slice(i, i + self._dists[n].width)
+            i += self._dists[n].width
+        return out
+
     def decode(self, point: Sequence[float]) -> dict[str, Any]:
         """The configuration of a unit-cube point: integers rounded (their bin), a choice its
         largest coordinate. decode(encode(c)) gives c back: integers and choices exactly,
         numbers to float rounding (a relative 1e-15)."""
-        out, i = {}, 0
-        for n in self.names:
-            dist = self._dists[n]
-            out[n] = dist.decode(point[i:i + dist.width])
-            i += dist.width
-        return out
+        return {n: self._dists[n].decode(point[s]) for n, s in self.coordinates().items()}
 
     def from_quantiles(self, qs: Sequence[float]) -> dict[str, Any]:
         """One value per hyperparameter from a point of [0, 1]^len(self) (a quasi-random design)."""

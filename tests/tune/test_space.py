@@ -181,3 +181,11 @@ def test_default_lr_range_follows_the_starting_point():
     low, high = lr(pretrained=False, hidden_size=768)[1:]
     assert low == pytest.approx(1e-5) and high == pytest.approx(3e-4)
     assert default_space("rte") == default_space("rte", pretrained=True, hidden_size=768)
+
+
+def test_coordinates_name_each_hyperparameters_slice_of_the_unit_cube():
+    space = Space({"lr": LogUniform(1e-5, 1e-1), "c": Choice(["a", "b", "c"]), "n": IntUniform(2, 6)})
+    where = space.coordinates()
+    assert where == {"c": slice(0, 3), "lr": slice(3, 4), "n": slice(4, 5)}
+    point = space.encode({"lr": 1e-3, "c": "b", "n": 4})
+    assert list(point[where["c"]]) == [0.0, 1.0, 0.0] and sum(s.stop - s.start for s in where.values()) == space.width
