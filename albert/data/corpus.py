@@ -225,7 +225,7 @@ class TextFileSource:
 
     def fingerprint(self) -> dict[str, Any]:
         # The content, not the modification time: a copied or re-provisioned corpus (same bytes,
-        # new mtimes) keeps its cached vocabulary and examples (10 minutes to rebuild for wiki).
+        # new mtimes) keeps its cached pretraining examples (2.5-7 minutes to rebuild for wiki).
         return {"path": str(self.path.resolve()), "sha256": content_hash(self.path),
                 "fmt": self.fmt, "drop_headings": self.drop_headings,
                 "selection": [self.selection.take, self.selection.offset]}
