@@ -157,10 +157,10 @@ class Surrogate:
     believed points keeps the units of the fit. `level` is the rung modelled (FIDELITY "rung")."""
 
     def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, multi_fidelity: bool, space: Space,
-                 level: int | None = None) -> None:
+                 level: int | None = None, scale: np.ndarray | None = None) -> None:
         self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
         self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
-        self.scale = input_scale(space, X.shape[1])
+        self.scale = input_scale(space, X.shape[1]) if scale is None else scale
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
         self.trials: frozenset[int] = frozenset()  # the trials whose results were modelled
 
@@ -196,8 +196,9 @@ class Surrogate:
                                       random_state=rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
-            gp.fit(X[rows] * input_scale(space, d), z[rows])
-        model = cls(gp, X, z, scaler, multi, space, level)
+            scale = input_scale(space, d)
+            gp.fit(X[rows] * scale, z[rows])
+        model = cls(gp, X, z, scaler, multi, space, level, scale)
         model = model.conditioned(X, z) if len(rows) < len(z) else model
         model.trials = frozenset(o.trial_id for o in obs)
         return model
@@ -209,7 +210,7 @@ class Surrogate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(X * self.scale, z)
-        return Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level)
+        return Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level, self.scale)
 
     def at_full(self, points: np.ndarray) -> np.ndarray:
         """Unit-cube points, tagged with a full training's resource when the model has that input."""

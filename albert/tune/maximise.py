@@ -30,8 +30,7 @@ class Maximiser:
 
     def __init__(self, space: Space, feasible: Feasibility | None = None) -> None:
         self.space = space
-        self.feasible = feasible or (lambda config: None)
-        self.checks_feasibility = feasible is not None
+        self.feasible = feasible  # None: every configuration is valid, and none is decoded to check
         self.continuous = np.array([k == "continuous" for k in space.kinds()])
         # (first unit-cube coordinate, distribution) per hyperparameter
         self.blocks = [(where.start, space[name]) for name, where in space.coordinates().items()]
@@ -48,8 +47,8 @@ class Maximiser:
         uniform = _encode_quantiles(self.space, sobol)
         candidates = np.vstack([uniform, incumbent[:INCUMBENT_STARTS]])
         values = score(candidates)
-        feasible = np.array([self.feasible(self.space.decode(c)) is None for c in candidates]) \
-            if self.checks_feasibility else np.ones(len(candidates), dtype=bool)
+        feasible = np.ones(len(candidates), dtype=bool) if self.feasible is None else \
+            np.array([self.feasible(self.space.decode(c)) is None for c in candidates])
         if not feasible.any():
             from ..errors import AlbertError
             raise AlbertError(f"the search space gave no valid configuration in {len(candidates)} candidates; "
@@ -103,7 +102,7 @@ class Maximiser:
             moved = point.copy()
             moved[idx] = np.clip(result.x, 0.0, 1.0)
             # The search does not see the feasibility rule; a move that breaks it is not taken.
-            if not self.checks_feasibility or self.feasible(self.space.decode(moved)) is None:
+            if self.feasible is None or self.feasible(self.space.decode(moved)) is None:
                 point, value = moved, -float(result.fun)
         return point, value
 
@@ -124,7 +123,8 @@ class Maximiser:
                         p = point.copy()
                         p[start] += step
                         neighbours.append(p)
-        neighbours = [p for p in neighbours if self.feasible(self.space.decode(p)) is None]
+        if self.feasible is not None:
+            neighbours = [p for p in neighbours if self.feasible(self.space.decode(p)) is None]
         if not neighbours:
             return None, value
         batch = np.array(neighbours)

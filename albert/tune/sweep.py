@@ -415,9 +415,10 @@ def check_settings(settings: SweepSettings) -> tuple[Space, list]:
     return space, specs
 
 
-def _open(settings: SweepSettings | None, resume_dir: str | Path | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
+def _open(settings: SweepSettings | None, resume_dir: str | Path | None,
+          checked: tuple[Space, list] | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
     if resume_dir is None:
-        space, specs = check_settings(settings)
+        space, specs = checked  # run_sweep checked a new sweep's settings before taking the lock
         storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
         return settings, space, specs, storage, False
     storage = Storage.open(resume_dir)
@@ -444,13 +445,14 @@ def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | No
 
     The sweep directory is locked (albert/dirlock.py) for the sweep's life, workers included: a
     second sweep or --resume on it is refused with one line naming this process."""
+    checked = None
     if resume_dir is None:
         if settings is None:
             raise AlbertError("run_sweep needs settings or --resume DIR")
-        check_settings(settings)  # a refused start leaves nothing behind, not even the directory
+        checked = check_settings(settings)  # a refused start leaves nothing behind, not even the directory
     directory = resume_dir if resume_dir is not None else settings.sweep_dir
     with lock_sweep_dir(directory) as lock:
-        return _run_locked(settings, resume_dir, lock)
+        return _run_locked(settings, resume_dir, lock, checked)
 
 
 def lock_sweep_dir(directory: str | Path, wait_s: float = 10.0) -> DirectoryLock:
@@ -480,8 +482,9 @@ def _holder_alive(directory: Path) -> bool:
     return True
 
 
-def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, lock) -> dict[str, Any]:
-    settings, space, specs, storage, resuming = _open(settings, resume_dir)
+def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, lock,
+                checked: tuple[Space, list] | None) -> dict[str, Any]:
+    settings, space, specs, storage, resuming = _open(settings, resume_dir, checked)
     sweep = Sweep(settings, space, storage)
     if resuming:
         sweep.replay()
