@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
 
+ALBERT_MASK_PROB = 0.15  # the paper's masking rate; held-out examples are always masked at it
+
+
 @dataclass(kw_only=True)
 class PretrainArgs(TrainingOptions):
     corpus: str = "wiki"                 # "wiki", "wikitext-103", or local files / a directory / a glob
@@ -42,7 +46,8 @@ class PretrainArgs(TrainingOptions):
     vocab_size: int = 30000
     tokenizer_sample: int = 300_000      # paragraphs sampled to train the vocabulary
     max_seq_length: int = 128
-    max_predictions: int = 20
+    mask_prob: float = ALBERT_MASK_PROB
+    max_predictions: int | None = None   # default: mask_prob x max_seq_length, rounded up
     short_seq_prob: float = 0.1
     dupe_factor: int = 1
     max_docs: int | None = None          # only the first documents (quick runs)
@@ -69,7 +74,8 @@ class PretrainArgs(TrainingOptions):
                 f"--max-seq-length {self.max_seq_length} exceeds the {self.preset} preset's "
                 f"max_position_embeddings {limit}")
         require(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
-        require(self.max_predictions >= 1, f"--max-predictions must be >= 1")
+        require(0 < self.mask_prob < 1, f"--mask-prob must be in (0, 1), got {self.mask_prob}")
+        require(self.max_predictions is None or self.max_predictions >= 1, "--max-predictions must be >= 1")
         require(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
         require(self.tokenizer_sample >= 1, f"--tokenizer-sample must be >= 1, got {self.tokenizer_sample}")
         require(self.dupe_factor >= 1, f"--dupe-factor must be >= 1, got {self.dupe_factor}")
@@ -88,7 +94,10 @@ HELP = {
     "vocab_size": "pieces of the SentencePiece vocabulary trained for this run (without --tokenizer)",
     "tokenizer_sample": "paragraphs of the corpus the vocabulary is trained on",
     "max_seq_length": "tokens per pretraining example ([CLS] A [SEP] B [SEP])",
-    "max_predictions": "at most this many masked tokens per example (15%% of its tokens otherwise)",
+    "mask_prob": "share of each training example's tokens masked for MLM (ALBERT: 0.15); the held-out "
+                 "examples are always masked at 0.15, so held-out MLM figures compare across runs",
+    "max_predictions": "at most this many masked tokens per example (default: --mask-prob x "
+                       "--max-seq-length, rounded up, as BERT advises: 20 at 0.15 x 128)",
     "short_seq_prob": "share of examples given a random shorter length, like fine-tuning inputs",
     "dupe_factor": "copies of the corpus with different sentence pairings (masks are redrawn every epoch anyway)",
     "max_docs": "only the first N documents of the corpus (quick runs; default: all)",
@@ -120,6 +129,14 @@ tiny 128, small 256, base 768, ...) and global batch (batch_size x grad_accum x 
 {rows}
   between two batch sizes the lr is interpolated log-linearly; beyond them it stays constant.
   The run logs the lr it chose."""
+
+
+def predictions(mask_prob: float, args: PretrainArgs) -> int:
+    """Masked tokens allowed per example at `mask_prob`: --max-predictions when given (the
+    held-out masks too, so that an explicit cap applies everywhere), else enough for the rate."""
+    if args.max_predictions is not None:
+        return args.max_predictions
+    return math.ceil(round(mask_prob * args.max_seq_length, 6))
 
 
 def _global_batch(args: PretrainArgs) -> int:
@@ -226,7 +243,14 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
     out = Path(args.output_dir)
     config = _model_config(args, tokenizer, resume)
     train, held = _examples(args, corpus, tokenizer, dist)
-    masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, max_predictions=args.max_predictions)
+    masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, mask_prob=args.mask_prob,
+                                        max_predictions=predictions(args.mask_prob, args))
+    # Held out at ALBERT's rate whatever the training rate, so that runs compare on the same masks.
+    held_masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, mask_prob=ALBERT_MASK_PROB,
+                                             max_predictions=predictions(ALBERT_MASK_PROB, args))
+    if dist.is_main:
+        log.info("masking %g of each training example's tokens (at most %d), the held-out ones %g",
+                 args.mask_prob, masker.max_predictions, ALBERT_MASK_PROB)
     torch.manual_seed(args.seed)
     model = AlbertForPreTraining(config)
 
@@ -236,9 +260,10 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
 
     lengths = [len(x) for x in train["input_ids"]] if len(train) <= 2_000_000 else None
     seq_len = int(sum(lengths) / len(lengths)) if lengths else args.max_seq_length
-    mask_fraction = min(args.max_predictions, 0.15 * seq_len) / max(seq_len, 1)
+    mask_fraction = min(masker.max_predictions, args.mask_prob * seq_len) / max(seq_len, 1)
     collate = functools.partial(pretraining_collate, masker=masker)
-    held_out = HeldOut(IndexedExamples(held), collate, batch_size=max(args.batch_size, 64))
+    held_out = HeldOut(IndexedExamples(held), functools.partial(pretraining_collate, masker=held_masker),
+                       batch_size=max(args.batch_size, 64))
 
     def start() -> None:  # the trainer has restored its checkpoint or started over
         write_json(out / "model_config.json", config.to_hf_dict())

@@ -247,8 +247,9 @@ def _curve(log: Path) -> list[dict]:
             r = json.loads(line)
         except ValueError:
             continue
-        rows.append({k: r[k] for k in ("type", "step", "loss", "mlm_loss", "sop_loss", "mlm_accuracy", "sop_accuracy",
-                                        "tokens_per_s", "mfu", "sop_balanced_accuracy") if k in r})
+        rows.append({k: r[k] for k in ("type", "step", "loss", "mlm_loss", "sop_loss", "mlm_accuracy",
+                                        "mlm_masked_accuracy", "sop_accuracy", "tokens_per_s", "mfu",
+                                        "sop_balanced_accuracy") if k in r})
     return rows
 
 

@@ -65,3 +65,28 @@ def test_mlm_loss_falls_below_uniform(pretrained):
     assert evals[0]["mlm_loss"] < math.log(vocab) - 0.5, evals
     assert evals[-1]["mlm_loss"] < evals[0]["mlm_loss"], evals
     assert results["final"]["mlm_accuracy"] > 0.05
+
+
+def test_max_predictions_default_follows_the_mask_rate():
+    from albert.pretrain import predictions
+
+    assert predictions(0.15, PretrainArgs(max_seq_length=128)) == 20  # ALBERT's pair
+    assert predictions(0.4, PretrainArgs(max_seq_length=128)) == 52
+    assert predictions(0.15, PretrainArgs(max_seq_length=512)) == 77
+    assert predictions(0.4, PretrainArgs(max_seq_length=128, max_predictions=7)) == 7
+
+
+def test_held_out_masks_do_not_follow_the_training_mask_rate(tmp_path, monkeypatch):
+    """Runs that train at different --mask-prob are scored on the same held-out masks: with a
+    learning rate too small to move the weights, their held-out MLM losses agree."""
+    corpus = tmp_path / "ordered.txt"
+    corpus.write_text(ordered_corpus(300, seed=3))
+    monkeypatch.setenv("ALBERT_CACHE", str(tmp_path / "cache"))
+    losses = {}
+    for rate in (0.15, 0.4):
+        args = PretrainArgs(corpus=str(corpus), output_dir=str(tmp_path / f"run-{rate}"), preset="micro",
+                            vocab_size=200, optimizer="adamw", lr=1e-12, max_seq_length=64, batch_size=8,
+                            max_steps=1, eval_every=1, eval_examples=64, num_proc=1, seed=5, progress=False,
+                            mask_prob=rate)
+        losses[rate] = run(args)["final"]["mlm_loss"]
+    assert losses[0.15] == pytest.approx(losses[0.4], rel=1e-6)
