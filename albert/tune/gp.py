@@ -157,10 +157,10 @@ class Surrogate:
     believed points keeps the units of the fit. `level` is the rung modelled (FIDELITY "rung")."""
 
     def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, multi_fidelity: bool, space: Space,
-                 level: int | None = None, scale: np.ndarray | None = None) -> None:
+                 level: int | None, scale: np.ndarray) -> None:
         self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
         self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
-        self.scale = input_scale(space, X.shape[1]) if scale is None else scale
+        self.scale = scale  # input_scale(space, width): what the kernel was fitted on
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
         self.trials: frozenset[int] = frozenset()  # the trials whose results were modelled
 
