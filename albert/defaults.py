@@ -46,6 +46,8 @@ SMALL_MODEL_HIDDEN = 256
 RANDOM_INIT_LR: dict[int, float] = {128: 1e-3, 768: 1e-4}
 # Peak learning rate of a pretrained checkpoint smaller than the published ones, by hidden size;
 # from PAPER_HIDDEN up the task's table (the ALBERT paper's, for base and larger) applies.
+# 128: the README's CPU recipe (tiny, 24,000 steps), SST-2, 1000 steps, warmup 6%: accuracy 0.734
+# at 1e-4, 0.789 at 3e-4, 0.796 at 1e-3, 0.509 (one class) at 2e-3.
 SMALL_PRETRAINED_LR: dict[int, float] = {128: 1e-3}
 PAPER_HIDDEN = 768
 
