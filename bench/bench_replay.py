@@ -4,13 +4,15 @@
     python bench/bench_replay.py --tables bench/results/curves-sst2.json --seeds 3
 
 The tables (written by bench/record_curves.py) hold, for ~100 random configurations of a tiny
-ALBERT per task, the validation metric every 25 steps up to 200. A replayed trial trains no
-model: its metric at r steps is the recorded one. Each method runs the tuner's own scheduler
+ALBERT per task, the validation metric every few steps up to the table's length (CoNLL-2003:
+every 25 steps up to 200; SST-2: every 50 up to 600). A replayed trial trains no model: its
+metric at r steps is the recorded one. Each method runs the tuner's own scheduler
 (albert.tune.asha) and sampler (albert.tune.sampler) in a sequential sweep loop:
 
-  random      random search, every trial to 200 steps
-  asha        random configurations, ASHA (eta 2: rungs 50, 100, 200), promotions
-  gp          the GP sampler, every trial to 200 steps
+  random      random search, every trial to the full length
+  asha        random configurations, ASHA (eta 2: rungs at a quarter, a half and all of the
+              length, e.g. 50, 100, 200), promotions
+  gp          the GP sampler, every trial to the full length
   gp+asha     the GP sampler proposing, ASHA scheduling, the model fitted on the rungs
 
 A proposed configuration is snapped to the nearest recorded configuration not tried yet, so
@@ -19,7 +21,7 @@ configuration that ran. Distance is in the unit cube (two options of a choice 1 
 coordinate divided by the GP's fitted length scale when the proposal comes from the model
 (--snap model): with 100 configurations in 8 dimensions the plain nearest one is mostly decided
 by the hyperparameters that do not matter, and the model knows which do. The
-result of a method is the final (200-step) metric of the best trial it trained to 200 steps.
+result of a method is the final metric of the best trial it trained to the full length.
 
 Printed: per task, the median over seeds of that result for each method at equal resource
 (10 and 30 full trainings), then the two acceptance checks: (1) GP+ASHA with a third of random
@@ -115,16 +117,20 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))])
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--full-trainings", type=int, nargs="*", default=[10, 30])
-    # After 25 steps a random initialisation has learned next to nothing (rank correlation with the
-    # final metric about 0 on both tasks); from 50 steps on the early ranks carry information.
-    ap.add_argument("--min-resource", type=int, default=50)
-    ap.add_argument("--eta", type=int, default=2)
+    ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))],
+                    help="curve tables to replay (default: bench/results/curves-*.json)")
+    ap.add_argument("--seeds", type=int, default=10, help="replays per method (default: %(default)s)")
+    ap.add_argument("--full-trainings", type=int, nargs="*", default=[10, 30],
+                    help="resource budgets, in full-length trainings (default: 10 30)")
+    # After an eighth of the length a random initialisation has learned next to nothing (CoNLL-2003,
+    # 25 of 200 steps: rank correlation with the final metric about 0); from a quarter on the
+    # early ranks carry information.
+    ap.add_argument("--min-resource", type=int, default=None,
+                    help="ASHA's first rung in steps (default: a quarter of each table's length)")
+    ap.add_argument("--eta", type=int, default=2, help="ASHA's reduction factor (default: %(default)s)")
     ap.add_argument("--snap", choices=("model", "euclidean"), default="model",
                     help="distance a GP proposal is snapped to the pool with: the model's length scales, or plain")
-    ap.add_argument("--out", default="bench/results/replay.json")
+    ap.add_argument("--out", default="bench/results/replay.json", help="where the figures go (default: %(default)s)")
     args = ap.parse_args()
     record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "tasks": {}}
@@ -144,8 +150,8 @@ def main() -> None:
         for method in METHODS:
             runs[method] = {}
             for n in sorted(set(args.full_trainings) | {max(args.full_trainings) // 3}):
-                runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta, args.min_resource,
-                                          args.snap == "model")
+                runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta,
+                                          args.min_resource or table.max_steps // 4, args.snap == "model")
                                    for seed in range(args.seeds)]
         for n in args.full_trainings:
             line = "  ".join(f"{m} {statistics.median(r['best'] for r in runs[m][n]):.4f}" for m in METHODS)
