@@ -243,11 +243,12 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
     out = Path(args.output_dir)
     config = _model_config(args, tokenizer, resume)
     train, held = _examples(args, corpus, tokenizer, dist)
-    masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, mask_prob=args.mask_prob,
-                                        max_predictions=predictions(args.mask_prob, args))
+    word_start = tokenizer.word_start_mask()
+    masker = NgramMasker(word_start, seed=args.seed, mask_prob=args.mask_prob,
+                         max_predictions=predictions(args.mask_prob, args))
     # Held out at ALBERT's rate whatever the training rate, so that runs compare on the same masks.
-    held_masker = NgramMasker.from_tokenizer(tokenizer, seed=args.seed, mask_prob=ALBERT_MASK_PROB,
-                                             max_predictions=predictions(ALBERT_MASK_PROB, args))
+    held_masker = NgramMasker(word_start, seed=args.seed, mask_prob=ALBERT_MASK_PROB,
+                              max_predictions=predictions(ALBERT_MASK_PROB, args))
     if dist.is_main:
         log.info("masking %g of each training example's tokens (at most %d), the held-out ones %g",
                  args.mask_prob, masker.max_predictions, ALBERT_MASK_PROB)
