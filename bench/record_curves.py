@@ -1,7 +1,7 @@
 """Record validation curves of random fine-tuning configurations of a tiny ALBERT, for bench_replay.py.
 
-    python bench/record_curves.py --task ner --configs 100 --out bench/results/curves-ner.json
-    python bench/record_curves.py --task sst2 --configs 100 --workers 2 --out bench/results/curves-sst2.json
+    python bench/record_curves.py --task ner --workers 2 --out bench/results/curves-ner.json
+    python bench/record_curves.py --task sst2 --workers 2 --out bench/results/curves-sst2.json
 
 Each configuration is drawn from REPLAY_SPACE with `Space.sample(seed, index)` (the tuner's
 random draw), fine-tuned from a random `--preset tiny` initialisation through the tuner's own
@@ -9,7 +9,9 @@ objective mapping (albert.tune.objective.finetune_args), with the LR schedule of
 MAX_STEPS steps, and evaluated every EVAL_EVERY steps on EVAL_SAMPLES of the validation split.
 One JSON line per finished configuration goes to `<out>.jsonl` as it finishes (a killed recording
 continues where it stopped); at the end the lines are gathered into `<out>`, the table replay
-reads. Each worker process trains one configuration at a time on one CPU thread.
+reads. Each worker process trains one configuration at a time on one CPU thread. Configuration
+i is the same draw and the same training whatever --configs says, so a larger --configs extends a
+table: start from its lines file and only the new indices are trained.
 
 Run it niced in the background; a CoNLL-2003 configuration takes 10-50 s, an SST-2 one 30-90 s.
 """
@@ -95,7 +97,7 @@ def _record_star(job: tuple) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", required=True, choices=sorted(EVAL_SAMPLES), help="the task whose curves to record")
-    ap.add_argument("--configs", type=int, default=100, help="how many configurations (default: %(default)s)")
+    ap.add_argument("--configs", type=int, default=150, help="how many configurations (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="master seed of the configuration draws (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes recording at once, one CPU thread each (default: %(default)s)")

@@ -102,9 +102,9 @@ class GPSampler(Sampler):
         started = time.process_time()
         rng = np.random.default_rng([self.master_seed, index, 0xB0])
         # A rung is modelled once it has one result per hyperparameter and one more (BOHB's rule):
-        # the first trials promoted are few and alike, and a model of them says little. With this
-        # rule and the unseen trials below, GP+ASHA in the CoNLL replay came within 0.3 points of
-        # random search on 10 of 10 seeds, against 7 before (bench_replay.py).
+        # the first trials promoted are few and alike, and a model of them says little. (The
+        # replay gains once credited to this rule came from a protocol that snapped proposals to
+        # a small pool; bench/README.md "Search" has what the replay shows now.)
         min_points = max(self.initial_trials, len(self.space) + 1)
         model = Surrogate.fit(self.space, history, seed=int(rng.integers(2**31)), min_points=min_points)
         believed_best, incumbent = model.incumbent()
