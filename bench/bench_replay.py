@@ -15,17 +15,17 @@ metric at r steps is the recorded one. Each method runs the tuner's own schedule
   gp          the GP sampler, every trial to the full length
   gp+asha     the GP sampler proposing, ASHA scheduling, the model fitted on the rungs
 
-Every method draws from the same pool, each configuration at most once (--snap pool, the
+Every method draws from the same pool, each configuration at most once (--protocol pool, the
 default, the usual protocol on tabular benchmarks): a random configuration is a uniform draw
 from the recorded ones not tried yet, and the GP sampler maximises its acquisition over those
 (its model, believer and penalties unchanged; PoolMaximiser takes the place of its maximiser).
-Every metric a method sees is then one that was measured. The older protocol, --snap model or
-euclidean, snaps each proposal to the nearest untried configuration (in the GP's length scales,
-or plainly); in 8 dimensions that neighbour is far from the proposal (1-1.6 length scales in a
-CoNLL-2003 trace), so which configuration a method gets depends on the pool as much as on the
-method: with it, GP+ASHA beat ASHA on 9 of 10 seeds on the first 100 CoNLL-2003 configurations
-and on 1 to 5 of 10 on four random 100-configuration subsets of the 150. The result of a
-method is the final metric of the best trial it trained to the full length.
+Every metric a method sees is then one that was measured. The older protocol (--protocol
+snap-model or snap-euclidean) snaps each proposal to the nearest untried configuration (in the
+GP's length scales, or plainly); in 8 dimensions that neighbour is far from the proposal (1-1.6
+length scales in a CoNLL-2003 trace), so which configuration a method gets depends on the pool
+as much as on the method: with it, GP+ASHA beat ASHA on 9 of 10 seeds on the first 100
+CoNLL-2003 configurations and on 1 to 5 of 10 on four random 100-configuration subsets of the
+150. The result of a method is the final metric of the best trial it trained to the full length.
 
 Printed: per task, the median over seeds of that result for each method at equal resource
 (10 and 30 full trainings), then the two acceptance checks: (1) GP+ASHA with a third of random
@@ -91,7 +91,7 @@ class Table:
 
 class PoolMaximiser:
     """Stands in for the GP sampler's acquisition maximiser (`GPSampler.maximiser`) under
-    --snap pool: the acquisition is scored on the recorded configurations not tried yet and the
+    --protocol pool: the acquisition is scored on the recorded configurations not tried yet and the
     best of them is the proposal (`row`), the usual protocol on tabular benchmarks. The sampler's
     model, believer and penalties are its own; only the set searched over is the pool."""
 
@@ -109,7 +109,7 @@ class PoolMaximiser:
 
 
 def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int = 2, min_resource: int = 50,
-           snap: str = "pool") -> dict:
+           protocol: str = "pool") -> dict:
     """One sequential sweep of `method` until `resource_budget` steps are spent (a job that would
     overrun it is not started); the best final metric and what it cost."""
     scheduled = method.endswith("asha")
@@ -119,7 +119,7 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
     rungs = scheduler.rungs
     row_of: dict[int, int] = {}          # trial id -> table row
     used: set[int] = set()
-    if snap == "pool" and method.startswith("gp"):
+    if protocol == "pool" and method.startswith("gp"):
         sampler.maximiser = PoolMaximiser(table, used)
     results: list[tuple[int, int, float]] = []
     spent, cpu = 0, 0.0
@@ -135,9 +135,9 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             t0 = time.process_time()
             proposal = sampler.propose(tid, history)
             cpu += time.process_time() - t0
-            if snap != "pool":
-                row_of[tid] = table.nearest_unused(proposal.config, used,
-                                                   proposal.info.get("length_scales") if snap == "model" else None)
+            if protocol != "pool":
+                lengths = proposal.info.get("length_scales") if protocol == "snap-model" else None
+                row_of[tid] = table.nearest_unused(proposal.config, used, lengths)
             elif proposal.info.get("how") == "model":
                 row_of[tid] = sampler.maximiser.row
             else:  # random search, and the GP's initial design: a uniform draw from the pool
@@ -167,13 +167,13 @@ def main() -> None:
     ap.add_argument("--min-resource", type=int, default=None,
                     help="ASHA's first rung in steps (default: a quarter of each table's length)")
     ap.add_argument("--eta", type=int, default=2, help="ASHA's reduction factor (default: %(default)s)")
-    ap.add_argument("--snap", choices=("pool", "model", "euclidean"), default="pool",
+    ap.add_argument("--protocol", choices=("pool", "snap-model", "snap-euclidean"), default="pool",
                     help="how a proposal becomes a recorded configuration: pool (random draws from the untried ones, "
                          "the GP's acquisition maximised over them), or the nearest untried one to the proposal in "
-                         "the GP's length scales (model) or plainly (euclidean) (default: %(default)s)")
+                         "the GP's length scales (snap-model) or plainly (snap-euclidean) (default: %(default)s)")
     ap.add_argument("--out", default="bench/results/replay.json", help="where the figures go (default: %(default)s)")
     args = ap.parse_args()
-    record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "snap": args.snap,
+    record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "protocol": args.protocol,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}}
     for path in args.tables:
         table = Table(Path(path))
@@ -192,7 +192,7 @@ def main() -> None:
             runs[method] = {}
             for n in sorted(set(args.full_trainings) | {max(args.full_trainings) // 3}):
                 runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta,
-                                          args.min_resource or table.max_steps // 4, args.snap)
+                                          args.min_resource or table.max_steps // 4, args.protocol)
                                    for seed in range(args.seeds)]
         for n in args.full_trainings:
             line = "  ".join(f"{m} {statistics.median(r['best'] for r in runs[m][n]):.4f}" for m in METHODS)
