@@ -98,6 +98,12 @@ class TrialRecord:
     rung_metrics: dict[int, float] = field(default_factory=dict)
 
 
+def finished_a_job(trial: TrialRecord) -> bool:
+    """Whether `trial` has finished at least one job: it ended, is paused at a rung, or was
+    promoted from one and trains (or waits) again - `resource` grows only when a job ends."""
+    return trial.state in TERMINAL or trial.state == "paused" or trial.resource > 0
+
+
 @dataclass
 class ProposalRecord:
     trial_id: int

@@ -37,7 +37,7 @@ from .asha import Job, Scheduler, make_scheduler
 from .runner import Assignment, Died, Done, Error, Report, WorkerPool, check_objective, plan_workers
 from .settings import IDENTITY, SweepSettings, identity_differences, trial_seed  # noqa: F401 (re-exported)
 from .space import Space
-from .storage import TERMINAL, Storage, TrialRecord
+from .storage import TERMINAL, Storage, TrialRecord, finished_a_job
 
 FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
 PROGRESS_EVERY_S = 10.0  # off a terminal: a status line at least this often
@@ -310,8 +310,10 @@ class Sweep:
                 f"{counts['failed']} failed) | {best_text} | {timing}")
 
     def finished_count(self) -> int:
-        """Trials whose job is over: finished, or paused at a rung (ASHA may promote them later)."""
-        return sum(t.state in TERMINAL or t.state == "paused" for t in self.storage.trials("search"))
+        """Trials that have finished a job: ended, paused at a rung, or promoted from one and
+        training (or queued) again. Counting the promoted ones keeps the count a user reads from
+        falling each time ASHA resumes a paused trial."""
+        return sum(finished_a_job(t) for t in self.storage.trials("search"))
 
     def best_trial(self, kind: str = "search") -> TrialRecord | None:
         trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from albert.errors import AlbertError
-from albert.tune.storage import DB_NAME, Storage
+from albert.tune.storage import DB_NAME, Storage, finished_a_job
 
 
 def test_round_trip(tmp_path):
@@ -68,3 +68,26 @@ def test_transaction_rolls_back_as_a_whole(tmp_path):
             store.update_trial(tid, state="paused", resource=1)
             raise RuntimeError("killed half way")
     assert store.results() == [] and store.trial(tid).state == "queued"
+
+
+def test_a_trial_counts_as_done_from_its_first_finished_job_on(tmp_path):
+    """The sweep's "N/budget trials done": a trial ASHA promotes trains again but stays counted,
+    so the count a user reads never falls (it used to drop by one at each promotion)."""
+    store = Storage.create(tmp_path, {"settings": {}, "space": {}})
+    t = store.add_trial({"lr": 1e-3}, seed=1, job_from=0, job_to=1, sample_index=0)
+    done = []
+    done.append(finished_a_job(store.trials()[0]))                       # queued
+    store.start_job(t, 0, 1, "cpu0:1", str(tmp_path / "t"))
+    store.record(t, 1, 0.4, "report")
+    done.append(finished_a_job(store.trials()[0]))                       # running, reported, not done
+    store.record(t, 1, 0.4, "result")
+    store.update_trial(t, state="paused", resource=1, metric=0.4)
+    done.append(finished_a_job(store.trials()[0]))                       # paused at the rung
+    store.start_job(t, 1, 3, "cpu0:1", str(tmp_path / "t"))
+    done.append(finished_a_job(store.trials()[0]))                       # promoted, running again
+    store.update_trial(t, state="queued")
+    done.append(finished_a_job(store.trials()[0]))                       # re-queued after a crash
+    store.update_trial(t, state="completed", resource=3, metric=0.6)
+    done.append(finished_a_job(store.trials()[0]))
+    assert done == [False, False, True, True, True, True]
+    store.close()
