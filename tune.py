@@ -24,7 +24,7 @@ HELP = {
               "--device and --confirm-* may change; options that define the search may not)",
     "scheduler": "asha (promote the top 1/eta at each rung), hyperband (stop-only, like Ray's AsyncHyperBand) "
                  "or random (every trial to max_resource)",
-    "min_resource": "training steps at the first rung (default: max_resource / eta^2, three rungs)",
+    "min_resource": "training steps at the first rung (default: max_resource / eta^2 rounded up: three rungs)",
     "max_resource": "training steps of a full trial",
     "sampler": "random (independent draws) or gp (Gaussian-process Bayesian optimisation; with asha/hyperband "
                "it learns from every rung, pruned trials included)",

@@ -184,3 +184,15 @@ def test_diverged_trials_are_failed_not_scores_and_the_sweep_goes_on(workdir, tm
     assert all(r["error"].startswith("diverged: training diverged") and r["accuracy"] == "" for r in rows)
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["best"] is None and summary["states"] == {"failed": 3}
+
+
+@pytest.mark.parametrize("max_resource, rungs", [(1000, [112, 336, 1000]), (100, [12, 36, 100]),
+                                                  (900, [100, 300, 900]), (2, [1, 2])])
+def test_the_default_rungs_are_three_and_end_at_a_full_training(max_resource, rungs):
+    """The first rung is max_resource / eta^2 rounded up: rounded down, --max-resource 1000 gave
+    rungs at 111, 333, 999 and a fourth of one step at 1000."""
+    from albert.tune.asha import make_rungs
+    from albert.tune.command import TuneArgs, settings_from
+
+    settings = settings_from(TuneArgs(task="ner", preset="tiny", max_resource=max_resource, device="cpu"))
+    assert make_rungs(settings.min_resource, settings.max_resource, settings.eta) == rungs
