@@ -189,12 +189,27 @@ def _gpu_bytes_held() -> int:
     return int(torch.cuda.memory_allocated())
 
 
+def _thread_lock_for_tqdm() -> None:
+    """tqdm's default lock is a multiprocessing semaphore, made by the first bar (even a disabled
+    one). A worker killed when a sweep is aborted (a second Ctrl-C) leaves it behind, and Python's
+    resource tracker warns about "leaked semaphore objects" as the command exits. A worker draws
+    no bar that another process shares, so a thread lock serves."""
+    import threading
+
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
+
+
 def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int, lock: Any = None,
                  memory_fraction: float | None = None) -> None:
     # `lock`: the sweep directory's DirectoryLock, handed over (unpickling it adopted the
     # descriptor); kept referenced for the worker's life, so the worker works under it.
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _thread_lock_for_tqdm()
     try:
         fn = load_objective(objective_path)
     except BaseException:
