@@ -69,7 +69,8 @@ class Table:
         self.curves = [dict((int(s), float(m)) for s, m in row["curve"]) for row in data["configs"]]
         # The GP's own input scaling: two different options of a choice 1 apart, as two ends of a range are.
         self.scale = input_scale(self.space, self.space.width)
-        self.points = np.array([self.space.encode(c) for c in self.configs]) * self.scale
+        self.encoded = np.array([self.space.encode(c) for c in self.configs])  # the unit cube
+        self.points = self.encoded * self.scale
 
     def final(self, i: int) -> float:
         return self.curves[i][self.max_steps]
@@ -82,11 +83,15 @@ class Table:
         distance[list(used)] = np.inf
         return int(np.argmin(distance))
 
+    def unused(self, used: set[int]) -> np.ndarray:
+        """The rows not tried yet, in table order."""
+        return np.array([i for i in range(len(self.configs)) if i not in used], dtype=int)
+
     def uniform_unused(self, used: set[int], seed: int, index: int) -> int:
         """A recorded configuration not tried yet, drawn uniformly (seeded by seed and trial index):
         random search over the pool, exactly."""
-        free = [i for i in range(len(self.configs)) if i not in used]
-        return free[int(np.random.default_rng([seed, index, 0x9001]).integers(len(free)))]
+        free = self.unused(used)
+        return int(free[np.random.default_rng([seed, index, 0x9001]).integers(len(free))])
 
 
 class PoolMaximiser:
@@ -97,15 +102,14 @@ class PoolMaximiser:
 
     def __init__(self, table: Table, used: set[int]) -> None:
         self.table, self.used = table, used
-        self.encoded = np.array([table.space.encode(c) for c in table.configs])
         self.row = -1
 
     def maximise(self, score: Any, rng: np.random.Generator, incumbent: np.ndarray) -> tuple[np.ndarray, float]:
-        free = np.array([i for i in range(len(self.table.configs)) if i not in self.used])
-        values = score(self.encoded[free])
+        free = self.table.unused(self.used)
+        values = score(self.table.encoded[free])
         best = int(np.argmax(values))
         self.row = int(free[best])
-        return self.encoded[self.row], float(values[best])
+        return self.table.encoded[self.row], float(values[best])
 
 
 def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int = 2, min_resource: int = 50,
@@ -154,6 +158,12 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             "completed": len(finals), "cpu_s": round(cpu, 2)}
 
 
+def ahead_of_asha(runs: dict[str, dict[int, list[dict]]], n: int) -> tuple[int, int]:
+    """Seeds on which GP+ASHA's best beats ASHA's at `n` full trainings, and seeds level."""
+    pairs = list(zip(runs["gp+asha"][n], runs["asha"][n]))
+    return sum(o["best"] > a["best"] for o, a in pairs), sum(o["best"] == a["best"] for o, a in pairs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))],
@@ -196,8 +206,7 @@ def main() -> None:
                                    for seed in range(args.seeds)]
         for n in args.full_trainings:
             line = "  ".join(f"{m} {statistics.median(r['best'] for r in runs[m][n]):.4f}" for m in METHODS)
-            ahead = sum(o["best"] > a["best"] for o, a in zip(runs["gp+asha"][n], runs["asha"][n]))
-            level = sum(o["best"] == a["best"] for o, a in zip(runs["gp+asha"][n], runs["asha"][n]))
+            ahead, level = ahead_of_asha(runs, n)
             print(f"  {n:3d} full trainings, median best final metric: {line} "
                   f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level})", flush=True)
         big = max(args.full_trainings)
@@ -205,9 +214,7 @@ def main() -> None:
         target = [r["best"] for r in runs["random"][big]]
         ours = [r["best"] for r in runs["gp+asha"][third]]
         within = sum(o >= t - 0.003 for o, t in zip(ours, target))
-        asha = [r["best"] for r in runs["asha"][third]]
-        wins = sum(o > a for o, a in zip(ours, asha))
-        ties = sum(o == a for o, a in zip(ours, asha))
+        wins, ties = ahead_of_asha(runs, third)
         print(f"  gp+asha with {third} full trainings vs random with {big}: median {statistics.median(ours):.4f} vs "
               f"{statistics.median(target):.4f} (within 0.3 points on {within}/{args.seeds} seeds; "
               f"median gap {100 * (statistics.median(target) - statistics.median(ours)):+.2f} points)", flush=True)

@@ -294,7 +294,9 @@ class Sweep:
 
         search = self.storage.trials("search")
         counts = collections.Counter(t.state for t in search)
-        finished = self.finished_count()
+        # Trials that have finished a job, promoted ones training again included, so that the
+        # count a user reads never falls when ASHA resumes a paused trial.
+        finished = sum(finished_a_job(t) for t in search)
         best = self.best_trial()
         name = self.settings.metric()
         best_text = (f"best {name} {best.metric:.4g} (trial {best.id}, {best.resource} steps)" if best
@@ -308,12 +310,6 @@ class Sweep:
         return (f"[sweep] {finished}/{self.settings.budget} trials done ({len(self.running)} running, "
                 f"{counts['paused']} paused, {counts['completed']} completed, {counts['pruned']} pruned, "
                 f"{counts['failed']} failed) | {best_text} | {timing}")
-
-    def finished_count(self) -> int:
-        """Trials that have finished a job: ended, paused at a rung, or promoted from one and
-        training (or queued) again. Counting the promoted ones keeps the count a user reads from
-        falling each time ASHA resumes a paused trial."""
-        return sum(finished_a_job(t) for t in self.storage.trials("search"))
 
     def best_trial(self, kind: str = "search") -> TrialRecord | None:
         trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]
