@@ -30,7 +30,8 @@ CoNLL-2003 configurations and on 1 to 5 of 10 on four random 100-configuration s
 Printed: per task, the median over seeds of that result for each method at equal resource
 (10 and 30 full trainings), then the two acceptance checks: (1) GP+ASHA with a third of random
 search's resource gets within 0.3 points of random search's best with 30 full trainings (per
-seed and in the median); (2) GP+ASHA beats ASHA at the same resource on how many seeds.
+seed and in the median); (2) GP+ASHA beats ASHA at the same resource on how many seeds, with a
+two-sided sign test over the seeds not level (p: how often coin flips would split as unevenly).
 """
 from __future__ import annotations
 
@@ -164,6 +165,14 @@ def ahead_of_asha(runs: dict[str, dict[int, list[dict]]], n: int) -> tuple[int, 
     return sum(o["best"] > a["best"] for o, a in pairs), sum(o["best"] == a["best"] for o, a in pairs)
 
 
+def sign_test(ahead: int, behind: int) -> float:
+    """Two-sided sign test of "GP+ASHA and ASHA are as likely to be ahead on a seed" (seeds level
+    left out): the probability of a split at least this uneven if each seed were a coin flip."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(ahead, ahead + behind, 0.5).pvalue) if ahead + behind else 1.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))],
@@ -204,11 +213,13 @@ def main() -> None:
                 runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta,
                                           args.min_resource or table.max_steps // 4, args.protocol)
                                    for seed in range(args.seeds)]
+        sign_p: dict[str, float] = {}  # full trainings -> sign test of GP+ASHA against ASHA
         for n in args.full_trainings:
             line = "  ".join(f"{m} {statistics.median(r['best'] for r in runs[m][n]):.4f}" for m in METHODS)
             ahead, level = ahead_of_asha(runs, n)
+            p = sign_p[str(n)] = sign_test(ahead, args.seeds - ahead - level)
             print(f"  {n:3d} full trainings, median best final metric: {line} "
-                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level})", flush=True)
+                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level}; sign test p {p:.2f})", flush=True)
         big = max(args.full_trainings)
         third = big // 3
         target = [r["best"] for r in runs["random"][big]]
@@ -218,12 +229,14 @@ def main() -> None:
         print(f"  gp+asha with {third} full trainings vs random with {big}: median {statistics.median(ours):.4f} vs "
               f"{statistics.median(target):.4f} (within 0.3 points on {within}/{args.seeds} seeds; "
               f"median gap {100 * (statistics.median(target) - statistics.median(ours)):+.2f} points)", flush=True)
+        p = sign_test(wins, args.seeds - wins - ties)
         print(f"  gp+asha vs asha, both {third} full trainings: better on {wins}/{args.seeds} seeds, "
-              f"tied on {ties}", flush=True)
+              f"tied on {ties} (sign test p {p:.2f})", flush=True)
         record["tasks"][table.task] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
                                        "rank_correlation_with_final": early,
                                        "runs": {m: {str(n): v for n, v in r.items()} for m, r in runs.items()},
-                                       "within_0.3_points": within, "gp_asha_beats_asha": wins, "ties": ties}
+                                       "within_0.3_points": within, "gp_asha_beats_asha": wins, "ties": ties,
+                                       "sign_test_p": sign_p}
     write_json(args.out, record)
     print(f"-> {args.out}")
 

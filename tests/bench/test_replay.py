@@ -73,3 +73,12 @@ def test_the_pool_maximiser_returns_the_best_untried_configuration(tmp_path):
     assert maximiser.row == best
     assert value == pytest.approx(SPACE.encode(table.configs[best])[lr_coordinate])
     np.testing.assert_allclose(point, SPACE.encode(table.configs[best]))
+
+
+def test_the_sign_test_against_the_binomial_tail_by_hand():
+    # 7 seeds ahead, 3 behind: 2 x (C(10,7) + C(10,8) + C(10,9) + C(10,10)) / 2^10 = 352 / 1024.
+    assert bench_replay.sign_test(7, 3) == pytest.approx(352 / 1024)
+    assert bench_replay.sign_test(3, 7) == pytest.approx(352 / 1024)
+    assert bench_replay.sign_test(5, 5) == pytest.approx(1.0)
+    assert bench_replay.sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert bench_replay.sign_test(0, 0) == 1.0  # every seed level: nothing to test
