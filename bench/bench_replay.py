@@ -219,7 +219,7 @@ def main() -> None:
             ahead, level = ahead_of_asha(runs, n)
             p = sign_p[str(n)] = sign_test(ahead, args.seeds - ahead - level)
             print(f"  {n:3d} full trainings, median best final metric: {line} "
-                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level}; sign test p {p:.2f})", flush=True)
+                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level}; sign test p {p:.2g})", flush=True)
         big = max(args.full_trainings)
         third = big // 3
         target = [r["best"] for r in runs["random"][big]]
@@ -231,7 +231,7 @@ def main() -> None:
               f"median gap {100 * (statistics.median(target) - statistics.median(ours)):+.2f} points)", flush=True)
         p = sign_test(wins, args.seeds - wins - ties)
         print(f"  gp+asha vs asha, both {third} full trainings: better on {wins}/{args.seeds} seeds, "
-              f"tied on {ties} (sign test p {p:.2f})", flush=True)
+              f"tied on {ties} (sign test p {p:.2g})", flush=True)
         record["tasks"][table.task] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
                                        "rank_correlation_with_final": early,
                                        "runs": {m: {str(n): v for n, v in r.items()} for m, r in runs.items()},
