@@ -64,9 +64,12 @@ class Launcher:
             return subprocess.Popen([sys.executable, *map(str, argv)], cwd=REPO, env=self.env, stdout=out,
                                     stderr=subprocess.STDOUT)
 
-    def run(self, argv: list[object], timeout: float = 900) -> None:
+    def run(self, argv: list[object], timeout: float = 900) -> float:
+        """Runs the command to its end; its wall time in seconds."""
+        started = time.monotonic()
         proc = self.start(argv)
         assert proc.wait(timeout=timeout) == 0, self.last.read_text()[-3000:]
+        return time.monotonic() - started
 
 
 def read_log(out: Path) -> list[dict]:
@@ -130,8 +133,9 @@ def wait_until(proc: subprocess.Popen, condition, timeout: float) -> bool:
 
 
 def kill_repeatedly(launcher: Launcher, fresh: list, resume: list, out: Path, total_steps: int, save_every: int,
-                    strategies: list[str], rng: random.Random) -> list[dict]:
-    """Start, kill -9 by each strategy in turn, restart with --resume; then run to the end."""
+                    strategies: list[str], rng: random.Random, duration: float) -> list[dict]:
+    """Start, kill -9 by each strategy in turn, restart with --resume; then run to the end.
+    `duration`: the uninterrupted run's wall time, which bounds the random moments."""
     kills: list[dict] = []
     argv = fresh
     for strategy in strategies:
@@ -147,7 +151,9 @@ def kill_repeatedly(launcher: Launcher, fresh: list, resume: list, out: Path, to
         elif strategy == "best":  # while best/ is being written
             hit = wait_until(proc, lambda: out.is_dir() and any(out.glob(f".best.tmp-{proc.pid}-*")), 300)
         else:  # any moment: start-up, data, tokenizer, training, evaluation, saving
-            delay = rng.uniform(1.0, 12.0)
+            # A share of the uninterrupted run's time, not fixed seconds: a resumed run has less
+            # left to do, and on a fast machine it can end before a fixed delay is up.
+            delay = rng.uniform(0.05, 0.5) * duration
             hit = wait_until(proc, lambda: time.monotonic() - started > delay, 300)
         if not hit:
             assert proc.wait(timeout=600) == 0, launcher.last.read_text()[-3000:]
@@ -193,12 +199,12 @@ def test_finetune_survives_kill_9(tmp_path):
               "--no-progress"]
     launcher = Launcher(tmp_path / "logs", environment(tmp_path / "cache"))
     ref, out = tmp_path / "reference", tmp_path / "killed"
-    launcher.run([*common, "--output-dir", ref])
+    duration = launcher.run([*common, "--output-dir", ref])
 
     strategies = ["time", "best", "step", "checkpoint", "step", "checkpoint", "time", "step", "checkpoint", "best",
                   "step", "time"]
     kills = kill_repeatedly(launcher, [*common, "--output-dir", out], [*common, "--output-dir", out, "--resume"],
-                            out, total, save_every, strategies, rng)
+                            out, total, save_every, strategies, rng, duration)
     report("finetune ner", kills)
     assert len(kills) >= 8 and sum(k["mid_checkpoint_write"] for k in kills) >= 1
     assert all(k["steps_lost"] <= save_every for k in kills), kills
@@ -224,11 +230,11 @@ def test_pretrain_survives_kill_9(tmp_path):
               "--device", "cpu"]  # bytes are compared: on a GPU, bf16 and non-deterministic kernels would differ
     launcher = Launcher(tmp_path / "logs", environment(tmp_path / "cache"))
     ref, out = tmp_path / "reference", tmp_path / "killed"
-    launcher.run([*common, "--output-dir", ref])
+    duration = launcher.run([*common, "--output-dir", ref])
 
     strategies = ["time", "best", "step", "checkpoint", "time", "step", "checkpoint", "step"]
     kills = kill_repeatedly(launcher, [*common, "--output-dir", out], [*common, "--output-dir", out, "--resume"],
-                            out, total, save_every, strategies, rng)
+                            out, total, save_every, strategies, rng, duration)
     report("pretrain", kills)
     # On a loaded machine the resumed runs can reach step 60 before the fifth kill; the first four
     # already cover every moment (a time, the best save, a step, mid-checkpoint write).
@@ -288,7 +294,7 @@ def test_tune_survives_kill_9(tmp_path):
               "--seed", "4", "--device", "cpu", "--no-progress"]
     launcher = Launcher(tmp_path / "logs", environment(tmp_path / "cache"))
     ref, sweep = tmp_path / "reference", tmp_path / "killed"
-    launcher.run([*common, "--output-dir", ref])
+    duration = launcher.run([*common, "--output-dir", ref])
 
     kills = []
     argv = [*common, "--output-dir", sweep]
@@ -298,7 +304,7 @@ def test_tune_survives_kill_9(tmp_path):
         started = time.monotonic()
         results_before = len(_results(sweep))
         if k % 2:  # a random moment
-            delay = rng.uniform(2.0, 15.0)
+            delay = rng.uniform(0.05, 0.4) * duration  # a share of the uninterrupted sweep's time
             hit = wait_until(proc, lambda: time.monotonic() - started > delay, 300)
         else:  # right after a worker's result was recorded: the next job has just started
             want = results_before + rng.randint(1, 3)
