@@ -213,30 +213,31 @@ def main() -> None:
                 runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta,
                                           args.min_resource or table.max_steps // 4, args.protocol)
                                    for seed in range(args.seeds)]
-        sign_p: dict[str, float] = {}  # full trainings -> sign test of GP+ASHA against ASHA
+        # Per budget replayed: GP+ASHA's seeds ahead of ASHA and level, and the sign test of that split.
+        splits = {n: ahead_of_asha(runs, n) for n in runs["asha"]}
+        sign_p = {n: sign_test(ahead, args.seeds - ahead - level) for n, (ahead, level) in splits.items()}
         for n in args.full_trainings:
             line = "  ".join(f"{m} {statistics.median(r['best'] for r in runs[m][n]):.4f}" for m in METHODS)
-            ahead, level = ahead_of_asha(runs, n)
-            p = sign_p[str(n)] = sign_test(ahead, args.seeds - ahead - level)
+            ahead, level = splits[n]
             print(f"  {n:3d} full trainings, median best final metric: {line} "
-                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level}; sign test p {p:.2g})", flush=True)
+                  f"(gp+asha ahead of asha on {ahead}/{args.seeds}, tied on {level}; sign test p {sign_p[n]:.2g})",
+                  flush=True)
         big = max(args.full_trainings)
         third = big // 3
         target = [r["best"] for r in runs["random"][big]]
         ours = [r["best"] for r in runs["gp+asha"][third]]
         within = sum(o >= t - 0.003 for o, t in zip(ours, target))
-        wins, ties = ahead_of_asha(runs, third)
+        wins, ties = splits[third]
         print(f"  gp+asha with {third} full trainings vs random with {big}: median {statistics.median(ours):.4f} vs "
               f"{statistics.median(target):.4f} (within 0.3 points on {within}/{args.seeds} seeds; "
               f"median gap {100 * (statistics.median(target) - statistics.median(ours)):+.2f} points)", flush=True)
-        p = sign_test(wins, args.seeds - wins - ties)
         print(f"  gp+asha vs asha, both {third} full trainings: better on {wins}/{args.seeds} seeds, "
-              f"tied on {ties} (sign test p {p:.2g})", flush=True)
+              f"tied on {ties} (sign test p {sign_p[third]:.2g})", flush=True)
         record["tasks"][table.task] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
                                        "rank_correlation_with_final": early,
                                        "runs": {m: {str(n): v for n, v in r.items()} for m, r in runs.items()},
                                        "within_0.3_points": within, "gp_asha_beats_asha": wins, "ties": ties,
-                                       "sign_test_p": sign_p}
+                                       "sign_test_p": {str(n): sign_p[n] for n in args.full_trainings}}
     write_json(args.out, record)
     print(f"-> {args.out}")
 
