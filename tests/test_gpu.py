@@ -28,7 +28,11 @@ DETERMINISTIC = ("import runpy, sys, torch; torch.use_deterministic_algorithms(T
 
 
 def run(argv: list, tmp_path: Path, deterministic: bool = False, timeout: float = 300) -> None:
-    env = {**os.environ, "ALBERT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+    # The repository goes in front of PYTHONPATH, not in its place: on the GPU machine it also holds
+    # the packages gpu_check.py installs from carried wheels (datasets), and without them every
+    # command here failed to start (H200, 2026-11-28).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "ALBERT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
            "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
     cmd = [sys.executable, *(["-c", DETERMINISTIC] if deterministic else []), *map(str, argv)]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

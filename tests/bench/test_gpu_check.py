@@ -73,4 +73,6 @@ def test_dry_run_exercises_every_section(tmp_path):
     assert figures["pretrain"]["curve_points"] >= 3 and figures["pretrain"]["results"]["steps"] == 6
     assert len(figures["finetune_downstream"]["runs"]) == 4
     assert figures["tune"]["trials"] == 2
-    assert {x["run"] for x in figures["fast_paths"]["rows"]} == {"fast_paths", "compile", "cuda_graphs"}
+    assert {x["run"] for x in figures["fast_paths"]["rows"]} == {"fast_paths"}
+    assert {x["run"] for x in figures["compile"]["rows"]} == {"compile", "cuda_graphs"}
+    assert figures["profile"]["step_ms"] > 0 and figures["profile"]["top"]

@@ -1,0 +1,43 @@
+"""bench/profile_step.py: kernel names sorted into classes, and a CPU profile of a real step."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import profile_step  # noqa: E402
+
+
+@pytest.mark.parametrize("name,expected", [
+    # Names as CUDA kernels of torch 2.x report them (cuBLAS, PyTorch's flash attention, ATen).
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas", "matmul"),
+    ("nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_NTN", "matmul"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 128, 4, false, false, cutlass::bfloat16_t>>", "attention"),
+    ("fmha_cutlassB_bf16_aligned_64x64_k64_sm80", "attention"),
+    ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<c10::BFloat16, float>", "normalisation"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl(at::TensorIteratorBase&)>", "elementwise"),
+    ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float, float, float>", "softmax/loss/reduction"),
+    ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::func_wrapper_t<float, at::native::sum_functor>>>", "softmax/loss/reduction"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4>>", "optimizer"),
+    ("Memcpy HtoD (Pageable -> Device)", "copy/index"),
+    ("void at::native::index_elementwise_kernel<128, 4>", "copy/index"),
+    ("some_kernel_nobody_knows", "other"),
+])
+def test_kernel_classes(name, expected):
+    assert profile_step.kernel_class(name) == expected
+
+
+def test_cpu_profile_of_a_real_step(tmp_path):
+    out = tmp_path / "profile.json"
+    profile_step.main(["--shape", "micro", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup", "1",
+                       "--top", "5", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["step_ms"] > 0 and record["tokens_per_s"] == pytest.approx(2 * 16 / record["step_ms"] * 1e3)
+    assert len(record["top"]) == 5 and any(r["name"] in ("aten::mm", "aten::addmm", "aten::bmm") for r in record["top"])
+    # Largest first. Only the order is asserted: a profiled step runs slower than the timed one.
+    times = [r["ms"] for r in record["top"]]
+    assert times == sorted(times, reverse=True) and times[-1] > 0
