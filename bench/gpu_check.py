@@ -7,11 +7,11 @@ time left of --budget, is cut and recorded as cut) and recorded as soon as it fi
   gpu_tests            pytest -m gpu (AMP bf16/fp16 steps, exact resume on CUDA, trials sharing a GPU)
   model_throughput     bench_model.py: bf16 training and inference, ours vs transformers, base, seq 128
                        and 512: tokens/s, MFU, peak memory, ratio
+  profile              profile_step.py: a base pretraining step's kernel time by class, GPU idle share
   finetune_conll       bench_finetune.py: one CoNLL-2003 epoch, our Trainer vs a plain transformers loop
   pretrain             a short pretraining (base) on the carried wiki slice: loss curve, tokens/s, MFU
   finetune_downstream  CoNLL and SST-2 fine-tuning from that model and from random init, side by side
   tune                 tune.py sweep of base-size trials, --trials-per-gpu 4, GPU utilisation sampled
-  profile              profile_step.py: a base pretraining step's kernel time by class, GPU idle share
   fast_paths           bench_fast_paths.py: SDPA vs eager, mask vs none, MLM at masked positions,
                        fused vs foreach optimizers, loader workers and pinned memory
   compile              bench_fast_paths.py: torch.compile, CUDA graphs (--compile-mode reduce-overhead)
@@ -460,9 +460,9 @@ def section_compile(c: Check) -> tuple[dict, list[Run]]:
 
 SECTIONS: list[tuple[str, Callable[[Check], tuple[dict, list[Run]]]]] = [
     ("environment", section_environment), ("gpu_tests", section_gpu_tests),
-    ("model_throughput", section_model_throughput), ("finetune_conll", section_finetune_conll),
-    ("pretrain", section_pretrain), ("finetune_downstream", section_finetune_downstream),
-    ("tune", section_tune), ("profile", section_profile), ("fast_paths", section_fast_paths),
+    ("model_throughput", section_model_throughput), ("profile", section_profile),
+    ("finetune_conll", section_finetune_conll), ("pretrain", section_pretrain),
+    ("finetune_downstream", section_finetune_downstream), ("tune", section_tune), ("fast_paths", section_fast_paths),
     ("compile", section_compile),
 ]
 
