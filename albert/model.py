@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from . import checkpoint
 from .config import ACTIVATIONS, AlbertConfig
@@ -57,7 +58,13 @@ class Embeddings(nn.Module):
         return self.proj(self.drop(self.norm(x)))
 
 
-ATTENTION_IMPLS = ("sdpa", "eager")
+ATTENTION_IMPLS = ("sdpa", "sdpa-cudnn", "eager")
+# SDPA's kernels for "sdpa": all but cuDNN's. cuDNN builds an execution graph for every new
+# shape, and fine-tuning batches (length-grouped) come in dozens of lengths: on an H200 a CoNLL
+# epoch with length-grouped batches (5% padding) took longer than with random ones (64% padding),
+# 13.7 s against 12.0 s, where a CPU gives 1.86x the other way (bench/README.md, 2026-11-28).
+# Flash attention has no per-shape set-up. "sdpa-cudnn" lets torch choose among all of them.
+SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def _eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -73,8 +80,9 @@ def _eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 class Layer(nn.Module):
     """One transformer block, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
 
-    `attention_impl` ("sdpa" or "eager") is a runtime switch, not part of the config: SDPA's
-    fused kernels by default, the written-out softmax for comparison (`set_attention_impl`)."""
+    `attention_impl` ("sdpa", "sdpa-cudnn" or "eager") is a runtime switch, not part of the
+    config: SDPA's fused kernels but cuDNN's by default, all of them, or the written-out softmax
+    for comparison (`set_attention_impl`)."""
 
     attention_impl = "sdpa"
 
@@ -102,6 +110,9 @@ class Layer(nn.Module):
         q, k, v = self.project_qkv(x)
         p = self.attn_drop if self.training else 0.0
         if self.attention_impl == "sdpa":
+            with sdpa_kernel(SDPA_KERNELS):
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        elif self.attention_impl == "sdpa-cudnn":
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             a = _eager_attention(q, k, v, mask, p)
@@ -196,7 +207,8 @@ class AlbertPreTrainedModel(nn.Module):
         checkpoint.save_pretrained(self, directory)
 
     def set_attention_impl(self, impl: str) -> None:
-        """Attention kernel of every layer: "sdpa" (fused, the default) or "eager" (plain softmax)."""
+        """Attention kernel of every layer: "sdpa" (fused, no cuDNN: the default), "sdpa-cudnn"
+        (fused, cuDNN's kernel where torch prefers it) or "eager" (plain softmax)."""
         if impl not in ATTENTION_IMPLS:
             raise AlbertError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
         for m in self.modules():

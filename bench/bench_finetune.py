@@ -9,6 +9,8 @@ Three runs from the same initial weights, same data, batch size, lr, schedule, c
   transformers  transformers' AlbertForTokenClassification (SDPA attention) in a plain PyTorch
                 loop: random batches, each padded to its own longest row, torch.optim.AdamW with
                 its default implementation, linear warmup/decay, clipping at 1.0
+  albert-cudnn  (on CUDA) albert, with SDPA free to pick cuDNN's attention kernel, which builds an
+                execution graph for each new batch length; the model's default leaves it out
 
 Both models read the same features: the CoNLL text tokenized with albert's tokenizer (a
 SentencePiece vocabulary trained on the training text, as `finetune.py --preset` does; cached
@@ -152,8 +154,8 @@ def main() -> None:
     ap.add_argument("--max-train-samples", type=int, default=None)
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the three runs, alternated; medians reported")
-    ap.add_argument("--runs", nargs="+", default=["transformers", "albert", "albert-random"],
-                    choices=["transformers", "albert", "albert-random"])
+    ap.add_argument("--runs", nargs="+", default=None, choices=["transformers", "albert", "albert-random", "albert-cudnn"],
+                    help="runs, in order (default: transformers albert albert-random, and albert-cudnn on CUDA)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="bench/results/finetune.json")
@@ -161,6 +163,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.runs is None:
+        args.runs = ["transformers", "albert", "albert-random"] + (["albert-cudnn"] if device.type == "cuda" else [])
     import transformers
 
     task, train, tokenizer, names = load_features(args.max_seq_length, args.vocab_size, args.max_train_samples)
@@ -190,7 +194,8 @@ def main() -> None:
                     rec = run_transformers(hf, train, task, lengths, args, device)
                 else:
                     ours.load_state_dict(initial)
-                    rec = run_albert(ours, train, task, lengths, args, device, name == "albert",
+                    ours.set_attention_impl("sdpa-cudnn" if name == "albert-cudnn" else "sdpa")
+                    rec = run_albert(ours, train, task, lengths, args, device, name != "albert-random",
                                      Path(workdir) / f"{name}-{r}")
                 times[name].append(rec)
                 print(f"round {r + 1}/{args.repeats} {name:<14} {rec['time_s']:8.2f} s  {rec['steps']} steps  "
@@ -219,6 +224,8 @@ def main() -> None:
         ratios["model_and_loop"] = summary["transformers"]["time_s"] / summary["albert-random"]["time_s"]
     if "albert" in summary and "albert-random" in summary:
         ratios["length_grouping"] = summary["albert-random"]["time_s"] / summary["albert"]["time_s"]
+    if "albert" in summary and "albert-cudnn" in summary:
+        ratios["no_cudnn_attention"] = summary["albert-cudnn"]["time_s"] / summary["albert"]["time_s"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "device_name": dev_name, "threads": torch.get_num_threads(),

@@ -223,13 +223,21 @@ def section_environment(c: Check) -> tuple[dict, list[Run]]:
 
 
 def section_gpu_tests(c: Check) -> tuple[dict, list[Run]]:
-    run = c.python("pytest_gpu", ["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-rs",
-                                  "tests/test_gpu.py"], 120)
+    # -v: each test's outcome on its own line as it ends, so a cut still tells which passed and
+    # which one was running (the H200 call of 2026-11-28 cut it after four of five).
+    run = c.python("pytest_gpu", ["-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider", "-rs",
+                                  "--durations=0", "tests/test_gpu.py"], 120)
     lines = (c.work / "logs" / "pytest_gpu.log").read_text().splitlines()
     last = next((x for x in reversed(lines) if " in " in x and ("passed" in x or "skipped" in x or "failed" in x)), "")
+    outcomes = {}
+    for line in lines:
+        words = line.split()
+        if words and "::" in words[0] and words[0].startswith("tests/"):
+            outcomes[words[0].split("::", 1)[1]] = words[1] if len(words) > 1 else "running"
     if run.status.startswith("failed (exit 5)"):  # pytest: nothing collected
         run.status = "ok"
-    return {"pytest": last.strip("= "), "headline": last.strip("= ")}, [run]
+    headline = last.strip("= ") or ", ".join(f"{name} {state}" for name, state in outcomes.items())
+    return {"pytest": last.strip("= "), "tests": outcomes, "headline": headline}, [run]
 
 
 def section_model_throughput(c: Check) -> tuple[dict, list[Run]]:

@@ -1,4 +1,5 @@
-"""The record of one `gpu_check.py` device call, as committed: bench/results/gpu-<card>-<date>.json.
+"""The record of one `gpu_check.py` device call, as committed: bench/results/gpu-<card>-<date>.json
+(-2, -3, ... for a day's later calls on the same card).
 
   python bench/gpu_collect.py /work/.device/1                    # the folder the call's files came to
   python bench/gpu_collect.py /work/.device/1 --date 2026-11-28 --dest bench/results
@@ -52,6 +53,17 @@ def collect(folder: Path, date: str) -> dict:
             "sections": rows, "details": details_of(folder / "details.tar.gz", {r["section"] for r in rows})}
 
 
+def record_path(dest: Path, stem: str, text: str) -> Path:
+    """dest/stem.json; a second call of the same card and day goes to stem-2.json, and so on.
+    Collecting the same call again rewrites its own file."""
+    n = 1
+    while True:
+        path = dest / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+        if not path.exists() or path.read_text() == text:
+            return path
+        n += 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path, help="the device call's files (results.jsonl, details.tar.gz, summary.txt)")
@@ -63,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     record = collect(args.folder, args.date)
-    path = args.dest / f"gpu-{record['card']}-{args.date}.json"
+    text = json.dumps(record, indent=1, default=str) + "\n"
+    path = record_path(args.dest, f"gpu-{record['card']}-{args.date}", text)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
     print(path)
     print(record["summary"] or "", end="")

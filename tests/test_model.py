@@ -284,3 +284,31 @@ def test_layer_depths_for_layerwise_lr_decay():
     assert d["backbone.encoder.groups.1.layers.0.qkv.weight"] == 2
     assert d["classifier.weight"] == 3 and d["backbone.pooler.weight"] == 3
     assert set(d) == {n for n, _ in m.named_parameters()}
+
+
+def test_attention_leaves_cudnn_out_unless_asked(monkeypatch):
+    # cuDNN's attention builds an execution graph per new shape (bench/README.md, H200 run of
+    # 2026-11-28): the default "sdpa" calls SDPA with cuDNN's backend switched off, "sdpa-cudnn"
+    # leaves torch's choice alone; both compute the same attention.
+    import albert.model as model_module
+
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    m = HEADS["AlbertModel"](preset("micro", num_hidden_layers=2)).eval()
+    ids = torch.randint(5, 100, (2, 9))
+    with torch.no_grad():
+        default = m(input_ids=ids).last_hidden_state
+        m.set_attention_impl("sdpa-cudnn")
+        free = m(input_ids=ids).last_hidden_state
+    assert seen == [(False, True)] * 2 + [(True, True)] * 2
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored after each call
+    torch.testing.assert_close(default, free, rtol=0, atol=0)
+    with pytest.raises(Exception, match="sdpa, sdpa-cudnn, eager"):
+        m.set_attention_impl("cudnn")

@@ -36,6 +36,13 @@ def test_record_from_a_check_folder(tmp_path, capsys):
     assert record["details"] == {"bench_model.json": {"records": [{"ratio": 2.05}]}}
     assert "2.05x" in record["summary"]
     assert not list((tmp_path / "results").glob("*.tmp"))
+    # The same call collected again keeps its file; another call of the day gets the next one.
+    assert gpu_collect.main([str(tmp_path / "out"), "--date", "2026-11-28", "--dest", str(tmp_path / "results")]) == 0
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["gpu-h100-2026-11-28.json"]
+    gpu_check.run_sections(c, [("late", bench)])
+    assert gpu_collect.main([str(tmp_path / "out"), "--date", "2026-11-28", "--dest", str(tmp_path / "results")]) == 0
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["gpu-h100-2026-11-28-2.json",
+                                                                        "gpu-h100-2026-11-28.json"]
 
 
 def test_a_folder_without_results_is_one_line_and_exit_2(tmp_path, capsys):

@@ -23,8 +23,17 @@ import profile_step  # noqa: E402
     ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float, float, float>", "softmax/loss/reduction"),
     ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::func_wrapper_t<float, at::native::sum_functor>>>", "softmax/loss/reduction"),
     ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4>>", "optimizer"),
-    ("Memcpy HtoD (Pageable -> Device)", "copy/index"),
-    ("void at::native::index_elementwise_kernel<128, 4>", "copy/index"),
+    ("Memcpy HtoD (Pageable -> Device)", "copy/cast/index"),
+    ("void at::native::index_elementwise_kernel<128, 4>", "copy/cast/index"),
+    # From the H200 profile of 2026-11-28, where "lambda" inside the names read as LAMB.
+    ("void at::native::vectorized_elementwise_kernel<8, at::native::bfloat16_copy_kernel_cuda(at::TensorIteratorBase&)::{lambda(float)#1}, std::array<char*, 2ul> >", "copy/cast/index"),
+    ("void at::native::vectorized_elementwise_kernel<8, at::native::GeluBackwardCUDAKernelImpl(at::TensorIteratorBase&, at::native::GeluType)::{lambda()#1}::operator()() const", "elementwise"),
+    ("void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::native::direct_copy_kernel_cuda(at::TensorIteratorBase&)::{lambda()#3}>", "copy/cast/index"),
+    ("void at::native::reduce_kernel<128, 4, at::native::ReduceOp<c10::BFloat16, at::native::func_wrapper_t<c10::BFloat16, at::native::sum_functor<c10::BFloat16, float, float>::operator()(at::TensorIterator&)::{lambda(float, float)#1}>, unsigned int, c10::BFloat16, 4> >", "softmax/loss/reduction"),
+    ("void at::native::(anonymous namespace)::GammaBetaBackwardCUDAKernelTemplate<float, float, 32u, 32u, 256u, false, true, false>", "normalisation"),
+    ("void at::native::(anonymous namespace)::CatArrayBatchedCopy<at::native::(anonymous namespace)::OpaqueType<2u>, unsigned int, 4, 64, 64>", "copy/cast/index"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_26_64x64x64_1x4x1_cga1x1x1_kernel0_0", "attention"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::CUDAFunctor_add<float>, std::array<char*, 3ul>, 4>", "elementwise"),
     ("some_kernel_nobody_knows", "other"),
 ])
 def test_kernel_classes(name, expected):
