@@ -86,7 +86,7 @@ def run_albert(model, train, task, lengths, args, device, group_by_length: bool,
                       max_steps=args.max_steps, warmup=0.1, weight_decay=0.01, max_grad_norm=1.0,
                       precision=args.precision, device=str(device), group_by_length=group_by_length,
                       seed=args.seed, num_workers=args.num_workers, log_every=10**9, keep_last=1,
-                      overwrite=True, progress=False)
+                      overwrite=True, progress=False, compile=args.compile)
     trainer = Trainer(model, cfg, train, task.collate, lengths=lengths)
     trainer.sampler.set_epoch(0)
     plan = [mb for step in trainer.sampler.steps()[:trainer.total_steps] for mb in step]
@@ -154,6 +154,8 @@ def main() -> None:
     ap.add_argument("--max-train-samples", type=int, default=None)
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the three runs, alternated; medians reported")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile albert's model (its runs' times then include compiling, once per shape)")
     ap.add_argument("--runs", nargs="+", default=None, choices=["transformers", "albert", "albert-random", "albert-cudnn"],
                     help="runs, in order (default: transformers albert albert-random, and albert-cudnn on CUDA)")
     ap.add_argument("--threads", type=int, default=None)
