@@ -65,6 +65,7 @@ ATTENTION_IMPLS = ("sdpa", "sdpa-cudnn", "eager")
 # 13.7 s against 12.0 s, where a CPU gives 1.86x the other way (bench/README.md, 2026-11-28).
 # Flash attention has no per-shape set-up. "sdpa-cudnn" lets torch choose among all of them.
 SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+CUDNN_DEVICES = ("cuda",)  # where SDPA may pick cuDNN: elsewhere the kernel choice is left alone, at no cost
 
 
 def _eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -109,10 +110,10 @@ class Layer(nn.Module):
         B, T, H = x.shape
         q, k, v = self.project_qkv(x)
         p = self.attn_drop if self.training else 0.0
-        if self.attention_impl == "sdpa":
+        if self.attention_impl == "sdpa" and q.device.type in CUDNN_DEVICES:
             with sdpa_kernel(SDPA_KERNELS):
                 a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        elif self.attention_impl == "sdpa-cudnn":
+        elif self.attention_impl in ("sdpa", "sdpa-cudnn"):
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             a = _eager_attention(q, k, v, mask, p)

@@ -300,6 +300,7 @@ def test_attention_leaves_cudnn_out_unless_asked(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(model_module, "CUDNN_DEVICES", ("cpu", "cuda"))  # as a CUDA tensor would be treated
     torch.manual_seed(0)
     m = HEADS["AlbertModel"](preset("micro", num_hidden_layers=2)).eval()
     ids = torch.randint(5, 100, (2, 9))
@@ -312,3 +313,13 @@ def test_attention_leaves_cudnn_out_unless_asked(monkeypatch):
     torch.testing.assert_close(default, free, rtol=0, atol=0)
     with pytest.raises(Exception, match="sdpa, sdpa-cudnn, eager"):
         m.set_attention_impl("cudnn")
+    # On a CPU, where there is no cuDNN kernel to leave out, the backends are not touched.
+    monkeypatch.setattr(model_module, "CUDNN_DEVICES", ("cuda",))
+    m.set_attention_impl("sdpa")
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        with torch.no_grad():
+            m(input_ids=ids)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+    assert seen[4:] == [(False, True)] * 2  # what was set outside is what SDPA saw
