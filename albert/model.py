@@ -102,9 +102,16 @@ class Layer(nn.Module):
         self.drop = nn.Dropout(c.hidden_dropout_prob)
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T, H) -> q, k, v as (B, heads, T, H / heads) views of one fused matmul's output."""
+        """(B, T, H) -> q, k, v as (B, heads, T, H / heads) views of one fused matmul's output.
+
+        Split at dim 2 of (B, T, 3, heads, d), then transposed: in the backward pass the three
+        gradients are stacked straight into the matmul output's layout. Splitting a (3, B, heads,
+        T, d) permutation instead gives the same views but copies the stacked gradients once more
+        per layer application, to make them contiguous (on an H200, 12 copy kernels took 1.4 ms of
+        a 33.7-ms base step; most likely these)."""
         B, T, H = x.shape
-        return self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, H = x.shape

@@ -323,3 +323,19 @@ def test_attention_leaves_cudnn_out_unless_asked(monkeypatch):
     finally:
         torch.backends.cuda.enable_cudnn_sdp(True)
     assert seen[4:] == [(False, True)] * 2  # what was set outside is what SDPA saw
+
+
+def test_qkv_gradients_are_stacked_without_a_second_copy():
+    # The q/k/v split's backward stacks the three gradients into the fused matmul's layout; with
+    # the split taken from a permutation it also cloned them into that layout, once per layer
+    # application (bench/README.md, the H200 profile of 2026-11-28).
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    m = HEADS["AlbertForTokenClassification"](preset("micro", num_hidden_layers=3, num_labels=3))
+    ids = torch.randint(5, 100, (2, 9))
+    loss = m(input_ids=ids, labels=torch.randint(0, 3, (2, 9))).loss
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        loss.backward()
+    counts = {a.key: a.count for a in prof.key_averages()}
+    assert counts.get("aten::stack", 0) == 3 and counts.get("aten::clone", 0) == 0, counts
