@@ -36,7 +36,7 @@ def _count(n: float, unit: str) -> str:
             if n >= scale:
                 return f"{n / scale:.1f} {name}"
         return f"{n:.0f} B"
-    return f"{n:,.0f} {unit}".rstrip()
+    return (f"{n:,.0f} {unit}" if n >= 1 or n == 0 else f"{n:.2g} {unit}").rstrip()  # 0.5 steps/s, not 0
 
 
 class Meter:
@@ -44,11 +44,13 @@ class Meter:
     `total` None: no percentage or ETA, only counts (or, with no counts, the elapsed time)."""
 
     def __init__(self, desc: str, total: float | None = None, unit: str = "", enabled: bool = True,
-                 every: float | None = None, terminal: bool | None = None):
+                 every: float | None = None, terminal: bool | None = None, initial: float = 0):
+        """`initial`: what was done before this process (a resumed run); the rate and ETA count
+        only what is done from here."""
         self.desc, self.total, self.unit = desc, total, unit
         self.every = EVERY_S if every is None else every
         self.enabled = enabled
-        self.n = 0.0
+        self.n = self._n0 = float(initial)
         self.text = ""
         self.started = time.monotonic()
         self._lock = threading.Lock()
@@ -61,7 +63,7 @@ class Meter:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit if unit != "B" else "B", unit_scale=unit == "B",
-                             dynamic_ncols=True, mininterval=0.5)
+                             dynamic_ncols=True, mininterval=0.5, initial=initial)
         self._thread = threading.Thread(target=self._tick, name=f"progress: {desc}", daemon=True)
         self._thread.start()
 
@@ -90,10 +92,11 @@ class Meter:
             if self.total:
                 done += f" of {_count(self.total, self.unit)} ({100 * self.n / self.total:.0f}%)"
             figures.append(done)
-            if self.n and elapsed > 0:
-                figures.append(f"{_count(self.n / elapsed, self.unit)}/s")
-            if self.total and self.n and not final:
-                figures.append(f"ETA {duration(elapsed * max(0.0, self.total - self.n) / self.n)}")
+            done_here = self.n - self._n0
+            if done_here > 0 and elapsed > 0:
+                figures.append(f"{_count(done_here / elapsed, self.unit)}/s")
+            if self.total and done_here > 0 and not final:
+                figures.append(f"ETA {duration(elapsed * max(0.0, self.total - self.n) / done_here)}")
         if self.text:
             figures.append(self.text)
         so_far = f"took {duration(elapsed)}" if final else f"{duration(elapsed)} so far"

@@ -63,3 +63,15 @@ def test_durations(seconds, text):
     from albert.progress import duration
 
     assert duration(seconds) == text
+
+
+def test_a_resumed_phase_counts_its_rate_from_where_it_resumed(monkeypatch):
+    import albert.progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(albert.progress.time, "monotonic", lambda: clock[0])
+    meter = Meter("train", total=100, unit="steps", terminal=False, every=100, initial=60)
+    meter.set(65)
+    clock[0] += 10  # 5 steps in 10 s since the resume, not 65
+    assert meter.line().startswith("train: 65 steps of 100 steps (65%), 0.5 steps/s, ETA 1 min 10 s")
+    meter.close()

@@ -39,6 +39,7 @@ from ..data.batch_order import LengthGroupedSampler
 from ..dirlock import lock_directory
 from ..errors import AlbertError, TrainingDiverged, TrainingWarning, require
 from ..optim import make_optimizer, make_schedule
+from ..progress import Meter
 from .checkpoints import CheckpointStore, refuse_earlier_run
 from .decision import Decision, decide, judge
 from .distributed import Distributed, resolve_device
@@ -189,11 +190,10 @@ class Trainer:
                 self.log.close()
 
     def _loop(self, started: float) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
         opt, p = self.options, self.progress
-        bar = tqdm(total=self.total_steps, initial=p.step, desc="train", dynamic_ncols=True,
-                   disable=not (opt.progress and self.dist.is_main))
+        # A bar on a terminal; off one (a log file, a pipe), a line every 10 s with the same figures.
+        bar = Meter("train", total=self.total_steps, unit="steps", initial=p.step,
+                    enabled=opt.progress and self.dist.is_main)
         self.guard = StepGuard(self.optimizer, self.device, fp16=self.precision == "fp16",
                                bad_in_a_row=p.bad_steps, skipped=p.skipped_steps)
         window, run = Window(), Window()  # since the last logged step; since the start
@@ -228,8 +228,8 @@ class Trainer:
                             p.step, self._epochs(), loss=reading.loss, grad_norm=reading.grad_norm, lr=step.lr,
                             metrics=reading.metrics, skipped=reading.last_bad_ago == 0, mfu_of=self._mfu)
                         self.log.write(record)
-                        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "lr", "samples_per_s")
-                                         if record.get(k) is not None})
+                        bar.note(", ".join(f"{k}={record[k]:.4g}" for k in ("loss", "lr", "samples_per_s")
+                                           if record.get(k) is not None))
                         window = Window()
                         self.guard.reset_window()
                     stop, stopped_early = self._after_step()

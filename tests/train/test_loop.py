@@ -486,3 +486,13 @@ def test_an_absolute_warmup_longer_than_the_run_is_capped_with_a_warning(tmp_pat
         run(tmp_path, warmup=1256, lr=0.05, evaluate_fn=None)
     lrs = [r["lr"] for r in read_log(tmp_path) if r["type"] == "train"]
     assert lrs == pytest.approx([0.05 * s / 16 for s in range(16)])  # the lr each step used: s/16 of the peak
+
+
+def test_progress_off_a_terminal_is_log_lines_not_bar_frames(tmp_path, caplog, capsys):
+    # stderr is captured here, so not a terminal: the loop logs "train: ..." lines (one at the end
+    # at least) instead of writing tqdm frames into a log file.
+    with caplog.at_level("INFO", logger="albert"):
+        Trainer(Toy(), config(tmp_path, max_steps=6, progress=True), TRAIN, collate).train()
+    train_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")]
+    assert train_lines and train_lines[-1].startswith("train: 6 steps of 6 steps (100%)")
+    assert "\r" not in capsys.readouterr().err

@@ -41,7 +41,7 @@ def child(conn, fix):
         from albert.tune.runner import _thread_lock_for_tqdm
         _thread_lock_for_tqdm()
     from tqdm.auto import tqdm
-    tqdm(total=1, disable=True).close()  # what a trial's training loop does
+    tqdm(total=1, disable=True).close()  # a trial's first bar, even a disabled one (datasets' maps draw them)
     conn.send("ready")
     conn.recv()
 
