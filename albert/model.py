@@ -8,6 +8,7 @@ Parameter names are our own (`embed`, `encoder.groups.{g}.layers.{i}.qkv`, ...);
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -117,13 +118,12 @@ class Layer(nn.Module):
         B, T, H = x.shape
         q, k, v = self.project_qkv(x)
         p = self.attn_drop if self.training else 0.0
-        if self.attention_impl == "sdpa" and q.device.type in CUDNN_DEVICES:
-            with sdpa_kernel(SDPA_KERNELS):
-                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        elif self.attention_impl in ("sdpa", "sdpa-cudnn"):
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        else:
+        if self.attention_impl == "eager":
             a = _eager_attention(q, k, v, mask, p)
+        else:
+            leave_cudnn_out = self.attention_impl == "sdpa" and q.device.type in CUDNN_DEVICES
+            with sdpa_kernel(SDPA_KERNELS) if leave_cudnn_out else contextlib.nullcontext():
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         a = a.transpose(1, 2).reshape(B, T, H)
         x = self.attn_norm(x + self.drop(self.attn_out(a)))
         # The reference TF code applies dropout to the FFN output too; transformers leaves it out.

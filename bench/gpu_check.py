@@ -61,8 +61,9 @@ class Run:
 class Check:
     """Runs commands under time boxes and records what they gave, section by section."""
 
-    def __init__(self, out: Path, work: Path, prepared: Path, dry: bool, budget: float):
+    def __init__(self, out: Path, work: Path, prepared: Path, dry: bool, budget: float, pretrain_steps: int = 500):
         self.out, self.work, self.prepared, self.dry = out, work, prepared, dry
+        self.pretrain_steps = pretrain_steps  # --pretrain-steps
         self.deadline = time.monotonic() + budget
         self.details = work / "details"
         for d in (out, self.details, work / "logs"):
@@ -71,7 +72,6 @@ class Check:
         self.site: Path | None = None
         self.shared: dict[str, Any] = {}
         self.rows: list[dict] = []
-        self.pretrain_steps = 500  # --pretrain-steps
 
     # --- commands ------------------------------------------------------------------------------
     def left(self) -> float:
@@ -261,12 +261,17 @@ def section_model_throughput(c: Check) -> tuple[dict, list[Run]]:
     return figures, runs
 
 
-def section_finetune_conll(c: Check) -> tuple[dict, list[Run]]:
-    out = c.work / "finetune.json"
-    args = ["bench/bench_finetune.py", "--device", c.device, "--precision", c.precision, "--out", str(out)]
+def _bench_finetune(c: Check, name: str, out: Path, extra: list[str], box: float) -> Run:
+    """bench_finetune.py: one CoNLL-2003 epoch at base shape (a few micro steps in a dry run)."""
+    args = ["bench/bench_finetune.py", "--device", c.device, "--precision", c.precision, "--out", str(out), *extra]
     args += c.pick(["--shape", "base", "--repeats", "1", "--num-workers", "2"],
                    ["--shape", "micro", "--max-steps", "3", "--vocab-size", "300", "--max-seq-length", "64"])
-    run = c.python("bench_finetune", args, c.pick(110, 150))
+    return c.python(name, args, box)
+
+
+def section_finetune_conll(c: Check) -> tuple[dict, list[Run]]:
+    out = c.work / "finetune.json"
+    run = _bench_finetune(c, "bench_finetune", out, [], c.pick(110, 150))
     keep(c, out)
     return {"summary": run.summary, "headline": (run.summary[-1].split(": ", 1)[-1][:90] if run.summary else "")}, [run]
 
@@ -416,11 +421,7 @@ def section_compile(c: Check) -> tuple[dict, list[Run]]:
     # The fine-tuning step is bound by the host (about 1000 kernels launched one by one): fewer,
     # fused kernels are what could take the CoNLL epoch from 1.34x transformers to 2x (2026-11-28).
     out = c.work / "finetune_compiled.json"
-    args = ["bench/bench_finetune.py", "--device", c.device, "--precision", c.precision, "--runs", "albert", "--compile",
-            "--out", str(out), *c.pick(["--shape", "base", "--num-workers", "2"],
-                                       ["--shape", "micro", "--max-steps", "3", "--vocab-size", "300",
-                                        "--max-seq-length", "64"])]
-    runs.append(c.python("finetune_compiled", args, c.pick(150, 200)))
+    runs.append(_bench_finetune(c, "finetune_compiled", out, ["--runs", "albert", "--compile"], c.pick(150, 200)))
     keep(c, out, "bench_finetune_compiled.json")
     # The trainer's own switch for CUDA graphs, where this checkout's CLI has one.
     helptext = subprocess.run([PY, "pretrain.py", "--help"], cwd=REPO, env=c.env(), capture_output=True, text=True).stdout
@@ -481,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                        stdout=subprocess.DEVNULL)
     else:
         prepared = REPO / ".gpu"
-    c = Check(Path(args.out), work, prepared, args.dry_run, args.budget if not args.dry_run else 10**6)
-    c.pretrain_steps = args.pretrain_steps
+    c = Check(Path(args.out), work, prepared, args.dry_run, args.budget if not args.dry_run else 10**6,
+              pretrain_steps=args.pretrain_steps)
     sections = [(n, f) for n, f in SECTIONS if (not args.only or n in args.only) and n not in args.skip]
     run_sections(c, sections)
     print("\n" + c.table(), flush=True)
