@@ -86,6 +86,30 @@ def matthews_corrcoef(preds: Any, labels: Any) -> float:
     return float(cov_yp / np.sqrt(cov_pp * cov_yy))
 
 
+def cross_entropy(logits: Any, labels: Any, ignore: int = -100) -> float:
+    """Mean negative log-likelihood of `labels` under softmax(`logits`), as the training loss
+    counts it: `logits` (N, C) or a sequence of (T_i, C) arrays, `labels` alike (N,) or (T_i,);
+    labels equal to `ignore` are skipped. 0.0 when nothing is left to score."""
+    x = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, np.shape(a)[-1]) for a in logits]) \
+        if not isinstance(logits, np.ndarray) else np.asarray(logits, dtype=np.float64)
+    y = np.concatenate([np.asarray(a).reshape(-1) for a in labels]) \
+        if not isinstance(labels, np.ndarray) else np.asarray(labels).reshape(-1)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} rows of logits for {len(y)} labels")
+    keep = y != ignore
+    if not keep.any():
+        return 0.0
+    x, y = x[keep], y[keep].astype(np.int64)
+    top = x.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(x - top).sum(axis=1))
+    return float(np.mean(log_norm - x[np.arange(len(y)), y]))
+
+
+def mean_squared_error(preds: Any, labels: Any) -> float:
+    p, y = _pair(preds, labels)
+    return float(np.mean((p.astype(np.float64) - y.astype(np.float64)) ** 2))
+
+
 def _average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks; tied values share the mean of the ranks they span."""
     order = np.argsort(x, kind="stable")

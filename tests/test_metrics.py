@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,28 @@ def test_pearson_spearman_constant_prediction_is_zero_not_nan():
     # A monotone but non-linear prediction: Spearman is exactly 1, Pearson below it.
     got = metrics.pearson_spearman([1.0, 2.0, 30.0, 400.0], [0.0, 1.0, 2.0, 3.0])
     assert got["spearmanr"] == pytest.approx(1.0) and got["pearson"] < 0.95
+
+
+def test_cross_entropy_against_torch_and_scikit_learn():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(40, 5)) * 3, rng.integers(0, 5, size=40)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert metrics.cross_entropy(logits, labels) == pytest.approx(
+        sklearn_metrics.log_loss(labels, probs, labels=range(5)), rel=1e-12)
+    # Token level: ragged sentences, -100 labels skipped, as the token-classification loss does.
+    ragged = [logits[:7], logits[7:20], logits[20:]]
+    masked = labels.copy()
+    masked[[0, 8, 9, 33]] = -100
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(masked), ignore_index=-100)
+    got = metrics.cross_entropy(ragged, [masked[:7], masked[7:20], masked[20:]])
+    assert got == pytest.approx(expected.item(), rel=1e-12)
+    # Huge logits: the log-sum-exp stays finite (a naive softmax overflows).
+    assert metrics.cross_entropy(np.array([[1000.0, 0.0], [0.0, 1000.0]]), np.array([0, 0])) == pytest.approx(500.0)
+    assert metrics.cross_entropy(logits[:2], np.array([-100, -100])) == 0.0
+    with pytest.raises(ValueError, match="3 rows of logits for 2 labels"):
+        metrics.cross_entropy(logits[:3], labels[:2])
+    assert metrics.mean_squared_error([1.0, 2.0, 4.0], [1.0, 3.0, 2.0]) == pytest.approx(
+        sklearn_metrics.mean_squared_error([1.0, 3.0, 2.0], [1.0, 2.0, 4.0]))
 
 
 def test_glue_metrics_per_task_and_main_metric():

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 
 from ..atomic import atomic_write
 from ..data.glue import layout, load_glue
-from ..metrics import MAIN_METRIC, glue_metrics
+from ..metrics import MAIN_METRIC, cross_entropy, glue_metrics, mean_squared_error
 from .base import Task, split_of
 
 
@@ -77,8 +77,12 @@ class GlueTask(Task):
         features = split_of(features)
         logits = np.stack(self.predict_raw(model, features, ("logits",), token_level=False, batch_size=batch_size,
                                            device=device, precision=precision)["logits"])
+        labels = np.asarray(features["labels"])
         preds = logits[:, 0] if self.is_regression else logits.argmax(-1)
-        return glue_metrics(self.name, preds, np.asarray(features["labels"])), preds
+        # The validation loss beside the task's metrics: it still ranks models whose predictions
+        # are all one class (a tuner's first rung), where accuracy or MCC cannot.
+        loss = mean_squared_error(preds, labels) if self.is_regression else cross_entropy(logits, labels)
+        return {**glue_metrics(self.name, preds, labels), "loss": loss}, preds
 
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """GLUE's submission layout: "index<TAB>prediction", label names for RTE/QNLI, scores for STS-B."""

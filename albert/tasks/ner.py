@@ -13,7 +13,7 @@ from datasets import Dataset, DatasetDict
 from ..atomic import atomic_write
 from ..data.conll import label_list, load_conll
 from ..errors import AlbertError
-from ..metrics import MAIN_METRIC, format_ner_report, ner_scores
+from ..metrics import MAIN_METRIC, cross_entropy, format_ner_report, ner_scores
 from .base import Task, split_of
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,8 @@ class NerTask(Task):
         names = _names_of(model, raw)
         features, split = split_of(features), split_of(raw)
         logits = self.predict_raw(model, features, ("logits",), token_level=True, batch_size=batch_size,
-                                  device=device, precision=precision, reduce=lambda x: x.argmax(-1))
-        tags, missing = self.decode(features, split, logits["logits"], names)
+                                  device=device, precision=precision)["logits"]
+        tags, missing = self.decode(features, split, [x.argmax(-1) for x in logits], names)
         scores = ner_scores(list(split["tags"]), tags)
         report = format_ner_report(scores)
         log.debug("NER scores:\n%s", report)
@@ -108,7 +108,9 @@ class NerTask(Task):
             log.warning("%d words fell outside max_seq_length and were predicted O", missing)
         metrics = {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
                    **{f"f1_{kind}": s["f1"] for kind, s in scores["per_type"].items()},
-                   "words_not_predicted": float(missing)}
+                   "words_not_predicted": float(missing),
+                   # The validation loss: it still ranks models that tag every word O (F1 0).
+                   "loss": cross_entropy(logits, features["labels"], ignore=IGNORE)}
         return metrics, NerPredictions(tags, report, missing)
 
     def report(self, metrics: dict[str, float], predictions: NerPredictions) -> str:

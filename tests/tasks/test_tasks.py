@@ -322,8 +322,14 @@ def test_ner_model_forward_evaluate_and_write(tok, ner_raw, tmp_path):
     # Given only the split (no training data for the label list), the model's id2label names the tags.
     _, same = task.evaluate(model, feats["validation"].select(range(30)), val["validation"], batch_size=30)
     assert same.tags == preds.tags and task.report(metrics, preds).startswith(preds.report)
-    assert {"precision", "recall", "f1", "words_not_predicted"} <= set(metrics)
+    assert {"precision", "recall", "f1", "words_not_predicted", "loss"} <= set(metrics)
     assert all(isinstance(v, float) for v in metrics.values())
+    # The validation loss is the training loss over the split: one padded batch of all 30 rows.
+    model.eval()
+    with torch.no_grad():
+        whole = model(**task.collate([feats["validation"][i] for i in range(30)])).loss.item()
+    model.train()
+    assert metrics["loss"] == pytest.approx(whole, rel=1e-5)
     assert [len(t) for t in preds.tags] == [len(t) for t in val["validation"]["tokens"]] and "micro avg" in preds.report
     path = tmp_path / "ner_predictions.txt"
     task.write_predictions(preds, val, path)
@@ -345,7 +351,10 @@ def test_glue_evaluate_matches_row_by_row_forward(tok, tmp_path):
     batch = task.collate([feats[i] for i in range(5)])
     assert torch.isfinite(model(**batch).loss)
     metrics, preds = task.evaluate(model, feats, raw, batch_size=4)
-    assert {"pearson", "spearmanr", "combined"} <= set(metrics)
+    assert {"pearson", "spearmanr", "combined", "loss"} <= set(metrics)
+    with torch.no_grad():  # the validation loss is the regression head's own loss over the split
+        whole = model(**task.collate([feats[i] for i in range(len(feats))])).loss.item()
+    assert metrics["loss"] == pytest.approx(whole, rel=1e-5)
     # Length-sorted batching must hand predictions back in the data's order.
     with torch.no_grad():
         one_by_one = [model(**{k: v for k, v in task.collate([feats[i]]).items() if k != "labels"}).logits[0, 0].item()
