@@ -67,7 +67,10 @@ class Table:
         self.task, self.max_steps = data["task"], data["max_steps"]
         self.space = Space.from_dict(data["space"])
         self.configs = [row["config"] for row in data["configs"]]
-        self.curves = [dict((int(s), float(m)) for s, m in row["curve"]) for row in data["configs"]]
+        self.curves = [{int(s): float(m) for s, m, *_ in row["curve"]} for row in data["configs"]]
+        # The validation loss at each evaluation, in tables recorded with it (NaN otherwise).
+        self.losses = [{int(s): float(rest[0]) if rest else math.nan for s, _, *rest in row["curve"]}
+                       for row in data["configs"]]
         # The GP's own input scaling: two different options of a choice 1 apart, as two ends of a range are.
         self.scale = input_scale(self.space, self.space.width)
         self.encoded = np.array([self.space.encode(c) for c in self.configs])  # the unit cube
@@ -126,7 +129,7 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
     used: set[int] = set()
     if protocol == "pool" and method.startswith("gp"):
         sampler.maximiser = PoolMaximiser(table, used)
-    results: list[tuple[int, int, float]] = []
+    results: list[tuple[int, int, float, float]] = []
     spent, cpu = 0, 0.0
     while True:
         allow_new = len(row_of) < len(table.configs)
@@ -152,9 +155,9 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             job = job._replace(trial_id=tid)
         spent += job.to_resource - job.from_resource
         metric = table.curves[row_of[job.trial_id]][job.to_resource]
-        results.append((job.trial_id, job.to_resource, metric))
+        results.append((job.trial_id, job.to_resource, metric, table.losses[row_of[job.trial_id]][job.to_resource]))
         scheduler.report(job.trial_id, job.to_resource, metric)
-    finals = [m for _, r, m in results if r == table.max_steps]
+    finals = [m for _, r, m, _ in results if r == table.max_steps]
     return {"best": max(finals) if finals else math.nan, "spent": spent, "trials": len(row_of),
             "completed": len(finals), "cpu_s": round(cpu, 2)}
 

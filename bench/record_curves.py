@@ -94,7 +94,8 @@ def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
 def code_version() -> str:
     """The commit the recording runs (`-dirty` with uncommitted changes). Kept per row: a
     recording continued after a code change would otherwise mix two trainings in one table (the
-    tables before 2026-11-28 did: 35 of their first 60 CoNLL-2003 rows no longer reproduced)."""
+    CoNLL-2003 table before 2026-11-28 did: 31 of its 150 rows, all among the first 48, recorded
+    by an older commit, no longer reproduced)."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]

@@ -65,6 +65,9 @@ PRIORS = {"length_scale": ("inverse_square", 0.1), "constant_value": ("gamma", 2
 # The multi-fidelity model: "rung" fits the highest rung with d + 1 results (BOHB); "input"
 # fits every result with log(resource) as one more input and predicts at a full training.
 FIDELITY = "rung"
+# What a rung's model fits: "loss-when-tied" (the validation loss where the metric cannot rank
+# the results, see _targets) or "metric" (always the metric).
+TARGET = "loss-when-tied"
 
 
 def default_initial_trials(space: Space) -> int:
@@ -130,7 +133,7 @@ class GPSampler(Sampler):
         return Proposal(config, {
             "how": "model", "acquisition": self.acquisition, "value": float(value), "incumbent": float(best),
             "observations": len(model.z), "pending": len(history.pending),
-            "unseen": len(waiting) - len(history.pending), "rung": model.level,
+            "unseen": len(waiting) - len(history.pending), "rung": model.level, "target": model.target,
             "fidelity": model.multi_fidelity, "kernel": str(model.gp.kernel_),
             "length_scales": [round(float(v), 4) for v in model.length_scales()[:self.space.width]],
             "ms": round(1000 * (time.process_time() - started), 1)})
@@ -163,6 +166,7 @@ class Surrogate:
         self.scale = scale  # input_scale(space, width): what the kernel was fitted on
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
         self.trials: frozenset[int] = frozenset()  # the trials whose results were modelled
+        self.target = "metric"  # what the model predicts: "metric", or "loss" (see _targets)
 
     @classmethod
     def fit(cls, space: Space, history: History, seed: int, min_points: int = 1) -> "Surrogate":
@@ -174,7 +178,7 @@ class Surrogate:
         obs, level = history.observations, None
         if FIDELITY == "rung":
             obs, level = _model_rung(history, min_points)
-        values = np.array([sign * o.value for o in obs], dtype=float)
+        values, target = _targets(obs, sign)
         finite = np.isfinite(values)
         # A diverged or failed trial is as bad as the worst seen: the model learns to avoid its region.
         values[~finite] = values[finite].min()
@@ -201,6 +205,7 @@ class Surrogate:
         model = cls(gp, X, z, scaler, multi, space, level, scale)
         model = model.conditioned(X, z) if len(rows) < len(z) else model
         model.trials = frozenset(o.trial_id for o in obs)
+        model.target = target
         return model
 
     def conditioned(self, X: np.ndarray, z: np.ndarray) -> "Surrogate":
@@ -298,6 +303,26 @@ class Surrogate:
             return weight * np.log1p(-rho).sum(axis=1)
 
         return penalty
+
+
+def _targets(obs: tuple, sign: float) -> tuple[np.ndarray, str]:
+    """The values the model fits, larger is better (NaN: failed), and what they are.
+
+    The metric, unless more than half of the finite results share one value (early in
+    training every model may still predict the majority class, or tag every word O: F1 0) and
+    every one of them came with a validation loss: then the negated loss, which still ranks
+    those models (CoNLL-2003, tiny model, 50 of 200 steps: 129 of 150 configurations at F1 0;
+    rank correlation with the final F1, loss 0.67 against F1 0.48). TARGET "metric" turns
+    this off."""
+    metric = np.array([sign * o.value for o in obs], dtype=float)
+    finite = np.isfinite(metric)
+    if TARGET == "metric" or not finite.any():
+        return metric, "metric"
+    loss = np.array([-o.loss for o in obs], dtype=float)
+    _, counts = np.unique(metric[finite], return_counts=True)
+    if 2 * counts.max() > finite.sum() and np.isfinite(loss[finite]).all():
+        return np.where(finite, loss, np.nan), "loss"
+    return metric, "metric"
 
 
 def _model_rung(history: History, min_points: int) -> tuple[tuple, int | None]:

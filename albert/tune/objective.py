@@ -36,9 +36,9 @@ def finetune_args(config: dict[str, Any], trial_dir: str, to_resource: int, max_
 
 
 def finetune(config: dict[str, Any], trial_dir: str, from_resource: int, to_resource: int, max_resource: int,
-             seed: int, report: Callable[[int, float], bool]) -> float:
+             seed: int, report: Callable[..., bool]) -> float:
     """Fine-tune to `to_resource` steps (resuming from `from_resource`) and return the task's
-    main metric on the validation split."""
+    main metric on the validation split; each evaluation is reported with its validation loss."""
     from ..finetune import run
     from ..tasks import get_task
 
@@ -47,7 +47,8 @@ def finetune(config: dict[str, Any], trial_dir: str, from_resource: int, to_reso
     resume = from_resource > 0 and (Path(trial_dir) / "checkpoints").is_dir()
 
     def on_evaluate(step: int, metrics: dict[str, float]) -> bool:
-        return report(step, float(metrics[task.main_metric]))
+        loss = metrics.get("loss")
+        return report(step, float(metrics[task.main_metric]), loss=None if loss is None else float(loss))
 
     results = run(args, resume=resume, report=on_evaluate)
     value = results["final"][task.main_metric] if results.get("final") else results["best"][task.main_metric]

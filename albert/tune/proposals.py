@@ -24,15 +24,16 @@ from .storage import Storage
 PENDING_STATES = ("queued", "running")
 
 
-def recorded_results(storage: Storage, rungs: list[int], upto: int | None = None) -> list[tuple[int, int, float]]:
-    """(trial, resource, metric) in arrival order; a failed job (source 'error') counts as NaN at
-    the first rung it would have reached, so failures steer the model too."""
+def recorded_results(storage: Storage, rungs: list[int],
+                     upto: int | None = None) -> list[tuple[int, int, float, float]]:
+    """(trial, resource, metric, validation loss or NaN) in arrival order; a failed job (source
+    'error') counts as NaN at the first rung it would have reached, so failures steer the model too."""
     out = []
     for r in storage.results(upto=upto):
         if r.source == "error":
-            out.append((r.trial_id, max(r.resource, rungs[0]), math.nan))
+            out.append((r.trial_id, max(r.resource, rungs[0]), math.nan, math.nan))
         else:
-            out.append((r.trial_id, r.resource, r.metric))
+            out.append((r.trial_id, r.resource, r.metric, r.loss))
     return out
 
 

@@ -42,7 +42,7 @@ from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import make_rungs
-from .ray_searcher import METRIC, RESOURCE, SEED_KEY
+from .ray_searcher import LOSS, METRIC, RESOURCE, SEED_KEY
 from .runner import check_objective, load_objective
 from .space import Choice, IntUniform, LogUniform, Space, Uniform
 from .storage import ResultRecord, TrialRecord
@@ -183,13 +183,15 @@ def _run_rungs(api: SimpleNamespace, objective: Any, config: dict[str, Any], see
                work: Path) -> None:
     start = _restore(api, work)
     for target in (r for r in plan.rungs if r > start):
-        reached = start
+        reached, losses = start, {}
 
-        def report(resource: int, metric: float, _end: int = target) -> bool:
+        def report(resource: int, metric: float, loss: float | None = None, _end: int = target) -> bool:
             nonlocal reached
             reached = max(reached, int(resource))
+            losses[int(resource)] = math.nan if loss is None else float(loss)
             if resource < _end:  # the job's end is reported below, with the checkpoint
-                api.report({RESOURCE: int(resource), METRIC: float(metric), "rung": False})
+                api.report({RESOURCE: int(resource), METRIC: float(metric), LOSS: losses[int(resource)],
+                            "rung": False})
             return math.isfinite(metric)  # a diverged run stops (Ray's ASHA ignores NaN)
 
         metric = float(objective(config=config, trial_dir=str(work), from_resource=start, to_resource=target,
@@ -199,7 +201,7 @@ def _run_rungs(api: SimpleNamespace, objective: Any, config: dict[str, Any], see
                 api.report({RESOURCE: reached, METRIC: metric, "rung": reached == target})
             return  # no checkpoint: nothing worth resuming
         write_json(work / PROGRESS_FILE, {"resource": target, "metric": metric})
-        api.report({RESOURCE: target, METRIC: metric, "rung": True},
+        api.report({RESOURCE: target, METRIC: metric, LOSS: losses.get(target, math.nan), "rung": True},
                    checkpoint=api.Checkpoint.from_directory(str(work)))
         start = target
 

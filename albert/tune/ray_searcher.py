@@ -24,6 +24,7 @@ from .sampler import build_history
 from .space import Space
 
 RESOURCE, METRIC = "resource", "metric"     # the keys reported to Ray (time_attr and metric)
+LOSS = "validation_loss"               # reported beside them when the objective gives one (NaN: none)
 SEED_KEY = "trial_seed"                # sampled with the configuration, popped before the objective sees it
 
 
@@ -41,7 +42,7 @@ class SamplerSearcher:
         self._trial_seed = trial_seed
         self.index: dict[str, int] = {}      # Ray's trial id -> our trial index
         self.configs: dict[int, dict[str, Any]] = {}
-        self.results: list[tuple[int, int, float]] = []  # (index, resource, metric), in arrival order
+        self.results: list[tuple[int, int, float, float]] = []  # (index, resource, metric, loss), arrival order
         self.running: set[int] = set()
 
     # --- Ray's Searcher interface ------------------------------------------------------------
@@ -62,15 +63,16 @@ class SamplerSearcher:
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         index = self.index.get(trial_id)
         if index is not None and RESOURCE in result and METRIC in result:
-            self.results.append((index, int(result[RESOURCE]), float(result[METRIC])))
+            self.results.append((index, int(result[RESOURCE]), float(result[METRIC]),
+                                 float(result.get(LOSS, math.nan))))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         index = self.index.get(trial_id)
         if index is None:
             return
         self.running.discard(index)
-        if error and not any(i == index for i, _, _ in self.results):
-            self.results.append((index, self.rungs[0], math.nan))  # a failure is evidence too
+        if error and not any(row[0] == index for row in self.results):
+            self.results.append((index, self.rungs[0], math.nan, math.nan))  # a failure is evidence too
 
     def save(self, checkpoint_path: str) -> None:
         write_json(checkpoint_path, self.get_state())
@@ -83,13 +85,15 @@ class SamplerSearcher:
     def get_state(self) -> dict[str, Any]:
         # NaN is not JSON: a failure is stored as null.
         return {"index": self.index, "configs": {str(k): v for k, v in self.configs.items()},
-                "results": [[i, r, None if math.isnan(m) else m] for i, r, m in self.results],
+                "results": [[i, r, *(None if math.isnan(v) else v for v in rest)] for i, r, *rest in self.results],
                 "running": sorted(self.running)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.index = {k: int(v) for k, v in state["index"].items()}
         self.configs = {int(k): v for k, v in state["configs"].items()}
-        self.results = [(int(i), int(r), math.nan if m is None else float(m)) for i, r, m in state["results"]]
+        # A state saved before losses were kept has three values a row: the loss is then NaN.
+        self.results = [(int(i), int(r), *(math.nan if v is None else float(v) for v in (rest + [None])[:2]))
+                        for i, r, *rest in state["results"]]
         # Trials running when the experiment stopped are re-run by Ray under the same ids.
         self.running = set(state["running"])
 

@@ -6,8 +6,9 @@ An objective is named by an import path "module:function" and called in a worker
 
 It continues from the checkpoint in `trial_dir` when from_resource > 0, trains up to
 to_resource with the LR schedule of max_resource, calls `report(resource, metric)` at its
-evaluations (False back means: stop now), saves its checkpoint in trial_dir and returns the
-metric at the resource it reached.
+evaluations (False back means: stop now; `report(resource, metric, loss=...)` adds the validation
+loss, which the GP sampler models where the metric ties), saves its checkpoint in trial_dir and
+returns the metric at the resource it reached.
 
 Workers live across trials so the objective's module (torch, tokenizers, data) is imported once
 per worker. They are started with the "spawn" context, each with its own CUDA_VISIBLE_DEVICES
@@ -139,6 +140,7 @@ class Report:
     trial_id: int
     resource: int
     metric: float
+    loss: float | None = None  # the validation loss, when the objective reported one
 
 
 @dataclass
@@ -233,8 +235,8 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
             return
         job = Assignment(**msg[1])
 
-        def report(resource: int, metric: float, _tid: int = job.trial_id) -> bool:
-            conn.send(("report", _tid, int(resource), float(metric)))
+        def report(resource: int, metric: float, loss: float | None = None, _tid: int = job.trial_id) -> bool:
+            conn.send(("report", _tid, int(resource), float(metric), None if loss is None else float(loss)))
             return bool(conn.recv())
 
         try:
@@ -365,7 +367,7 @@ class WorkerPool:
             self.start_failures = 0
             return []
         if kind == "report":
-            return [Report(w, msg[1], msg[2], msg[3])]
+            return [Report(w, msg[1], msg[2], msg[3], msg[4])]
         if kind == "fatal":
             self.close(kill=True)
             raise AlbertError(f"--objective {self.objective!r} failed to import in a worker:\n{msg[1]}")

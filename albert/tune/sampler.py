@@ -18,6 +18,7 @@ recomputed from the database (`recompute`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -33,12 +34,14 @@ Feasibility = Callable[[Mapping[str, Any]], "str | None"]
 
 @dataclass(frozen=True)
 class Observation:
-    """A trial's metric at a resource (NaN: the trial diverged or failed there)."""
+    """A trial's metric at a resource (NaN: the trial diverged or failed there), and its
+    validation loss there when the objective reported one (NaN: none)."""
 
     trial_id: int
     config: Mapping[str, Any]
     resource: int
     value: float
+    loss: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -117,34 +120,37 @@ def check_sampler_options(sampler: str, acquisition: str, initial_trials: int | 
 
 # --- building the history from what a sweep recorded -------------------------------------------
 
-def rung_observations(results: Iterable[tuple[int, int, float]],
-                      rungs: Sequence[int]) -> dict[tuple[int, int], tuple[int, float]]:
-    """(trial, rung) -> (resource, metric): for each rung, a trial's first result at or past it
-    and below the next rung, in arrival order.
+def rung_observations(results: Iterable[tuple], rungs: Sequence[int]) -> dict[tuple[int, int], tuple]:
+    """(trial, rung) -> (resource, metric[, loss]): for each rung, a trial's first result at or
+    past it and below the next rung, in arrival order.
 
-    `results` are (trial_id, resource, metric) in the order they were recorded. A job re-run after
+    `results` are (trial_id, resource, metric[, loss]) in the order they were recorded. A job re-run after
     a crash reports its resources again: the first report stands, as in the schedulers. Of a
     stop-only scheduler's reports between rungs, the first past a rung is the one the scheduler
     decided on there; the rest add little and are left out, which keeps the model's data small."""
     ordered = sorted(rungs)
     out: dict[tuple[int, int], tuple[int, float]] = {}
-    for trial_id, resource, metric in results:
+    for trial_id, resource, *values in results:
         below = [r for r in ordered if r <= resource]
         if below and (trial_id, below[-1]) not in out:
-            out[trial_id, below[-1]] = (resource, metric)
+            out[trial_id, below[-1]] = (resource, *values)
     return out
 
 
 def build_history(space: Space, configs: Mapping[int, Mapping[str, Any]],
-                  results: Iterable[tuple[int, int, float]], pending: Iterable[tuple[int, int]],
+                  results: Iterable[tuple], pending: Iterable[tuple[int, int]],
                   rungs: Sequence[int], mode: str) -> History:
     """A History from recorded data: `configs` trial id -> configuration (search trials; others
-    are left out), `results` (trial, resource, metric) in arrival order (NaN: diverged or
-    failed, evidence too), `pending` (trial, to_resource)."""
+    are left out), `results` (trial, resource, metric[, validation loss or None]) in arrival
+    order (NaN: diverged or failed, evidence too), `pending` (trial, to_resource)."""
     names = list(space)
     pick = {tid: {n: c[n] for n in names} for tid, c in configs.items()}
-    observed = rung_observations(((t, r, m) for t, r, m in results if t in pick), rungs)
-    observations = tuple(Observation(tid, pick[tid], resource, float(metric))
-                         for (tid, _), (resource, metric) in sorted(observed.items()))
+    observed = rung_observations((row for row in results if row[0] in pick), rungs)
+    observations = tuple(Observation(tid, pick[tid], resource, float(metric), _loss(rest))
+                         for (tid, _), (resource, metric, *rest) in sorted(observed.items()))
     waiting = tuple(Pending(tid, pick[tid], to) for tid, to in sorted(pending) if tid in pick)
     return History(observations, waiting, mode, max(rungs), min(rungs), tuple(sorted(rungs)))
+
+
+def _loss(rest: Sequence[Any]) -> float:
+    return float(rest[0]) if rest and rest[0] is not None else math.nan

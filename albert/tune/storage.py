@@ -24,7 +24,7 @@ from ..errors import AlbertError
 DB_NAME = "sweep.db"
 STATES = ("queued", "running", "paused", "completed", "pruned", "failed")
 TERMINAL = ("completed", "pruned", "failed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results.loss (a version-1 database gains the column when opened)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS results (
     resource INTEGER NOT NULL,
     metric REAL,                              -- NULL stands for NaN (SQLite stores NaN as NULL)
     time REAL NOT NULL,
+    loss REAL,                                -- the validation loss reported with it (NULL: none)
     source TEXT NOT NULL                      -- 'report' (intermediate), 'result' (end of a job) or
                                               -- 'error' (the job failed: NaN at its start)
 );
@@ -121,6 +122,7 @@ class ResultRecord:
     metric: float
     time: float
     source: str
+    loss: float = math.nan  # the validation loss reported with the metric (NaN: none)
 
 
 def _to_sql(metric: float | None) -> float | None:
@@ -165,6 +167,11 @@ class Storage:
             raise AlbertError(f"{sweep_dir}: no sweep to resume here (no {DB_NAME})")
         store = cls(path)
         version = store.meta().get("schema_version")
+        if version == 1:  # written before results had a loss column: add it (NULL, "none reported")
+            with store.transaction():
+                store.conn.execute("ALTER TABLE results ADD COLUMN loss REAL")
+                store.set_meta("schema_version", SCHEMA_VERSION)
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise AlbertError(f"{path}: sweep database version {version}, this albert reads {SCHEMA_VERSION}")
         return store
@@ -225,12 +232,14 @@ class Storage:
     def heartbeat(self, trial_id: int) -> None:
         self.conn.execute("UPDATE trials SET heartbeat = ? WHERE id = ?", (time.time(), trial_id))
 
-    def record(self, trial_id: int, resource: int, metric: float, source: str) -> None:
-        """Append a reported metric; `source` is 'report' (mid-job), 'result' (job end) or
-        'error' (a failed job, NaN: samplers learn from failures too)."""
+    def record(self, trial_id: int, resource: int, metric: float, source: str, loss: float | None = None) -> None:
+        """Append a reported metric (and the validation loss reported with it, if any); `source`
+        is 'report' (mid-job), 'result' (job end) or 'error' (a failed job, NaN: samplers learn
+        from failures too)."""
         now = time.time()
-        self.conn.execute("INSERT INTO results (trial_id, resource, metric, time, source) VALUES (?, ?, ?, ?, ?)",
-                          (trial_id, int(resource), _to_sql(metric), now, source))
+        self.conn.execute("INSERT INTO results (trial_id, resource, metric, time, source, loss) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (trial_id, int(resource), _to_sql(metric), now, source,
+                                                        _to_sql(loss)))
 
     def trial(self, trial_id: int) -> TrialRecord:
         rows = self._trials("WHERE id = ?", (trial_id,), trial_id)
@@ -271,8 +280,8 @@ class Storage:
             args.append(source)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self.conn.execute(f"SELECT * FROM results {where} ORDER BY seq", args)
-        return [ResultRecord(r["seq"], r["trial_id"], r["resource"], _from_sql(r["metric"]), r["time"], r["source"])
-                for r in rows]
+        return [ResultRecord(r["seq"], r["trial_id"], r["resource"], _from_sql(r["metric"]), r["time"], r["source"],
+                             _from_sql(r["loss"])) for r in rows]
 
 
 class _Transaction:

@@ -194,7 +194,7 @@ class Sweep:
 
     def on_report(self, pool: WorkerPool, ev: Report) -> None:
         with self.storage.transaction():
-            self.storage.record(ev.trial_id, ev.resource, ev.metric, "report")
+            self.storage.record(ev.trial_id, ev.resource, ev.metric, "report", ev.loss)
             self.storage.heartbeat(ev.trial_id)
         if self.trials[ev.trial_id].kind == "search":
             stop = self.scheduler.should_stop(ev.trial_id, ev.resource, ev.metric)

@@ -6,7 +6,8 @@
 
 where `final` peaks at lr = 10**-4.6, warmup 0.1, dropout 0.1, layer decay 0.85, and `a` is
 larger for small learning rates, so slow learners look bad early and curves cross the way real
-fine-tuning curves do. It behaves like a real objective otherwise: it keeps a small checkpoint
+fine-tuning curves do. Each report carries a validation loss of 1 - metric, as fine-tuning's
+reports carry theirs. It behaves like a real objective otherwise: it keeps a small checkpoint
 (the resource reached, the metric, and the history of jobs it ran) in the trial directory,
 continues from it, writes the run's config.json, sleeps a few ms per unit of resource, and
 honours a stop from `report`.
@@ -72,7 +73,7 @@ def _log(config: dict[str, Any], **entry: Any) -> None:
 
 
 def curve(config: dict[str, Any], trial_dir: str, from_resource: int, to_resource: int, max_resource: int,
-          seed: int, report: Callable[[int, float], bool]) -> float:
+          seed: int, report: Callable[..., bool]) -> float:
     trial = Path(trial_dir)
     trial.mkdir(parents=True, exist_ok=True)
     ckpt_path = trial / CHECKPOINT
@@ -105,7 +106,7 @@ def curve(config: dict[str, Any], trial_dir: str, from_resource: int, to_resourc
         if r % every and r != to_resource:
             continue
         metric = metric_at(config, r, seed)
-        if not report(r, metric) or math.isnan(metric):
+        if not report(r, metric, loss=1.0 - metric) or math.isnan(metric):
             break
     write_json(ckpt_path, {"resource": reached, "metric": None if math.isnan(metric) else metric,
                            "history": history + [[from_resource, reached, os.getpid()]]})
@@ -114,7 +115,7 @@ def curve(config: dict[str, Any], trial_dir: str, from_resource: int, to_resourc
 
 
 def trivial(config: dict[str, Any], trial_dir: str, from_resource: int, to_resource: int, max_resource: int,
-            seed: int, report: Callable[[int, float], bool]) -> float:
+            seed: int, report: Callable[..., bool]) -> float:
     """No work, no files: what is left of a trial's cost is the tuner's own overhead."""
     value = -(float(config.get("x", 0.0)) - 0.3) ** 2 - (float(config.get("y", 0.0)) - 0.7) ** 2
     report(to_resource, value)

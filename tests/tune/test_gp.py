@@ -209,3 +209,23 @@ def test_the_proposal_names_the_length_scale_of_each_input():
     p = GPSampler(SPACE, 0).propose(20, History(obs, (), "max", 1, 1))
     x, y = p.info["length_scales"]
     assert x < 0.5 * y
+
+
+def test_where_most_results_tie_the_model_ranks_them_by_validation_loss():
+    """Early in training nearly every model scores the same (F1 0, the majority class): the
+    metric cannot rank them, their validation losses can, and the model fits those."""
+    one = Space({"x": Uniform(0.0, 1.0)})
+    xs = np.linspace(0.02, 0.98, 12)
+    obs = tuple(Observation(i, {"x": float(x)}, 1, 0.1 if i == 0 else 0.0, loss=1.0 + (x - 0.7) ** 2)
+                for i, x in enumerate(xs))
+    p = GPSampler(one, 0, initial_trials=5).propose(12, History(obs, (), "max", 1, 1))
+    assert p.info["target"] == "loss" and abs(p.config["x"] - 0.7) < 0.1
+    # A minimised metric: the loss is still minimised.
+    q = GPSampler(one, 0, initial_trials=5).propose(12, History(obs, (), "min", 1, 1))
+    assert q.info["target"] == "loss" and abs(q.config["x"] - 0.7) < 0.1
+    # Without losses, or when the metric does rank the results, the metric is what is modelled.
+    plain = tuple(Observation(o.trial_id, o.config, 1, o.value) for o in obs)
+    assert GPSampler(one, 0, initial_trials=5).propose(12, History(plain, (), "max", 1, 1)).info["target"] == "metric"
+    ranked = tuple(Observation(o.trial_id, o.config, 1, -abs(o.config["x"] - 0.2), loss=o.loss) for o in obs)
+    r = GPSampler(one, 0, initial_trials=5).propose(12, History(ranked, (), "max", 1, 1))
+    assert r.info["target"] == "metric" and abs(r.config["x"] - 0.2) < 0.1

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from albert.tune.ray_backend import METRIC, RESOURCE, SEED_KEY
+from albert.tune.ray_backend import LOSS, METRIC, RESOURCE, SEED_KEY
 from albert.tune.ray_searcher import SamplerSearcher, ray_searcher
 from albert.tune.space import Space, Uniform
 from albert.tune.sweep import SweepSettings, trial_seed
@@ -41,7 +41,8 @@ def drive(searcher, n, fail=()):
             searcher.on_trial_complete(tid, error=True)
             continue
         for r in (1, 2, 3, 9):
-            searcher.on_trial_result(tid, {RESOURCE: r, METRIC: curve(config, r), "rung": r != 2})
+            searcher.on_trial_result(tid, {RESOURCE: r, METRIC: curve(config, r), LOSS: 1 - curve(config, r),
+                                           "rung": r != 2})
         searcher.on_trial_complete(tid, {RESOURCE: 9, METRIC: curve(config, 9)})
     return configs
 
@@ -57,7 +58,9 @@ def test_suggestions_carry_fixed_options_and_the_trial_seed_and_learn():
     configs = drive(s, 14, fail={4})
     assert all(c["synthetic_sleep_ms"] == 0 for c in configs)
     assert [c[SEED_KEY] for c in configs] == [trial_seed(0, k) for k in range(14)]
-    assert any(math.isnan(m) for i, r, m in s.results if i == 4)  # the failure is in the history
+    assert any(math.isnan(m) for i, r, m, _ in s.results if i == 4)  # the failure is in the history
+    # the validation loss reported beside the metric is kept for the sampler
+    assert all(loss == pytest.approx(1 - m) for i, r, m, loss in s.results if i != 4)
     # after the 3 Sobol points the model's proposals close in on the optimum at (0.3, 0.6)
     assert min(math.dist((c["x"], c["y"]), (0.3, 0.6)) for c in configs[6:]) < 0.03
 

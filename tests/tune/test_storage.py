@@ -91,3 +91,32 @@ def test_a_trial_counts_as_done_from_its_first_finished_job_on(tmp_path):
     done.append(finished_a_job(store.trials()[0]))
     assert done == [False, False, True, True, True, True]
     store.close()
+
+
+def test_losses_are_kept_and_a_version_1_database_gains_the_column(tmp_path):
+    store = Storage.create(tmp_path / "new", {"settings": {}})
+    t = store.add_trial({"lr": 1e-5}, seed=1, job_from=0, job_to=1, sample_index=0)
+    store.record(t, 1, 0.5, "report", 0.75)
+    store.record(t, 1, 0.5, "result")
+    assert [(r.metric, r.loss) for r in store.results()][0] == (0.5, 0.75)
+    assert math.isnan(store.results()[1].loss)
+    store.close()
+    # A database from before the loss column (schema version 1): opening it adds the column.
+    old = tmp_path / "old"
+    old.mkdir()
+    conn = sqlite3.connect(old / DB_NAME)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INTEGER NOT NULL,
+                              resource INTEGER NOT NULL, metric REAL, time REAL NOT NULL, source TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO results (trial_id, resource, metric, time, source) VALUES (1, 3, 0.25, 0.0, 'result');
+    """)
+    conn.commit()
+    conn.close()
+    store = Storage.open(old)
+    (row,) = store.results()
+    assert (row.trial_id, row.resource, row.metric) == (1, 3, 0.25) and math.isnan(row.loss)
+    store.record(1, 9, 0.5, "report", 0.1)
+    assert store.results()[-1].loss == 0.1 and store.meta()["schema_version"] == 2
+    store.close()

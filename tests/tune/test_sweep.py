@@ -462,6 +462,9 @@ def test_gp_proposals_are_recorded_and_recompute_from_the_database(tmp_path):
         assert out["model_best"] is None
     records = store.proposals()
     assert len(records) == 14 and any(p.pending for p in records)  # proposed while the other worker ran
+    # The validation loss each report carried is in the record, beside its metric.
+    reports = store.results(source="report")
+    assert reports and all(r.loss == pytest.approx(1.0 - r.metric) for r in reports)
     sampler = settings.make_sampler(default_space("rte"))
     again = proposals.recompute(store, sampler, out["rungs"], "max")
     store.close()
