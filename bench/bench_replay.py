@@ -4,9 +4,9 @@
     python bench/bench_replay.py --tables bench/results/curves-sst2.json --seeds 3
 
 The tables (written by bench/record_curves.py) hold, for 150 random configurations of a tiny
-ALBERT per task, the validation metric every few steps up to the table's length (CoNLL-2003:
-every 25 steps up to 200; SST-2: every 50 up to 600). A replayed trial trains no model: its
-metric at r steps is the recorded one. Each method runs the tuner's own scheduler
+ALBERT per task, the validation metric and loss every few steps up to the table's length
+(CoNLL-2003: every 25 steps up to 200; SST-2: every 50 up to 600). A replayed trial trains no
+model: its metric and loss at r steps are the recorded ones. Each method runs the tuner's own scheduler
 (albert.tune.asha) and sampler (albert.tune.sampler) in a sequential sweep loop:
 
   random      random search, every trial to the full length
