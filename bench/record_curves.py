@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import multiprocessing
 import platform
@@ -69,6 +70,7 @@ def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
     from albert.tune.objective import finetune_args
     from albert.tune.sweep import trial_seed
 
+    code = code_version()  # the code this worker imported just now (cached: one git call per worker)
     config = REPLAY_SPACE.sample(master_seed, index)
     seed = trial_seed(master_seed, index)
     trial_dir = work / f"{task}-{index:04d}"
@@ -88,14 +90,16 @@ def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
     run(args, report=report)
     shutil.rmtree(trial_dir, ignore_errors=True)
     return {"index": index, "seed": seed, "config": config, "curve": curve,
-            "cpu_s": round(time.process_time() - started, 2), "code": code_version()}
+            "cpu_s": round(time.process_time() - started, 2), "code": code}
 
 
+@functools.cache
 def code_version() -> str:
     """The commit the recording runs (`-dirty` with uncommitted changes). Kept per row: a
     recording continued after a code change would otherwise mix two trainings in one table (the
     CoNLL-2003 table before 2026-11-28 did: 31 of its 150 rows, all among the first 48, recorded
-    by an older commit, no longer reproduced)."""
+    by an older commit, no longer reproduced). Asked once per process, when it first imports
+    albert: a worker trains with the code it imported then, whatever the checkout holds later."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]

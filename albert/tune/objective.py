@@ -47,8 +47,7 @@ def finetune(config: dict[str, Any], trial_dir: str, from_resource: int, to_reso
     resume = from_resource > 0 and (Path(trial_dir) / "checkpoints").is_dir()
 
     def on_evaluate(step: int, metrics: dict[str, float]) -> bool:
-        loss = metrics.get("loss")
-        return report(step, float(metrics[task.main_metric]), loss=None if loss is None else float(loss))
+        return report(step, float(metrics[task.main_metric]), loss=metrics.get("loss"))
 
     results = run(args, resume=resume, report=on_evaluate)
     value = results["final"][task.main_metric] if results.get("final") else results["best"][task.main_metric]

@@ -183,15 +183,16 @@ def _run_rungs(api: SimpleNamespace, objective: Any, config: dict[str, Any], see
                work: Path) -> None:
     start = _restore(api, work)
     for target in (r for r in plan.rungs if r > start):
-        reached, losses = start, {}
+        reached, end_loss = start, math.nan
 
         def report(resource: int, metric: float, loss: float | None = None, _end: int = target) -> bool:
-            nonlocal reached
+            nonlocal reached, end_loss
             reached = max(reached, int(resource))
-            losses[int(resource)] = math.nan if loss is None else float(loss)
-            if resource < _end:  # the job's end is reported below, with the checkpoint
-                api.report({RESOURCE: int(resource), METRIC: float(metric), LOSS: losses[int(resource)],
-                            "rung": False})
+            loss = math.nan if loss is None else float(loss)
+            if resource < _end:
+                api.report({RESOURCE: int(resource), METRIC: float(metric), LOSS: loss, "rung": False})
+            else:  # the job's end is reported below, with the checkpoint
+                end_loss = loss
             return math.isfinite(metric)  # a diverged run stops (Ray's ASHA ignores NaN)
 
         metric = float(objective(config=config, trial_dir=str(work), from_resource=start, to_resource=target,
@@ -201,7 +202,7 @@ def _run_rungs(api: SimpleNamespace, objective: Any, config: dict[str, Any], see
                 api.report({RESOURCE: reached, METRIC: metric, "rung": reached == target})
             return  # no checkpoint: nothing worth resuming
         write_json(work / PROGRESS_FILE, {"resource": target, "metric": metric})
-        api.report({RESOURCE: target, METRIC: metric, LOSS: losses.get(target, math.nan), "rung": True},
+        api.report({RESOURCE: target, METRIC: metric, LOSS: end_loss, "rung": True},
                    checkpoint=api.Checkpoint.from_directory(str(work)))
         start = target
 

@@ -129,7 +129,7 @@ def rung_observations(results: Iterable[tuple], rungs: Sequence[int]) -> dict[tu
     stop-only scheduler's reports between rungs, the first past a rung is the one the scheduler
     decided on there; the rest add little and are left out, which keeps the model's data small."""
     ordered = sorted(rungs)
-    out: dict[tuple[int, int], tuple[int, float]] = {}
+    out: dict[tuple[int, int], tuple] = {}
     for trial_id, resource, *values in results:
         below = [r for r in ordered if r <= resource]
         if below and (trial_id, below[-1]) not in out:

@@ -91,6 +91,25 @@ def test_records_turn_ray_results_into_our_trials():
         [(1, 1, "result"), (1, 3, "result"), (1, 5, "report"), (1, 9, "result")]
 
 
+def test_a_trial_reports_each_evaluation_and_each_rung_with_its_validation_loss(tmp_path):
+    """The Ray trainable's loop, with a stand-in for Ray's API: every evaluation is reported with
+    the metric and the validation loss the objective gave, the rung's end once, with a checkpoint."""
+    from albert.tune.ray_searcher import LOSS, METRIC, RESOURCE
+    from albert.tune.synthetic import curve
+
+    sent = []
+    api = SimpleNamespace(report=lambda row, checkpoint=None: sent.append((row, checkpoint is not None)),
+                          get_checkpoint=lambda: None, Checkpoint=SimpleNamespace(from_directory=lambda d: d))
+    plan = ray_backend.TrialPlan("albert.tune.synthetic:curve", (1, 3, 9), 9, None)
+    config = {"lr": 1e-4, "synthetic_sleep_ms": 0}
+    ray_backend._run_rungs(api, curve, config, 7, plan, tmp_path)
+    assert [(row[RESOURCE], row["rung"], saved) for row, saved in sent] == \
+        [(r, r in (1, 3, 9), r in (1, 3, 9)) for r in range(1, 10)]
+    for row, _ in sent:
+        assert row[METRIC] == pytest.approx(metric_at(config, row[RESOURCE], 7))
+        assert row[LOSS] == pytest.approx(1.0 - row[METRIC])  # the synthetic objective's loss
+
+
 def test_missing_ray_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(AlbertError) as e:
