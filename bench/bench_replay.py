@@ -14,6 +14,9 @@ model: its metric and loss at r steps are the recorded ones. Each method runs th
               length, e.g. 50, 100, 200), promotions
   gp          the GP sampler, every trial to the full length
   gp+asha     the GP sampler proposing, ASHA scheduling, the model fitted on the rungs
+  oracle      GP+ASHA whose model is told, at every rung, each tried configuration's final
+              metric and loss (what no sampler can know under ASHA): what a perfect model of
+              where the rungs lead would buy with the trials GP+ASHA gets
 
 Every method draws from the same pool, each configuration at most once (--protocol pool, the
 default, the usual protocol on tabular benchmarks): a random configuration is a uniform draw
@@ -32,6 +35,9 @@ Printed: per task, the median over seeds of that result for each method at equal
 search's resource gets within 0.3 points of random search's best with 30 full trainings (per
 seed and in the median); (2) GP+ASHA beats ASHA at the same resource on how many seeds, with a
 two-sided sign test over the seeds not level (p: how often coin flips would split as unevenly).
+Then two limits on the second check: on how many seeds ASHA already ends with the pool's best
+configuration, or one of its three best (there GP+ASHA can at best draw level), and how the
+oracle fares against ASHA.
 """
 from __future__ import annotations
 
@@ -57,6 +63,7 @@ from albert.tune.space import Space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("random", "asha", "gp", "gp+asha")
+ORACLE = "oracle"
 
 
 class Table:
@@ -120,14 +127,16 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
            protocol: str = "pool") -> dict:
     """One sequential sweep of `method` until `resource_budget` steps are spent (a job that would
     overrun it is not started); the best final metric and what it cost."""
-    scheduled = method.endswith("asha")
+    told_final = method == ORACLE
+    scheduled = method.endswith("asha") or told_final
+    modelled = method.startswith("gp") or told_final
     scheduler = make_scheduler("asha" if scheduled else "random", min_resource if scheduled else table.max_steps,
                                table.max_steps, eta, "max")
-    sampler = make_sampler("gp" if method.startswith("gp") else "random", table.space, master_seed=seed)
+    sampler = make_sampler("gp" if modelled else "random", table.space, master_seed=seed)
     rungs = scheduler.rungs
     row_of: dict[int, int] = {}          # trial id -> table row
     used: set[int] = set()
-    if protocol == "pool" and method.startswith("gp"):
+    if protocol == "pool" and modelled:
         sampler.maximiser = PoolMaximiser(table, used)
     results: list[tuple[int, int, float, float]] = []
     spent, cpu = 0, 0.0
@@ -138,7 +147,11 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             break
         if job.kind == "new":
             tid = len(row_of)
-            history = build_history(table.space, {t: table.configs[r] for t, r in row_of.items()}, results, [],
+            seen = results
+            if told_final:  # every result the model sees is the trial's final metric and loss
+                final = table.max_steps
+                seen = [(t, r, table.curves[row_of[t]][final], table.losses[row_of[t]][final]) for t, r, _, _ in results]
+            history = build_history(table.space, {t: table.configs[r] for t, r in row_of.items()}, seen, [],
                                     rungs, "max")
             t0 = time.process_time()
             proposal = sampler.propose(tid, history)
@@ -162,9 +175,9 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             "completed": len(finals), "cpu_s": round(cpu, 2)}
 
 
-def ahead_of_asha(runs: dict[str, dict[int, list[dict]]], n: int) -> tuple[int, int]:
-    """Seeds on which GP+ASHA's best beats ASHA's at `n` full trainings, and seeds level."""
-    pairs = list(zip(runs["gp+asha"][n], runs["asha"][n]))
+def ahead_of_asha(runs: dict[str, dict[int, list[dict]]], n: int, method: str = "gp+asha") -> tuple[int, int]:
+    """Seeds on which `method`'s best beats ASHA's at `n` full trainings, and seeds level."""
+    pairs = list(zip(runs[method][n], runs["asha"][n]))
     return sum(o["best"] > a["best"] for o, a in pairs), sum(o["best"] == a["best"] for o, a in pairs)
 
 
@@ -210,7 +223,7 @@ def main() -> None:
         print("  rank correlation of the metric at r steps with the final one: "
               + "  ".join(f"{r}: {v:.2f}" for r, v in early.items()), flush=True)
         runs: dict[str, dict[int, list[dict]]] = {}
-        for method in METHODS:
+        for method in (*METHODS, ORACLE):
             runs[method] = {}
             for n in sorted(set(args.full_trainings) | {max(args.full_trainings) // 3}):
                 runs[method][n] = [replay(table, method, seed, n * table.max_steps, args.eta,
@@ -236,10 +249,23 @@ def main() -> None:
               f"median gap {100 * (statistics.median(target) - statistics.median(ours)):+.2f} points)", flush=True)
         print(f"  gp+asha vs asha, both {third} full trainings: better on {wins}/{args.seeds} seeds, "
               f"tied on {ties} (sign test p {sign_p[third]:.2g})", flush=True)
+        # Where ASHA already has one of the pool's best configurations, GP+ASHA can at best draw level.
+        top = sorted((table.final(i) for i in range(len(table.configs))), reverse=True)
+        asha_top = {n: (sum(r["best"] >= top[0] for r in runs["asha"][n]), sum(r["best"] >= top[2] for r in runs["asha"][n]))
+                    for n in args.full_trainings}
+        print("  asha's best is the pool's best / among its 3 best on: "
+              + ", ".join(f"{a}/{b} of {args.seeds} seeds at {n}" for n, (a, b) in asha_top.items())
+              + " full trainings", flush=True)
+        oracle = {n: ahead_of_asha(runs, n, ORACLE) for n in runs["asha"]}
+        print("  oracle (gp+asha whose model is told each tried configuration's final metric) vs asha, ahead-behind: "
+              + ", ".join(f"{a}-{args.seeds - a - level} at {n}" for n, (a, level) in sorted(oracle.items()))
+              + " full trainings", flush=True)
         record["tasks"][table.task] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
                                        "rank_correlation_with_final": early,
                                        "runs": {m: {str(n): v for n, v in r.items()} for m, r in runs.items()},
                                        "within_0.3_points": within, "gp_asha_beats_asha": wins, "ties": ties,
+                                       "oracle_ahead_level": {str(n): list(v) for n, v in oracle.items()},
+                                       "asha_pool_best_top3": {str(n): list(v) for n, v in asha_top.items()},
                                        "sign_test_p": {str(n): sign_p[n] for n in args.full_trainings}}
     write_json(args.out, record)
     print(f"-> {args.out}")

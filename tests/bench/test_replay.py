@@ -31,7 +31,7 @@ def _table(tmp_path: Path, n: int = 24) -> bench_replay.Table:
     return bench_replay.Table(path)
 
 
-@pytest.mark.parametrize("method", bench_replay.METHODS)
+@pytest.mark.parametrize("method", (*bench_replay.METHODS, bench_replay.ORACLE))
 def test_a_replay_reports_a_recorded_metric_within_its_budget_and_repeats_exactly(tmp_path, method):
     table = _table(tmp_path)
     out = bench_replay.replay(table, method, seed=3, resource_budget=10 * 8, min_resource=2)
@@ -56,6 +56,27 @@ def test_random_search_over_the_pool_is_a_draw_without_replacement(tmp_path):
     # Seeded by (seed, index): another seed draws another order.
     assert [table.uniform_unused(set(), 1, i) for i in range(5)] != [table.uniform_unused(set(), 0, i)
                                                                      for i in range(5)]
+
+
+@pytest.mark.parametrize("method", ["gp+asha", bench_replay.ORACLE])
+def test_the_oracle_model_sees_each_trials_final_metric_and_gp_asha_its_rung_metric(tmp_path, monkeypatch, method):
+    table = _table(tmp_path)
+    finals = {json.dumps(table.configs[i], sort_keys=True): table.final(i) for i in range(len(table.configs))}
+    seen: list[tuple[float, float, int]] = []  # (metric the model saw, the trial's final metric, resource)
+
+    def spy(space, configs, results, pending, rungs, mode):
+        seen.extend((metric, finals[json.dumps(configs[t], sort_keys=True)], r) for t, r, metric, _ in results)
+        return build_history(space, configs, results, pending, rungs, mode)
+
+    build_history = bench_replay.build_history
+    monkeypatch.setattr(bench_replay, "build_history", spy)
+    bench_replay.replay(table, method, seed=3, resource_budget=10 * 8, min_resource=2)
+    below_full = [(m, f) for m, f, r in seen if r < table.max_steps]
+    assert below_full  # ASHA paused trials below a full training
+    if method == bench_replay.ORACLE:
+        assert all(m == f for m, f, _ in seen)
+    else:  # the toy curves rise linearly: a rung's metric is a fraction of the final one
+        assert all(m != f for m, f in below_full if f != 0)
 
 
 def test_the_pool_maximiser_returns_the_best_untried_configuration(tmp_path):
