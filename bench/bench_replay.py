@@ -150,7 +150,8 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
             seen = results
             if told_final:  # every result the model sees is the trial's final metric and loss
                 final = table.max_steps
-                seen = [(t, r, table.curves[row_of[t]][final], table.losses[row_of[t]][final]) for t, r, _, _ in results]
+                seen = [(t, r, table.curves[row_of[t]][final], table.losses[row_of[t]][final])
+                        for t, r, _, _ in results]
             history = build_history(table.space, {t: table.configs[r] for t, r in row_of.items()}, seen, [],
                                     rungs, "max")
             t0 = time.process_time()
@@ -251,7 +252,7 @@ def main() -> None:
               f"tied on {ties} (sign test p {sign_p[third]:.2g})", flush=True)
         # Where ASHA already has one of the pool's best configurations, GP+ASHA can at best draw level.
         top = sorted((table.final(i) for i in range(len(table.configs))), reverse=True)
-        asha_top = {n: (sum(r["best"] >= top[0] for r in runs["asha"][n]), sum(r["best"] >= top[2] for r in runs["asha"][n]))
+        asha_top = {n: tuple(sum(r["best"] >= top[k] for r in runs["asha"][n]) for k in (0, 2))
                     for n in args.full_trainings}
         print("  asha's best is the pool's best / among its 3 best on: "
               + ", ".join(f"{a}/{b} of {args.seeds} seeds at {n}" for n, (a, b) in asha_top.items())
