@@ -213,12 +213,12 @@ def main() -> None:
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}}
     for path in args.tables:
         table = Table(Path(path))
-        pool_best = max(table.final(i) for i in range(len(table.configs)))
+        finals = [table.final(i) for i in range(len(table.configs))]
+        pool_best = max(finals)
         print(f"{table.task}: {len(table.configs)} recorded configurations, best final metric {pool_best:.4f}",
               flush=True)
         from scipy.stats import spearmanr
 
-        finals = [table.final(i) for i in range(len(table.configs))]
         early = {r: float(spearmanr([c[r] for c in table.curves], finals)[0]) for r in sorted(table.curves[0])
                  if r < table.max_steps}
         print("  rank correlation of the metric at r steps with the final one: "
@@ -251,7 +251,7 @@ def main() -> None:
         print(f"  gp+asha vs asha, both {third} full trainings: better on {wins}/{args.seeds} seeds, "
               f"tied on {ties} (sign test p {sign_p[third]:.2g})", flush=True)
         # Where ASHA already has one of the pool's best configurations, GP+ASHA can at best draw level.
-        top = sorted((table.final(i) for i in range(len(table.configs))), reverse=True)
+        top = sorted(finals, reverse=True)
         asha_top = {n: tuple(sum(r["best"] >= top[k] for r in runs["asha"][n]) for k in (0, 2))
                     for n in args.full_trainings}
         print("  asha's best is the pool's best / among its 3 best on: "
