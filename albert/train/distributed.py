@@ -6,6 +6,7 @@ idempotent); the recipe tears it down at the end.
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -58,7 +59,16 @@ class Distributed:
             self._owns_group = True
 
     def teardown(self) -> None:
+        """Leave the process group (the one `setup` joined). Safe on a failed run: no collective.
+
+        Garbage is collected first: a trainer's DDP wrapper holds the group, and when the wrapper
+        sits in a reference cycle (the first trainer of a process does: torch's lazy imports keep
+        its constructor's frame), the group outlives `destroy_process_group` and is freed during
+        interpreter shutdown, where gloo's threads abort the process (SIGABRT after a run that
+        succeeded).
+        """
         if self._owns_group and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
             self._owns_group = False
 

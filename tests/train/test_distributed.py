@@ -3,6 +3,9 @@ and the order of the model wrappers (DDP, then compile). The real two-process ru
 test_loop.py (test_two_processes_match_one)."""
 from __future__ import annotations
 
+import os
+import weakref
+
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ from albert.train import Distributed, Trainer, TrainingOptions
 from albert.train import distributed as distributed_mod
 from albert.train import loop as loop_mod
 from albert.train.distributed import resolve_device
+from spawning import free_port
 
 
 def test_from_env_and_the_single_process_default(monkeypatch):
@@ -66,3 +70,28 @@ def test_ddp_wraps_the_model_and_compile_wraps_ddp(monkeypatch, tmp_path):
     trainer = Trainer(model, options, [0, 1, 2, 3], lambda rows, epoch, indices: {}, dist=Distributed(2, 0, 0))
     assert isinstance(trainer.ddp, FakeDDP) and trainer.ddp.module is model
     assert compiled == [trainer.ddp] and trainer.forward_model == ("compiled", trainer.ddp)
+
+
+def _cycle_worker(rank: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    d = Distributed.from_env()
+    d.setup(torch.device("cpu"))
+    holder = {"ddp": torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))}
+    holder["self"] = holder  # a reference cycle: only the garbage collector frees the wrapper
+    wrapper = weakref.ref(holder["ddp"])
+    del holder
+    alive_at_destroy = []
+    destroy = distributed_mod.dist.destroy_process_group
+    distributed_mod.dist.destroy_process_group = lambda: alive_at_destroy.append(wrapper() is not None) or destroy()
+    d.teardown()
+    assert alive_at_destroy == [False], "the DDP wrapper still held the process group when it was destroyed"
+    assert not distributed_mod.dist.is_initialized()
+
+
+def test_teardown_frees_what_holds_the_group_before_destroying_it():
+    """A DDP wrapper in a reference cycle would keep the group alive past destroy_process_group,
+    into interpreter shutdown, where gloo aborts the process (SIGABRT after a finished run)."""
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    torch.multiprocessing.spawn(_cycle_worker, args=(free_port(),), nprocs=2, join=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 from albert.data.batching import pad_batch
 from albert.errors import AlbertError, TrainingDiverged, TrainingWarning
 from albert.train import Distributed, Trainer, TrainingOptions
+from spawning import free_port
 
 VOCAB = 16
 
@@ -402,12 +402,6 @@ def test_trains_the_albert_classifier(tmp_path):
 
 
 # --- data parallel ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
                       RANK=str(rank), LOCAL_RANK=str(rank))
@@ -425,7 +419,7 @@ def test_two_processes_match_one(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
     run(tmp_path / "one", batch_size=8, max_steps=6, save_every=3)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
     a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert sorted(b) == list(range(1, 7))
     assert all(abs(a[k] - b[k]) < 1e-5 for k in a), (a, b)
