@@ -1,6 +1,6 @@
 """Where a process trains: device names, the order of GPU selection and process-group start,
-and the order of the model wrappers (DDP, then compile). The real two-process run is in
-test_loop.py (test_two_processes_match_one)."""
+the order of the model wrappers (DDP, then compile), and teardown freeing what holds the group
+before it is destroyed. The real two-process run is in test_loop.py (test_two_processes_match_one)."""
 from __future__ import annotations
 
 import os
