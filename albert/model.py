@@ -61,7 +61,7 @@ class Embeddings(nn.Module):
 
 ATTENTION_IMPLS = ("sdpa", "sdpa-cudnn", "eager")
 # SDPA's kernels for "sdpa": all but cuDNN's, which builds an execution graph for every new shape,
-# and length-grouped fine-tuning batches come in dozens of shapes (measured: bench/README.md, "GPU: one NVIDIA H200").
+# and length-grouped fine-tuning batches come in dozens of shapes (bench/README.md, "GPU").
 # Flash attention has no per-shape set-up. "sdpa-cudnn" lets torch choose among all of them.
 SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 CUDNN_DEVICES = ("cuda",)  # where SDPA may pick cuDNN: elsewhere the kernel choice is left alone, at no cost
