@@ -77,3 +77,106 @@ def squad_json(n_articles: int, seed: int) -> str:
             paragraphs.append({"context": context, "qas": qas})
         data.append({"title": f"article {a}", "paragraphs": paragraphs})
     return json.dumps({"version": "1.1", "data": data})
+
+
+# --- the tasks of issue 33, in their official layouts, each with a rule a model can learn from
+# the words alone: the share of words from the first half of WORDS (or, for three classes, the
+# third most of them come from) decides the label.
+
+def _leaning(rng: random.Random, part: int, parts: int, low: int = 4, high: int = 9) -> str:
+    """A sentence whose words come mostly (4 in 5) from part `part` of `parts` slices of WORDS."""
+    size = len(WORDS) // parts
+    return " ".join(rng.choice(WORDS[part * size:(part + 1) * size]) if rng.random() < 0.8 else rng.choice(WORDS)
+                    for _ in range(rng.randint(low, high)))
+
+
+MNLI_LABELS = ("entailment", "neutral", "contradiction")
+MNLI_HEAD = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]
+
+
+def mnli_tsv(n: int, seed: int, dev: bool = False) -> str:
+    """MNLI's train.tsv (12 columns) or dev_*.tsv (16: five annotator labels); the hypothesis's
+    words come mostly from the third of WORDS that names the label."""
+    rng = random.Random(seed)
+    rows = ["\t".join(MNLI_HEAD + (["label1", "label2", "label3", "label4", "label5"] if dev else ["label1"])
+                      + ["gold_label"])]
+    for i in range(n):
+        label = rng.randrange(3)
+        s1, s2 = sentence(rng), _leaning(rng, label, 3)
+        parse = [f"( {s1} )", f"( {s2} )", f"(ROOT (S {s1}))", f"(ROOT (S {s2}))"]
+        annotators = [MNLI_LABELS[label]] * (5 if dev else 1)
+        rows.append("\t".join([str(i), str(1000 + i), f"{1000 + i}e", "fiction", *parse, s1, s2, *annotators,
+                               MNLI_LABELS[label]]))
+    return "\n".join(rows) + "\n"
+
+
+def qqp_tsv(n: int, seed: int) -> str:
+    """QQP's six columns; is_duplicate when the second question's words lean to WORDS' first half."""
+    rng = random.Random(seed)
+    rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate"]
+    for i in range(n):
+        label = rng.randrange(2)
+        rows.append(f"{i}\t{2 * i + 1}\t{2 * i + 2}\t{sentence(rng)}?\t{_leaning(rng, 1 - label, 2)}?\t{label}")
+    return "\n".join(rows) + "\n"
+
+
+def wnli_tsv(n: int, seed: int) -> str:
+    """WNLI's four columns; label 1 (entailment) when sentence2 leans to WORDS' first half."""
+    rng = random.Random(seed)
+    rows = ["index\tsentence1\tsentence2\tlabel"]
+    for i in range(n):
+        label = rng.randrange(2)
+        rows.append(f"{i}\t{sentence(rng)}.\t{_leaning(rng, 1 - label, 2)}.\t{label}")
+    return "\n".join(rows) + "\n"
+
+
+def squad2_json(n_articles: int, seed: int) -> str:
+    """SQuAD v2.0: "what follows X?" with X in the context (answerable) or, for every other
+    question, X absent from it (is_impossible, with a plausible answer)."""
+    import json
+
+    rng = random.Random(seed)
+    data = []
+    for a in range(n_articles):
+        paragraphs = []
+        for p in range(2):
+            words = sentence(rng, 20, 40).split()
+            context = " ".join(words)
+            qas = []
+            for q in range(4):
+                k = rng.randrange(len(words) - 1)
+                start = len(" ".join(words[:k + 1])) + 1
+                answer = {"text": words[k + 1], "answer_start": start}
+                if q % 2:
+                    missing = next(w for w in WORDS if w not in words)
+                    qas.append({"question": f"what follows {missing}?", "id": f"{a}-{p}-{q}", "answers": [],
+                                "is_impossible": True, "plausible_answers": [answer]})
+                else:
+                    qas.append({"question": f"what follows {words[k]}?", "id": f"{a}-{p}-{q}", "answers": [answer],
+                                "is_impossible": False})
+            paragraphs.append({"qas": qas, "context": context})
+        data.append({"title": f"article {a}", "paragraphs": paragraphs})
+    return json.dumps({"version": "v2.0", "data": data})
+
+
+def race_articles(n_articles: int, seed: int) -> dict[str, str]:
+    """RACE's per-article JSON files {"middle/1.txt": ..., "high/1.txt": ...}; the right option's
+    words lean to WORDS' first half, the three others' to the second."""
+    import json
+
+    rng = random.Random(seed)
+    files = {}
+    for a in range(n_articles):
+        level = ("middle", "high")[a % 2]
+        questions, options, answers = [], [], []
+        for q in range(rng.randint(2, 3)):
+            right = rng.randrange(4)
+            questions.append(f"{sentence(rng, 3, 6)} _ ." if q % 2 else f"{sentence(rng, 3, 6)}?")
+            options.append([_leaning(rng, 0 if o == right else 1, 2, 1, 3) for o in range(4)])
+            answers.append("ABCD"[right])
+        doc = {"answers": answers, "options": options, "questions": questions,
+               "article": " ".join(sentence(rng, 8, 15) + "." for _ in range(rng.randint(3, 6))),
+               "id": f"{level}{a // 2 + 1}.txt"}
+        files[f"{level}/{a // 2 + 1}.txt"] = json.dumps(doc)
+    return files
