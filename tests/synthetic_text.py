@@ -80,14 +80,18 @@ def squad_json(n_articles: int, seed: int) -> str:
 
 
 # --- the tasks of issue 33, in their official layouts, each with a rule a model can learn from
-# the words alone: the share of words from the first half of WORDS (or, for three classes, the
-# third most of them come from) decides the label.
+# the words alone: which slice of a few signal words most words come from decides the label.
 
 def _leaning(rng: random.Random, part: int, parts: int, low: int = 4, high: int = 9) -> str:
-    """A sentence whose words come mostly (4 in 5) from part `part` of `parts` slices of WORDS."""
-    size = len(WORDS) // parts
-    return " ".join(rng.choice(WORDS[part * size:(part + 1) * size]) if rng.random() < 0.8 else rng.choice(WORDS)
-                    for _ in range(rng.randint(low, high)))
+    """A sentence whose words come mostly (4 in 5) from part `part` of `parts` slices of the first
+    SIGNAL_WORDS: few enough that a micro model learns them in tens of steps."""
+    size = len(SIGNAL_WORDS) // parts
+    return " ".join(rng.choice(SIGNAL_WORDS[part * size:(part + 1) * size]) if rng.random() < 0.9
+                    else rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+
+# Spread over WORDS, so that words of different slices share few pieces.
+SIGNAL_WORDS = WORDS[::len(WORDS) // 6][:6]
 
 
 MNLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -97,7 +101,7 @@ MNLI_HEAD = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "
 
 def mnli_tsv(n: int, seed: int, dev: bool = False) -> str:
     """MNLI's train.tsv (12 columns) or dev_*.tsv (16: five annotator labels); the hypothesis's
-    words come mostly from the third of WORDS that names the label."""
+    words come mostly from the third of the signal words that names the label."""
     rng = random.Random(seed)
     rows = ["\t".join(MNLI_HEAD + (["label1", "label2", "label3", "label4", "label5"] if dev else ["label1"])
                       + ["gold_label"])]
@@ -112,7 +116,7 @@ def mnli_tsv(n: int, seed: int, dev: bool = False) -> str:
 
 
 def qqp_tsv(n: int, seed: int) -> str:
-    """QQP's six columns; is_duplicate when the second question's words lean to WORDS' first half."""
+    """QQP's six columns; is_duplicate when the second question's words lean to the signal words' first half."""
     rng = random.Random(seed)
     rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate"]
     for i in range(n):
@@ -122,7 +126,7 @@ def qqp_tsv(n: int, seed: int) -> str:
 
 
 def wnli_tsv(n: int, seed: int) -> str:
-    """WNLI's four columns; label 1 (entailment) when sentence2 leans to WORDS' first half."""
+    """WNLI's four columns; label 1 (entailment) when sentence2 leans to the signal words' first half."""
     rng = random.Random(seed)
     rows = ["index\tsentence1\tsentence2\tlabel"]
     for i in range(n):
@@ -162,7 +166,7 @@ def squad2_json(n_articles: int, seed: int) -> str:
 
 def race_articles(n_articles: int, seed: int) -> dict[str, str]:
     """RACE's per-article JSON files {"middle/1.txt": ..., "high/1.txt": ...}; the right option's
-    words lean to WORDS' first half, the three others' to the second."""
+    words lean to the signal words' first half, the three others' to the second."""
     import json
 
     rng = random.Random(seed)

@@ -2,8 +2,8 @@
 
 Each option makes one sequence, `[CLS] article [SEP] question-with-option [SEP]`, as
 google-research/albert's race_utils: a question with a blank ("_") gets the option in the blank,
-others get it appended; the question part keeps its last `max_qa_length` tokens and the article
-is cut to fit. The model (`AlbertForMultipleChoice`) scores every option from its pooled output.
+others get it appended; the question part keeps its last `max_qa_length` tokens (at most half of
+max_seq_length) and the article is cut to fit. The model (`AlbertForMultipleChoice`) scores every option from its pooled output.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class RaceTask(Task):
             ids, types = [], []
             for option in options:
                 qa = question.replace("_", option) if "_" in question else f"{question} {option}"
-                qa_ids = tokenizer.encode(qa)[-self.max_qa_length:]
+                # At most half the sequence, so that a short max_seq_length still sees the article.
+                qa_ids = tokenizer.encode(qa)[-min(self.max_qa_length, max_seq_length // 2):]
                 room = max_seq_length - len(qa_ids) - 3  # [CLS] article [SEP] qa [SEP]
                 if room <= 0:
                     raise AlbertError(f"max_seq_length {max_seq_length} leaves no room for the article after a "
