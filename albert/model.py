@@ -411,6 +411,10 @@ class AlbertForMultipleChoice(AlbertForSequenceClassification):
     """One score per option: the sequence classifier with one output over the pooled output of
     each option's sequence. Inputs (B, options, T); logits (B, options); cross-entropy over options."""
 
+    def __init__(self, config: AlbertConfig):
+        # One score per option, as transformers' head (options have no label names).
+        super().__init__(config.replace(num_labels=1, id2label=None))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
         b, k, t = input_ids.shape

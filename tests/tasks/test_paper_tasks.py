@@ -32,7 +32,7 @@ TASKS = ("mnli", "qqp", "wnli", "squad2", "race")
 DATA_DIRS = {"mnli": "glue/MNLI", "qqp": "glue/QQP", "wnli": "glue/WNLI", "squad2": "squad2", "race": "RACE"}
 # The metrics each task's results.json must hold.
 METRICS = {"mnli": {"accuracy_matched", "accuracy_mismatched", "accuracy", "loss"},
-           "qqp": {"accuracy", "f1", "loss"},
+           "qqp": {"accuracy", "f1", "combined", "loss"},
            "wnli": {"accuracy", "loss"},
            "squad2": {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
                       "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"},
