@@ -23,7 +23,7 @@ from albert.model import AlbertForMultipleChoice, AlbertForSequenceClassificatio
 from albert.tasks import get_task
 from albert.tasks.squad2 import Squad2Task
 from albert.tokenizer import train_tokenizer
-from synthetic_text import mnli_tsv, prose, qqp_tsv, race_articles, squad2_json, wnli_tsv
+from synthetic_text import mnli_tsv, prose, qqp_tsv, race_articles, squad_json, wnli_tsv
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -45,8 +45,8 @@ def write_data(root: Path, train: int, dev: int) -> None:
              "glue/MNLI/dev_mismatched.tsv": mnli_tsv(dev, 3, dev=True),
              "glue/QQP/train.tsv": qqp_tsv(train, 1), "glue/QQP/dev.tsv": qqp_tsv(dev, 2),
              "glue/WNLI/train.tsv": wnli_tsv(train, 1), "glue/WNLI/dev.tsv": wnli_tsv(dev, 2),
-             "squad2/train-v2.0.json": squad2_json(max(1, train // 8), 1),
-             "squad2/dev-v2.0.json": squad2_json(max(1, dev // 8), 2)}
+             "squad2/train-v2.0.json": squad_json(max(1, train // 8), 1, version=2),
+             "squad2/dev-v2.0.json": squad_json(max(1, dev // 8), 2, version=2)}
     files.update({f"RACE/train/{k}": v for k, v in race_articles(max(2, train // 2), 1).items()})
     files.update({f"RACE/dev/{k}": v for k, v in race_articles(max(2, dev // 2), 2).items()})
     for name, text in files.items():
