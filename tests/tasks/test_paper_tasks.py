@@ -114,7 +114,7 @@ def test_tune_py_sweeps_a_new_task(data, tmp_path):
     assert best["metric"] in [r["final"]["accuracy"] for r in trial_results]
 
 
-@pytest.mark.slow  # 8-35 s each on the shared 2-core machine: 100 s for the five (pytest -m slow)
+@pytest.mark.slow  # five short trainings: together too long for the default suite (docs/paper-tasks.md)
 @pytest.mark.parametrize("task", TASKS)
 def test_the_loss_falls_from_random_weights(data, tmp_path, monkeypatch, task):
     """40 steps of the micro preset at lr 3e-3 (RACE, four sequences a row: shorter ones, smaller
