@@ -33,7 +33,7 @@ from .train.options import TrainingOptions
 log = logging.getLogger("albert")
 
 HEAD_CLASSES = {"sequence": "AlbertForSequenceClassification", "token": "AlbertForTokenClassification",
-                "span": "AlbertForQuestionAnswering"}
+                "span": "AlbertForQuestionAnswering", "choice": "AlbertForMultipleChoice"}
 
 
 @dataclass(kw_only=True)
@@ -103,7 +103,8 @@ ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "inte
 
 # The command-line help of the fine-tuning options (and of the training options whose default differs here).
 HELP = {
-    "task": "ner (CoNLL-2003), sst2, mrpc, rte, cola, stsb, qnli or squad (SQuAD v1.1)",
+    "task": "one of the table below: ner (CoNLL-2003); the GLUE tasks sst2, mrpc, rte, cola, stsb, qnli, mnli, qqp, "
+            "wnli; squad (SQuAD v1.1), squad2 (SQuAD v2.0); race (RACE)",
     "model": "checkpoint directory (HF format) or hub name to start from (default: the newest "
              "runs/pretrain-*/final here, else albert-base-v2)",
     "preset": "start from a random initialisation of this shape instead of --model: tiny, small, base, large, "

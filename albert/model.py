@@ -404,6 +404,24 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         return ModelOutput(loss=loss, logits=logits, pooler_output=out.pooler_output)
 
 
+class AlbertForMultipleChoice(AlbertForSequenceClassification):
+    """One score per option: the sequence classifier with one output over the pooled output of
+    each option's sequence. Inputs (B, options, T); logits (B, options); cross-entropy over options."""
+
+    def __init__(self, config: AlbertConfig):
+        # One score per option, as transformers' head (options have no label names).
+        super().__init__(config.replace(num_labels=1, id2label=None))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+        b, k, t = input_ids.shape
+        flat = [x.reshape(b * k, t) if x is not None else None for x in (input_ids, attention_mask, token_type_ids)]
+        out = super().forward(*flat)
+        logits = out.logits.view(b, k)
+        loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
+        return ModelOutput(loss=loss, logits=logits, pooler_output=out.pooler_output)
+
+
 class AlbertForTokenClassification(AlbertPreTrainedModel):
     def __init__(self, config: AlbertConfig):
         super().__init__(config)
@@ -456,8 +474,8 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
 
 HEADS: dict[str, type[AlbertPreTrainedModel]] = {
     cls.__name__: cls for cls in (AlbertModel, AlbertForPreTraining, AlbertForMaskedLM,
-                                  AlbertForSequenceClassification, AlbertForTokenClassification,
-                                  AlbertForQuestionAnswering)
+                                  AlbertForSequenceClassification, AlbertForMultipleChoice,
+                                  AlbertForTokenClassification, AlbertForQuestionAnswering)
 }
 
 

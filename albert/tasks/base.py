@@ -169,8 +169,8 @@ class Task:
                 for start in range(0, len(order), batch_size):
                     idx = order[start:start + batch_size].tolist()
                     rows = as_rows(inputs[idx])
-                    batch = {k: v.to(device) for k, v in pad_batch(rows, multiple_of=PAD_MULTIPLE, mask_unpadded=False
-                                                                   ).items() if k in INPUT_KEYS}
+                    # The task's own collate: a multiple-choice row holds one sequence per option.
+                    batch = {k: v.to(device) for k, v in self.collate(rows).items() if k in INPUT_KEYS}
                     out = model(**batch)
                     for name in outputs:
                         values = getattr(out, name).float().cpu().numpy()

@@ -184,16 +184,22 @@ class SquadTask(Task):
                 out["length"].append(len(input_ids))
         return out
 
-    def decode(self, features: Dataset, raw: Dataset, start_logits: list[np.ndarray],
-               end_logits: list[np.ndarray]) -> dict[str, str]:
-        """{question id: answer text}: the best valid span over all windows of each question."""
-        best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first word, last word)
+    def best_spans(self, features: Dataset, start_logits: list[np.ndarray],
+                   end_logits: list[np.ndarray]) -> dict[int, tuple[float, int, int]]:
+        """{example index: (score, first word, last word)} of the best valid span over all windows."""
+        best: dict[int, tuple[float, int, int]] = {}
         columns = features.select_columns(["example_index", "word_ids", "max_context"])
         for f, row in enumerate(columns):
             span = _best_span(np.asarray(start_logits[f]), np.asarray(end_logits[f]), np.asarray(row["word_ids"]),
                               np.asarray(row["max_context"], dtype=bool), self.n_best, self.max_answer_length)
             if span is not None and (row["example_index"] not in best or span[0] > best[row["example_index"]][0]):
                 best[row["example_index"]] = span
+        return best
+
+    def decode(self, features: Dataset, raw: Dataset, start_logits: list[np.ndarray],
+               end_logits: list[np.ndarray]) -> dict[str, str]:
+        """{question id: answer text}: the best valid span over all windows of each question."""
+        best = self.best_spans(features, start_logits, end_logits)
         predictions = {}
         for i, (qid, context) in enumerate(zip(raw["id"], raw["context"])):
             if i in best:
