@@ -247,7 +247,7 @@ def _check_rerun(settings: SweepSettings, sweep_dir: Path) -> None:
                               "(a re-run continues it; choose a new --output-dir to change settings)")
 
 
-def _init_ray(api: SimpleNamespace) -> bool:
+def _init_ray(api: SimpleNamespace, console: RayConsole) -> bool:
     """Connect to RAY_ADDRESS's cluster, or start a local Ray; True if we started it (and must shut it down)."""
     if api.ray.is_initialized():
         return False
@@ -262,19 +262,19 @@ def _init_ray(api: SimpleNamespace) -> bool:
     try:
         api.ray.init(**kwargs)
     except (ConnectionError, RuntimeError) as e:
-        raise AlbertError(connect_error(os.environ.get("RAY_ADDRESS"), e)) from None
+        # The cause (e.g. InvalidAuthToken) is only in the warnings Ray's core wrote to the log.
+        raise AlbertError(connect_error(os.environ.get("RAY_ADDRESS"), e, console.log_text())) from None
     return True
 
 
-def connect_error(address: str | None, error: BaseException) -> str:
-    """One line for a failed ray.init: the cause named when it is the cluster's token authentication."""
-    text = str(error)
-    if "InvalidAuthToken" in text or "auth" in text.lower() and "token" in text.lower():
-        return (f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: its token authentication "
-                "refused us (InvalidAuthToken); use the cluster's token here: RAY_AUTH_MODE=token and the "
-                "head node's ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: {first}"
+def connect_error(address: str | None, error: BaseException, log: str = "") -> str:
+    """One line for a failed ray.init, naming the cluster's token authentication when that refused us."""
+    if "InvalidAuthToken" in log or "InvalidAuthToken" in str(error):
+        return (f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: its token authentication refused "
+                "this machine (InvalidAuthToken); set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head "
+                "node's token (`ray get-auth-token` there), as on every node")
+    lines = str(error).strip().splitlines()
+    return f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: {lines[0] if lines else type(error).__name__}"
 
 
 def trial_resources(settings: SweepSettings, cluster: dict[str, float], node_cpus: float) -> tuple[dict[str, float], int | None, int | None]:
@@ -368,7 +368,7 @@ def run_with_ray(settings: SweepSettings) -> dict[str, Any]:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     with RayConsole(sweep_dir / RAY_LOG, settings.progress) as console:
         console.watch(settings.budget, settings.max_resource, settings.metric(), settings.mode, _order)
-        started_ray = _init_ray(api)
+        started_ray = _init_ray(api, console)
         started = time.monotonic()
         try:
             resources, threads, concurrent = trial_resources(settings, api.ray.cluster_resources(),

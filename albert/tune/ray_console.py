@@ -61,12 +61,15 @@ class RayConsole:
             self._saved["loggers"].append((logger, list(logger.handlers), logger.propagate))
             logger.handlers = [handler]
             logger.propagate = False
-        self._saved["capture"] = logging.captureWarnings
         logging.captureWarnings(True)
-        # Everything printed while Ray runs is Ray's (its banner and the trial output its log thread
-        # relays); our own lines are written to the console explicitly (_to_console).
-        self._saved["streams"] = (sys.stdout, sys.stderr)
-        sys.stdout = sys.stderr = self._log
+        # Everything printed while Ray runs is Ray's (its banner, the trial output its log thread
+        # relays, and its C++ core's warnings, written to file descriptor 2 directly, hence the
+        # redirection of the descriptors); our own lines go to the console explicitly (_to_console).
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        self._console = tuple(os.fdopen(os.dup(fd), "w", buffering=1) for fd in (1, 2))
+        for fd in (1, 2):
+            os.dup2(self._log.fileno(), fd)
         self._saved["env"] = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         if threading.current_thread() is threading.main_thread():
@@ -82,7 +85,11 @@ class RayConsole:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._saved["env"]
-        sys.stdout, sys.stderr = self._saved["streams"]
+        for stream in (sys.stdout, sys.stderr, self._log):
+            stream.flush()
+        for fd, console in zip((1, 2), self._console):
+            os.dup2(console.fileno(), fd)
+            console.close()
         logging.captureWarnings(False)
         for logger, handlers, propagate in self._saved["loggers"]:
             logger.handlers, logger.propagate = handlers, propagate
@@ -96,7 +103,7 @@ class RayConsole:
         self.interrupted = True
         ray_stops = callable(signal.getsignal(signal.SIGUSR1))  # Ray's handler, installed while fit() runs
         print("\ninterrupt: stopping the trials at their last rung checkpoint "
-              "(Ctrl-C again to abort; --resume continues)", file=self._saved["streams"][1], flush=True)
+              "(Ctrl-C again to abort; --resume continues)", file=self._console[1], flush=True)
         if not ray_stops:  # Ray's loop is not running (yet, or any more): nothing to stop gracefully
             raise KeyboardInterrupt
         signal.raise_signal(signal.SIGUSR1)
@@ -107,7 +114,7 @@ class RayConsole:
               order: Callable[[str, dict], tuple]) -> None:
         """What the status line needs; `order(trial_id, config)` ranks trials in creation order (our ids)."""
         self._line_args = (budget, max_resource, metric_name, mode, order)
-        self._progress = Progress(self.progress, terminal=self._saved["streams"][1].isatty())
+        self._progress = Progress(self.progress, terminal=self._console[1].isatty())
         self._started = time.monotonic()
 
     def _line(self, trials: list) -> Callable[[], str]:
@@ -115,11 +122,17 @@ class RayConsole:
 
     @contextlib.contextmanager
     def _to_console(self) -> Iterator[None]:
-        sys.stdout, sys.stderr = self._saved["streams"]
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self._console
         try:
             yield
         finally:
-            sys.stdout = sys.stderr = self._log
+            sys.stdout, sys.stderr = saved
+
+    def log_text(self) -> str:
+        """What Ray has written to the log so far (to name the cause of a failure)."""
+        self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def step_end(self, trials: list) -> None:
         if self.interrupted:
