@@ -143,6 +143,8 @@ class RayConsole:
             self._progress.update(self._line(trials), key=len(trials) - len(self.unfinished))
 
     def experiment_end(self, trials: list) -> None:
+        if self.interrupted:  # Ray ends the experiment after an interrupt too; the report says the rest
+            return
         self.unfinished = set()
         with self._to_console():
             # The last line on a terminal; in a log it was printed when the last trial ended.
