@@ -154,7 +154,7 @@ def test_ctrl_c_then_resume_random_sweep_on_ray(inputs, tmp_path):
 CLUSTER = """
 import sys
 from ray.cluster_utils import Cluster
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "port": int(sys.argv[1]),
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_server_port": int(sys.argv[1]),
                                                         "include_dashboard": False})
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
