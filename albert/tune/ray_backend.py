@@ -18,7 +18,10 @@ command, continues from its last rung instead of from step 0.
 
 The sweep directory gets the local backend's report (trials.csv, summary.json, best/ with a
 config.json that retrains into best/retrain, plots) plus ray/, Ray's experiment directory
-(storage_path; one checkpoint, the latest, per trial). There is no sweep.db.
+(storage_path; one checkpoint, the latest, per trial) and ray.log, everything Ray printed
+(ray_console.py: the console shows only our status lines). There is no sweep.db. Trial ids
+follow creation order (the searcher's suggestion order with --sampler gp); Ctrl-C stops Ray's
+experiment, marks the trials it stopped "interrupted" and `tune.py --resume` continues them.
 """
 from __future__ import annotations
 
