@@ -261,7 +261,8 @@ def _init_ray(api: SimpleNamespace, console: RayConsole) -> bool:
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     if not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
+        # "local": a new instance of our own, never a cluster that `ray start` left running here.
+        kwargs.update(address="local", include_dashboard=False)
     try:
         api.ray.init(**kwargs)
     except (ConnectionError, RuntimeError) as e:

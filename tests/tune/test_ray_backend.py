@@ -179,7 +179,9 @@ def test_segments_end_at_rays_asha_milestones(low, high, eta):
 def local_ray():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    # address "local": our own instance, even when a cluster (another test's) runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=80 * 2**20)
     yield ray
     ray.shutdown()
 

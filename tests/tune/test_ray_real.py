@@ -154,8 +154,10 @@ def test_ctrl_c_then_resume_random_sweep_on_ray(inputs, tmp_path):
 CLUSTER = """
 import sys
 from ray.cluster_utils import Cluster
+# Ports: the GCS's given, the others (dashboard agent included) picked free by Ray.
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_server_port": int(sys.argv[1]),
-                                                        "include_dashboard": False})
+                                                        "include_dashboard": False,
+                                                        "dashboard_agent_listen_port": None})
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
 print(cluster.address, flush=True)
