@@ -23,8 +23,9 @@ README = REPO / "README.md"
 SKIPPED: dict[str, str] = {
     r"^pip install": "the install itself: .ci/run installs the package the same way before the suite runs",
     r"^python -m pytest": "the suite that runs this test",
-    r"^ray start": "joins machines into a Ray cluster (a two-node cluster on one machine is tested in tests/tune)",
-    r"^export RAY_ADDRESS": "points at a Ray cluster",
+    r"^ray (start|get-auth-token)": "sets up a Ray cluster of several machines (two nodes with token "
+                                    "authentication on one machine: tests/tune/test_ray_real.py, slow)",
+    r"^export RAY_": "points at a Ray cluster",
     r"--model albert-base-v2": "downloads albert-base-v2 from the Hugging Face hub (no network here)",
     r"^torchrun --nproc_per_node 8": "needs 8 GPUs (two CPU processes under torchrun are tested in tests/train)",
 }
