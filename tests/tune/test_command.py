@@ -211,3 +211,21 @@ def test_the_default_rungs_are_three_and_end_at_a_full_training(max_resource, ru
 
     settings = settings_from(TuneArgs(task="ner", preset="tiny", max_resource=max_resource, device="cpu"))
     assert make_rungs(settings.min_resource, settings.max_resource, settings.eta) == rungs
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_in_the_middle"])
+def test_resume_of_a_damaged_sweep_db_is_one_line(finished_sweep, damage):
+    """Issue 28: a sweep.db cut short or overwritten in the middle was a sqlite3.DatabaseError
+    traceback; it is one line naming the file and what to do, exit 2, and the file is left as found."""
+    db = Path(finished_sweep.sweep_dir) / "sweep.db"
+    data = db.read_bytes()
+    assert len(data) >= 4 * 4096  # several pages: the damage below is past the header
+    if damage == "truncated":
+        data = data[: len(data) // 2 + 100]
+    else:
+        middle = (len(data) // 4096 // 2) * 4096
+        data = data[:middle] + bytes(range(256)) * 16 + data[middle + 4096:]
+    db.write_bytes(data)
+    line = one_error_line(tune("--resume", finished_sweep.sweep_dir, "--no-progress"))
+    assert f"{db}: damaged, not a readable sweep database" in line and "new --output-dir" in line, line
+    assert db.read_bytes() == data
