@@ -65,8 +65,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         try:
-            _as_if_created(tmp, directory=False)
             yield Path(tmp)
+            # After the writer: safetensors' save_file replaces the file with a 0600 one of its own.
+            _as_if_created(tmp, directory=False)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -210,6 +210,14 @@ CASES = {
                           "--space: hyperparameter 'lr': empty range, low 0.0001 >= high 1e-05"),
     "space not JSON": ("tune.py", ["--task", "sst2", "--preset", "micro", "--space", '{"lr": [1e-5,'],
                        "--space: invalid JSON"),
+    # Issue 28: a --metric the evaluation does not report was refused at the first evaluation,
+    # after a whole epoch, leaving config.json and an empty log.jsonl.
+    "metric not ner's": ("finetune.py", "--task ner --preset micro --data-dir {files}/ner --metric accuracy",
+                         "--metric 'accuracy': the ner evaluation reports precision, recall, f1, f1_"),
+    "metric of an entity type not in the data": ("finetune.py", "--task ner --preset micro --data-dir {files}/ner "
+                                                 "--metric f1_DRUG", "--metric 'f1_DRUG': the ner evaluation reports"),
+    "metric not pretraining's": ("pretrain.py", "--corpus {files}/small.txt --preset micro --metric f1",
+                                 "--metric 'f1': the held-out evaluation reports mlm_loss, mlm_accuracy"),
     "budget 0": ("tune.py", "--task sst2 --preset micro --budget 0", "--budget must be a positive number"),
     "resume another task's sweep": ("tune.py", "--task sst2 --resume {files}/rte-sweep",
                                     "this sweep is for task 'rte', not 'sst2'"),
@@ -287,6 +295,10 @@ SUBPROCESS = {
     "pretrain": (["pretrain.py", "--corpus", "{files}/nowhere.txt", "--output-dir", "{tmp}/pt"],
                  "nowhere.txt: no such file or directory"),
     "train": (["train.py", "{files}/model-config.json"], "not a run configuration"),
+    "metric": (["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", "{files}/ner", "--metric", "accuracy",
+                "--output-dir", "{tmp}/ft-metric"], "--metric 'accuracy': the ner evaluation reports"),
+    "tune eta": (["tune.py", "--task", "sst2", "--preset", "micro", "--eta", "0", "--output-dir", "{tmp}/sweep-eta"],
+                 "--eta must be an integer >= 2, got 0"),
     "tune": (["tune.py", "--task", "sst2", "--preset", "micro", "--space", "{files}/space-unknown.json",
               "--output-dir", "{tmp}/sweep"], "unknown hyperparameter"),
 }
@@ -306,7 +318,7 @@ def test_real_processes_exit_2_with_one_line(files, tmp_path):
         assert "Traceback" not in stderr and stdout == "", (name, stdout, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and SUBPROCESS[name][1] in lines[0], (name, stderr)
-    for sub in ("ft", "pt", "sweep"):
+    for sub in ("ft", "pt", "sweep", "ft-metric", "sweep-eta"):
         nothing_written(tmp_path / sub)
 
 

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 
 from ..atomic import atomic_write
 from ..data.glue import layout, load_glue
-from ..metrics import MAIN_METRIC, cross_entropy, glue_metrics, mean_squared_error
+from ..metrics import MAIN_METRIC, cross_entropy, glue_metric_names, glue_metrics, mean_squared_error
 from .base import Task, split_of
 
 
@@ -83,6 +83,9 @@ class GlueTask(Task):
         # are all one class (a tuner's first rung), where accuracy or MCC cannot.
         loss = mean_squared_error(preds, labels) if self.is_regression else cross_entropy(logits, labels)
         return {**glue_metrics(self.name, preds, labels), "loss": loss}, preds
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return (*glue_metric_names(self.name), "loss")
 
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """GLUE's submission layout: "index<TAB>prediction", label names for RTE/QNLI, scores for STS-B."""
