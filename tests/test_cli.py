@@ -374,3 +374,26 @@ def test_resume_needs_the_run_to_continue(files, tmp_path, capsys, monkeypatch):
     code, _, err = cli(capsys, monkeypatch, "pretrain.py", "--corpus", files / "small.txt", "--resume")
     assert code == 2 and "--resume needs --output-dir: the run to continue" in the_error(err)
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_file_a_run_writes_follows_the_umask(files, tmp_path):
+    """Issue 28: best/model.safetensors and final/model.safetensors were 0600 (safetensors writes
+    its own file) while the rest was 0644: a model exported for others could not be read by them.
+    Under umask 027 every file is 0640 and every directory 0750."""
+    umask = 0o027
+    env = {**os.environ, "ALBERT_CACHE": str(files / "cache"), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = {"ft": ["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", files / "ner", "--vocab-size",
+                   "150", "--max-seq-length", "32", "--max-steps", "2", "--eval-every", "1"],
+            "pt": ["pretrain.py", "--corpus", files / "small.txt", "--preset", "micro", "--vocab-size", "150",
+                   "--max-steps", "2", "--eval-every", "1"]}
+    for name, argv in runs.items():
+        result = subprocess.run([sys.executable, *map(str, argv), "--no-progress", "--output-dir", tmp_path / name],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                                preexec_fn=lambda: os.umask(umask))
+        assert result.returncode == 0, result.stderr
+    written = [p for p in tmp_path.rglob("*") if p.name != ".lock"]
+    assert tmp_path / "ft" / "best" / "model.safetensors" in written
+    assert tmp_path / "pt" / "final" / "model.safetensors" in written
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}
+    want = {str(p.relative_to(tmp_path)): oct((0o777 if p.is_dir() else 0o666) & ~umask) for p in written}
+    assert modes == want
