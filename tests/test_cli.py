@@ -397,3 +397,23 @@ def test_every_file_a_run_writes_follows_the_umask(files, tmp_path):
     modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}
     want = {str(p.relative_to(tmp_path)): oct((0o777 if p.is_dir() else 0o666) & ~umask) for p in written}
     assert modes == want
+
+
+def test_wall_time_after_a_resume_is_the_whole_run(files, tmp_path, capsys, monkeypatch):
+    """Issue 28: results.json's wall_time_s after --resume counted only the resumed part. It is
+    the run's: the resumed checkpoint's wall time plus this session's."""
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    out = tmp_path / "ft"
+    common = ["--task", "ner", "--preset", "micro", "--data-dir", files / "ner", "--vocab-size", "150",
+              "--max-seq-length", "32", "--schedule-steps", "13", "--eval-every", "12", "--no-progress",
+              "--output-dir", out]
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", *common, "--max-steps", "12")
+    assert code == 0, err
+    first = json.loads((out / "results.json").read_text())
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", *common, "--max-steps", "13", "--resume")
+    assert code == 0, err
+    second = json.loads((out / "results.json").read_text())
+    assert (first["resumed_from_step"], second["resumed_from_step"], second["steps"]) == (None, 12, 13)
+    # 12 steps and an evaluation before the checkpoint, one step after it: without the first
+    # session's time the total was a fraction of the first run's.
+    assert second["wall_time_s"] > 0.9 * first["wall_time_s"], (first["wall_time_s"], second["wall_time_s"])
