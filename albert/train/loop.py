@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import atomic_dir, remove_temporaries, write_json
+from ..atomic import WriteError, atomic_dir, remove_temporaries, write_json
 from ..checkpoint import first_non_finite
 from ..data.batch_order import LengthGroupedSampler
 from ..dirlock import lock_directory
@@ -404,9 +404,8 @@ class Trainer:
         try:
             with atomic_dir(best) as tmp:
                 self.save_best_fn(self.model, tmp)
-        except OSError as e:
-            raise AlbertError(f"{best}: cannot write the best model ({e.strerror or e}); "
-                              "the previous best/ is intact") from e
+        except WriteError as e:  # any file in it (model.safetensors, spiece.model, ...), or best/ itself
+            raise AlbertError(f"{best}: cannot write the best model ({e.reason}); the previous best/ is intact") from None
 
     # --- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
