@@ -112,3 +112,107 @@ def test_kill_9_mid_trial_then_resume_continues_from_its_checkpoint(inputs, tmp_
         evals = [[json.loads(x).get("loss") for x in (d / "trials" / t / "log.jsonl").read_text().splitlines()
                   if json.loads(x)["type"] == "eval"] for d in (sweep, tmp_path / "reference")]
         assert evals[0] == pytest.approx(evals[1], rel=1e-6)
+
+
+def db_rows(sweep: Path, sql: str) -> list[tuple]:
+    """Rows of sweep.db, read-only (none while it is being created)."""
+    import sqlite3
+
+    if not (sweep / "sweep.db").exists():
+        return []
+    con = sqlite3.connect(f"file:{sweep / 'sweep.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return list(con.execute(sql))
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def configurations(sweep: Path) -> list[tuple]:
+    return [(r["id"], r["lr"]) for r in rows(sweep)]
+
+
+def test_gp_sweep_killed_and_resumed_tries_the_configurations_of_an_uninterrupted_one(inputs, tmp_path):
+    """kill -9 after the GP has begun to propose, then --resume: the same configurations, in order."""
+    common = ["--sampler", "gp", "--initial-trials", "2", "--budget", "4", "--min-resource", "3", "--max-resource",
+              "6", "--eta", "2", "--seed", "5", "--no-progress"]
+    reference = run(inputs, argv(inputs, tmp_path / "reference", *common))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    sweep = tmp_path / "killed"
+    proc = start(inputs, argv(inputs, sweep, *common), tmp_path / "first.log")
+    wait_for(proc, lambda: len(db_rows(sweep, "SELECT id FROM trials")) >= 3)  # the first GP proposal
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = run(inputs, [sys.executable, str(REPO / "tune.py"), "--resume", str(sweep), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    no_traceback(resumed.stderr)
+    assert configurations(sweep) == configurations(tmp_path / "reference") and len(configurations(sweep)) == 4
+    how = db_rows(sweep, "SELECT info FROM proposals ORDER BY trial_id")
+    assert [json.loads(i)["how"] for (i,) in how][2:] == ["model", "model"]  # the GP, not a fallback
+
+
+def test_ctrl_c_once_lets_the_running_jobs_finish(inputs, tmp_path):
+    """One SIGINT: no new job starts, the two running ones finish and are recorded, exit 130 with
+    the command that continues the sweep."""
+    sweep = tmp_path / "sweep"
+    proc = start(inputs, argv(inputs, sweep, "--scheduler", "random", "--budget", "6", "--max-resource", "9",
+                              "--workers", "2", "--no-progress"), tmp_path / "out.log")
+    wait_for(proc, lambda: len(db_rows(sweep, "SELECT id FROM trials WHERE state = 'running'")) == 2
+             and len(list(sweep.glob("trials/*/log.jsonl"))) == 2)  # both are training
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 130
+    output = (tmp_path / "out.log").read_text()
+    no_traceback(output)
+    assert f"interrupted; continue with: python tune.py --resume {sweep}" in output
+    states = db_rows(sweep, "SELECT state, resource FROM trials ORDER BY id")
+    assert states == [("completed", 9), ("completed", 9)], states  # finished, and nothing new started
+    assert json.loads((sweep / "summary.json").read_text())["stop_reason"] == "interrupt"
+
+
+def test_confirm_top_retrains_the_best_with_more_seeds(inputs, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run(inputs, argv(inputs, sweep, "--scheduler", "random", "--budget", "2", "--max-resource", "3",
+                              "--confirm-top", "1", "--confirm-seeds", "2", "--no-progress"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    no_traceback(result.stderr)
+    table = rows(sweep)
+    confirm = [r for r in table if r["kind"] == "confirm"]
+    assert len(table) == 4 and len(confirm) == 2 and {r["state"] for r in confirm} == {"completed"}
+    summary = json.loads((sweep / "summary.json").read_text())
+    (top,) = summary["confirm"]
+    assert len(top["metrics"]) == 3 and summary["best"]["trial_id"] == top["trial_id"]  # picked by the mean
+    assert {r["lr"] for r in confirm} == {next(r["lr"] for r in table if int(r["id"]) == top["trial_id"])}
+
+
+def test_time_budget_stops_starting_trials(inputs, tmp_path):
+    sweep = tmp_path / "sweep"
+    began = time.monotonic()
+    result = run(inputs, argv(inputs, sweep, "--scheduler", "random", "--budget", "50", "--max-resource", "3",
+                              "--time-budget", "3", "--no-progress"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    no_traceback(result.stderr)
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["stop_reason"] == "time" and 1 <= summary["tried"] < 50
+    assert set(summary["states"]) == {"completed"}  # the job running at the deadline finished
+    assert time.monotonic() - began < 240
+
+
+def test_a_status_line_at_least_every_10_s_off_a_terminal(inputs, tmp_path):
+    """Off a terminal (a pipe) the sweep prints a status line per finished job and at least every
+    10 s, with an ETA once steps have been measured."""
+    sweep = tmp_path / "sweep"
+    result = run(inputs, argv(inputs, sweep, "--scheduler", "random", "--budget", "2", "--max-resource", "36"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[sweep]")]
+    elapsed = [parse_duration(line.rsplit("|", 1)[1].split(",")[0]) for line in lines]
+    assert elapsed[-1] > 20, lines  # long enough to need several lines
+    gaps = [b - a for a, b in zip([0, *elapsed], elapsed)]
+    assert max(gaps) <= 12, lines  # 10 s, and a second or two of a job's evaluation
+    assert any("ETA ~" in line for line in lines), lines
+
+
+def parse_duration(text: str) -> int:
+    """'1 min 05 s' / '42 s' (albert.progress.duration) -> seconds."""
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    return numbers[0] * 60 + numbers[1] if "min" in text else numbers[0]
