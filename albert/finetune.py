@@ -359,6 +359,11 @@ def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dis
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
 
     raw = load_data(args, task)
+    # The metric that picks best/ depends on the task (and NER's per-type F1s on the data's tags):
+    # checked now, before a whole epoch is trained to its first evaluation.
+    names = task.metric_names(raw)
+    require(args.metric in names, f"--metric {args.metric!r}: the {task.name} evaluation reports "
+                                  f"{', '.join(names)}")
     # Evaluation examples do not depend on the training seed: runs (and tuning trials) that differ
     # only in seed are scored on the same examples, and share one feature cache.
     raw["validation"] = _subsample(raw["validation"], args.max_eval_samples, seed=0)

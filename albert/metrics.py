@@ -155,6 +155,16 @@ def _glue_task(task: str) -> str:
     return name
 
 
+# The keys glue_metrics returns, per task (the others: accuracy alone).
+GLUE_METRIC_NAMES: dict[str, tuple[str, ...]] = {"cola": ("mcc",), "stsb": ("pearson", "spearmanr", "combined"),
+                                                 "mrpc": ("accuracy", "f1", "combined")}
+
+
+def glue_metric_names(task: str) -> tuple[str, ...]:
+    """What glue_metrics(task, ...) returns, known before anything is scored."""
+    return GLUE_METRIC_NAMES.get(_glue_task(task), ("accuracy",))
+
+
 def glue_metrics(task: str, preds: Any, labels: Any) -> dict[str, float]:
     """The metrics GLUE reports for `task`; the key in MAIN_METRIC[task] is always present, except
     MNLI's, the accuracy of its matched dev set, which GlueTask adds for each of its dev sets."""

@@ -188,6 +188,11 @@ class Task:
         """(metrics, predictions) of `model` on one split (the "validation" split of a DatasetDict)."""
         raise NotImplementedError
 
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        """The names `evaluate` reports (what --metric may choose from), known before any
+        training: a --metric it will not report is refused before anything is written."""
+        raise NotImplementedError
+
     def write_predictions(self, predictions: Any, raw: Dataset | DatasetDict, path: str | Path) -> None:
         raise NotImplementedError
 

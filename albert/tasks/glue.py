@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 
 from ..atomic import atomic_write
 from ..data.glue import layout, load_glue
-from ..metrics import MAIN_METRIC, cross_entropy, glue_metrics, mean_squared_error
+from ..metrics import MAIN_METRIC, cross_entropy, glue_metric_names, glue_metrics, mean_squared_error
 from .base import Task, split_of
 
 
@@ -94,6 +94,9 @@ class GlueTask(Task):
                     mask = dev_set == name
                     metrics.update({f"{k}_{name}": v for k, v in glue_metrics(self.name, preds[mask], labels[mask]).items()})
         return {**metrics, "loss": loss}, preds
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return (*glue_metric_names(self.name), "loss")
 
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """GLUE's submission layout: "index<TAB>prediction", label names for RTE/QNLI, scores for STS-B."""

@@ -387,7 +387,20 @@ def test_squad_model_evaluate_and_write(tok, squad_dev, tmp_path):
     out = model(**task.collate([feats[i] for i in range(4)]))
     assert torch.isfinite(out.loss) and out.start_logits.shape == out.end_logits.shape
     metrics, preds = task.evaluate(model, feats, raw, batch_size=5, precision="bf16")
-    assert set(metrics) == {"exact_match", "f1"} and set(preds) == set(raw["id"])
+    assert set(metrics) == set(task.metric_names(raw)) == {"exact_match", "f1", "loss"}
+    assert set(preds) == set(raw["id"])
+    # The validation loss is the training loss (start and end cross-entropy) over the split's
+    # windows, each scored on its own tokens (issue 28: the GP's fallback when EM and F1 tie at 0).
+    fp32, _ = task.evaluate(model, feats, raw, batch_size=5)
+    model.eval()
+    with torch.no_grad():
+        # Unpadded (collate pads to a multiple of 8, and the head does not mask padding).
+        each = [model(**{k: torch.tensor([feats[i][k]]) for k in task.model_keys}).loss.item()
+                for i in range(len(feats))]
+    model.train()
+    assert len(feats) > len(raw)  # some questions have several windows, most without the answer
+    assert fp32["loss"] == pytest.approx(float(np.mean(each)), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(fp32["loss"], rel=0.05)  # bf16 scores the same loss
     for row in raw:  # every answer is a piece of its own context
         assert preds[row["id"]] in row["context"]
     task.write_predictions(preds, raw, tmp_path / "predictions.json")
