@@ -32,7 +32,7 @@ from .decision import decide
 log = logging.getLogger("albert")
 
 # Steps the probe runs.
-PROBE_STEPS = 50
+PROBE_STEPS = 20
 # The count aims below the budget by this share: the machine's speed varies over a run.
 MARGIN = 0.02
 
