@@ -119,7 +119,7 @@ HELP = {
     "time_budget": "train to a wall-clock budget: 45m, 2h, 90s or seconds, counted from the command's start "
                    "(vocabulary and examples included). The run measures its step rate on a few probe steps, "
                    "then fixes --max-steps so that it ends within the budget, evaluations and saves included; "
-                   "config.json records the steps (default without --max-steps or --epochs: the recipe's, 1h)",
+                   "config.json records the steps (default: the recipe's, 1h, when no --max-steps or --epochs)",
     "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (default: the device's recipe, see below)",
     "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training"
                   " (default: the device's recipe, see below)",

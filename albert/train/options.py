@@ -151,7 +151,7 @@ HELP = {
     "epochs": "passes over the training data (used when --max-steps is not given)",
     "time_budget": "train to a wall-clock budget: 45m, 2h, 90s or seconds. The run measures its step rate on a "
                    "few probe steps, then fixes --max-steps so that the whole run (start-up, evaluations and "
-                   "saves included) ends within it; config.json records the steps (not with --max-steps or --epochs)",
+                   "saves included) ends within it; config.json records the steps (default: none; not with --max-steps or --epochs)",
     "warmup": "linear warmup: a fraction of the steps if < 1 (0.1: the first 10%%), else a number of steps "
               "(capped at the run's length, with a warning)",
     "schedule": "learning-rate decay after warmup",
