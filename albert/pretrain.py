@@ -177,7 +177,7 @@ def apply_recipe(args: PretrainArgs, device: Device) -> tuple[PretrainArgs, list
     lines = [f"recipe: the {recipe.name} ({quality}), for {recipe.why}",
              "  " + ", ".join(f"{k} {val}" for k, val in shown.items())]
     if given:
-        lines.append("  given on the command line (wins over the recipe): " +
+        lines.append("  given, so not the recipe's: " +
                      ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in sorted(given)))
     return args, lines
 

@@ -136,7 +136,7 @@ def test_explicit_options_win_over_the_recipe_and_the_block_says_why():
     args, lines = apply_recipe(PretrainArgs(corpus="wiki", preset="micro", mask_prob=0.15, max_steps=300), cpu)
     assert (args.preset, args.mask_prob, args.batch_size, args.max_steps, args.time_budget) == \
         ("micro", 0.15, 16, 300, None)  # a step count replaces the budget
-    assert "--mask-prob 0.15, --preset micro" in lines[-1]
+    assert "given, so not the recipe's: --mask-prob 0.15, --preset micro" in lines[-1]
     # The recipe's lr is for its optimizer and batch: another batch gets the lr rule's.
     args, _ = apply_recipe(PretrainArgs(corpus="wiki", batch_size=2048), cpu)
     assert (args.optimizer, args.lr) == ("adamw", defaults.pretrain_lr("adamw", 128, 2048)[0])
