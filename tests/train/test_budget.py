@@ -117,7 +117,8 @@ def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == steps
     records = train_records(out)
-    assert max(records) == steps and records[steps]["lr"] < records[min(records)]["lr"]  # the schedule ran down
+    peak = max(r["lr"] for r in records.values())
+    assert max(records) == steps and records[steps]["lr"] < peak / steps * 2  # the schedule ran to its end
     assert not list(out.glob(".budget-probe-*"))  # the probe leaves nothing behind
 
     # A resume with the same budget keeps the fixed count (it does not measure again).
