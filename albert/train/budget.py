@@ -31,8 +31,11 @@ from .decision import decide
 
 log = logging.getLogger("albert")
 
-# Steps the probe runs.
-PROBE_STEPS = 20
+# Steps the probe runs, logged in windows of PROBE_WINDOW: the first window (allocations, the
+# loader's start) runs up to twice as slow as the rest, so the rate comes from the later ones and
+# the first one's excess is counted once, as the run's start-up.
+PROBE_STEPS = 30
+PROBE_WINDOW = 10
 # The count aims below the budget by this share: the machine's speed varies over a run.
 MARGIN = 0.02
 
@@ -73,6 +76,7 @@ class Timing:
     step_s: float
     event_s: float
     steps_per_epoch: int
+    startup_s: float = 0.0  # once per run: its first steps' excess over step_s
 
 
 def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int) -> int:
@@ -86,7 +90,7 @@ def run_seconds(steps: int, timing: Timing, *, eval_every: int, save_every: int)
     """Expected seconds of a `steps`-step run: its steps, its evaluations and saves, and one more
     of those for the work after the last step (the final export, or the predictions)."""
     n_events = events(steps, eval_every=eval_every, save_every=save_every, steps_per_epoch=timing.steps_per_epoch)
-    return steps * timing.step_s + (n_events + 1) * timing.event_s
+    return timing.startup_s + steps * timing.step_s + (n_events + 1) * timing.event_s
 
 
 def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, save_every: int) -> int:
@@ -141,19 +145,26 @@ def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, whe
     with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=where) as tmp:
         steps = PROBE_STEPS
         opts = replace(options, output_dir=tmp, max_steps=steps, epochs=None, schedule_steps=None, eval_every=steps,
-                       save_every=0, progress=False, overwrite=True, patience=None,
+                       save_every=0, log_every=PROBE_WINDOW, progress=False, overwrite=True, patience=None,
                        report_to="none", keep_last=1)
         trainer = make_trainer(copy.deepcopy(model), opts)
         steps_per_epoch = trainer.steps_per_epoch
         results = trainer.train()
-        if not trainer.dist.is_main:
+        log_file = Path(tmp) / "log.jsonl"
+        if not trainer.dist.is_main or not log_file.exists():
             return None
+        windows = [r for r in map(json.loads, log_file.read_text().splitlines()) if r.get("type") == "train"]
         del trainer
-    # The steps' own time (the loop's clock, which stops while it evaluates and saves), first ones
-    # included; everything else in the probe's wall time is its evaluation, best/ and checkpoint.
-    step_s = results["train_time_s"] / results["steps"]
-    event_s = max(results["wall_time_s"] - results["train_time_s"], 0.0)
-    return Timing(step_s=step_s, event_s=event_s, steps_per_epoch=steps_per_epoch)
+    # The steps' own time (the loop's clock, which stops while it evaluates and saves); everything
+    # else in the probe's wall time is its evaluation, best/ and checkpoint.
+    train_s = results["train_time_s"]
+    rows = options.batch_size * options.grad_accum
+    first = windows[0]["step"] * rows / max(windows[0]["samples_per_s"], 1e-9) if len(windows) > 1 else 0.0
+    later = results["steps"] - (windows[0]["step"] if len(windows) > 1 else 0)
+    step_s = (train_s - first) / later if later > 0 and train_s > first else train_s / results["steps"]
+    startup_s = max(train_s - step_s * results["steps"], 0.0)
+    event_s = max(results["wall_time_s"] - train_s, 0.0)
+    return Timing(step_s=step_s, event_s=event_s, steps_per_epoch=steps_per_epoch, startup_s=startup_s)
 
 
 def clock_time(t: float) -> str:

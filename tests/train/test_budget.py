@@ -42,7 +42,8 @@ class FakeClock:
 
 def simulate(clock: FakeClock, steps: int, timing: Timing, eval_every: int, save_every: int) -> None:
     """Advance the fake clock as the trainer would spend it: each step, each evaluation or save
-    the cadence (decision.py) makes, and the work after the last step."""
+    the cadence (decision.py) makes, the first steps' excess, and the work after the last step."""
+    clock.now += timing.startup_s
     for s in range(1, steps + 1):
         clock.now += timing.step_s
         todo = decide(step=s, total_steps=steps, epoch_end=s % timing.steps_per_epoch == 0, eval_every=eval_every,
@@ -52,18 +53,18 @@ def simulate(clock: FakeClock, steps: int, timing: Timing, eval_every: int, save
     clock.now += timing.event_s  # final export / predictions
 
 
-@pytest.mark.parametrize("budget_s, spent_s, step_s, event_s, eval_every, save_every, per_epoch", [
-    (900, 240, 0.15, 4.0, 1000, 0, 10**6),    # the 15-minute pretraining: vocabulary and examples spent first
-    (3600, 230, 0.147, 4.0, 1000, 0, 42_000),  # the CPU recipe's hour
-    (180, 20, 0.1, 6.0, 0, 0, 439),            # fine-tuning, an evaluation at each epoch's end
-    (90, 5, 0.05, 1.0, 100, 250, 10**6),       # evaluations and saves on different cadences
+@pytest.mark.parametrize("budget_s, spent_s, step_s, event_s, eval_every, save_every, per_epoch, startup_s", [
+    (900, 240, 0.15, 4.0, 1000, 0, 10**6, 2.0),    # the 15-minute pretraining: vocabulary and examples spent first
+    (3600, 230, 0.147, 4.0, 1000, 0, 42_000, 0.0),  # the CPU recipe's hour
+    (180, 20, 0.1, 6.0, 0, 0, 439, 4.0),            # fine-tuning, an evaluation at each epoch's end
+    (90, 5, 0.05, 1.0, 100, 250, 10**6, 0.5),       # evaluations and saves on different cadences
 ])
 def test_budget_fixes_the_steps_that_end_within_it(budget_s, spent_s, step_s, event_s, eval_every, save_every,
-                                                    per_epoch):
+                                                    per_epoch, startup_s):
     clock = FakeClock()
     budget = Budget(budget_s, started=clock(), clock=clock)
     clock.now += spent_s
-    timing = Timing(step_s=step_s, event_s=event_s, steps_per_epoch=per_epoch)
+    timing = Timing(step_s=step_s, event_s=event_s, steps_per_epoch=per_epoch, startup_s=startup_s)
     steps = budget.fix_steps(timing, eval_every=eval_every, save_every=save_every)
     simulate(clock, steps, timing, eval_every, save_every)
     ended = clock.now - budget.started
