@@ -28,6 +28,7 @@ from .errors import AlbertError, require
 from .progress import Meter
 from .runconfig import save_run_config
 from .rundir import output_dir_or_claim, run_directory
+from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -171,8 +172,11 @@ def resolve(args: FinetuneArgs, task, model_config: Any = None) -> tuple[Finetun
         metric=args.metric if args.metric is not None else task.main_metric,
         greater_is_better=args.greater_is_better if args.greater_is_better is not None else task.greater_is_better,
     )
-    if filled.max_steps is None and filled.epochs is None:
-        if d.get("max_steps"):
+    steps, steps_why = defaults.finetune_steps(pretrained=pretrained, hidden_size=hidden)
+    if filled.max_steps is None and filled.epochs is None and filled.time_budget is None:
+        if steps:
+            filled.max_steps = steps
+        elif d.get("max_steps"):
             filled.max_steps = d["max_steps"]
         else:
             filled.epochs = d.get("epochs", 3.0)
@@ -181,8 +185,8 @@ def resolve(args: FinetuneArgs, task, model_config: Any = None) -> tuple[Finetun
               f"warmup {filled.warmup:g} of the steps (the task's)" if args.warmup is None else None,
               f"batch size {filled.batch_size}" if args.batch_size is None else None,
               f"max_seq_length {filled.max_seq_length}" if args.max_seq_length is None and not seq_note else None,
-              (f"{filled.max_steps} steps" if filled.max_steps else f"{filled.epochs:g} epochs")
-              if args.max_steps is None and args.epochs is None else None]
+              (f"{filled.max_steps} steps ({steps_why})" if filled.max_steps else f"{filled.epochs:g} epochs")
+              if args.max_steps is None and args.epochs is None and args.time_budget is None else None]
     chosen = [c for c in chosen if c]
     notes = [f"{task.name} defaults: {'; '.join(chosen)}"] if chosen else []
     if seq_note and args.max_seq_length is None:
@@ -323,13 +327,15 @@ def _subsample(split, n: int | None, seed: int):
 
 
 def run(args: FinetuneArgs, resume: bool = False,
-        report: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
+        report: Callable[[int, dict[str, float]], bool] | None = None, started: float | None = None) -> dict[str, Any]:
     """Fine-tune and evaluate; returns the results also written to results.json.
 
-    `report(step, metrics)` is called after every evaluation (the tuner uses it to prune)."""
+    `report(step, metrics)` is called after every evaluation (the tuner uses it to prune).
+    `started` (time.time()): when the command started, the start of a --time-budget (default: now)."""
     from .tasks import get_task
     from .train import Distributed
 
+    started = time.time() if started is None else started
     task = get_task(args.task)
     args.validate()  # the user's options, before anything is fetched or written
     model, model_dir, model_config = _starting_point(args)
@@ -338,12 +344,20 @@ def run(args: FinetuneArgs, resume: bool = False,
         import datasets
         datasets.disable_progress_bars()
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, f"finetune-{task.name}", resume))
+    budget = None
+    if args.max_steps is None and args.epochs is None:  # a time budget fixes the steps
+        kept = saved_steps(args.output_dir, args.time_budget) if resume else None
+        args = dataclasses.replace(args, max_steps=kept)
+        budget = Budget(parse_duration(args.time_budget), started) if kept is None else None
+        notes.append(f"{task.name}: {kept} steps, fixed by this run's time budget of {args.time_budget}" if kept else
+                     f"{task.name}: a time budget of {format_duration(budget.seconds)}; the steps are fixed once the "
+                     f"step rate is measured; ends by {clock_time(budget.deadline)}")
     dist = Distributed.from_env()
     # Locked for the whole run; everything is loaded and checked before config.json is written,
     # so a start that fails leaves the directory as it was (albert/rundir.py).
     with run_directory(args.output_dir, enabled=dist.is_main) as rundir:
         try:
-            results = _run(args, task, model_dir, notes, dist, resume, report, rundir.started)
+            results = _run(args, task, model_dir, notes, dist, resume, report, rundir.started, budget)
         finally:
             dist.teardown()
     # The directory goes back to the caller (it may be a default one), not into results.json.
@@ -351,7 +365,8 @@ def run(args: FinetuneArgs, resume: bool = False,
 
 
 def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dist, resume: bool,
-         report: Callable[[int, dict[str, float]], bool] | None, started_run: Callable[[], None]) -> dict[str, Any]:
+         report: Callable[[int, dict[str, float]], bool] | None, started_run: Callable[[], None],
+         budget: Budget | None = None) -> dict[str, Any]:
     from .train.checkpoints import refuse_earlier_run
 
     out = Path(args.output_dir)
@@ -376,15 +391,16 @@ def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dis
     for line in notes:  # now that the run has started: a user error before it stays one line on stderr
         log.info("%s", line)
 
-    def start() -> None:  # the trainer has restored its checkpoint or started over
-        save_run_config(out / "config.json", "finetune", args)
+    def start(final: FinetuneArgs) -> None:  # the trainer has restored its checkpoint or started over
+        save_run_config(out / "config.json", "finetune", final)
         started_run()
 
-    return _train(args, task, model, tokenizer, raw, features, dist, resume, report, start)
+    return _train(args, task, model, tokenizer, raw, features, dist, resume, report, start, budget)
 
 
 def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, features, dist, resume: bool,
-           report: Callable[[int, dict[str, float]], bool] | None, on_start: Callable[[], None]) -> dict[str, Any]:
+           report: Callable[[int, dict[str, float]], bool] | None, on_start: Callable[[FinetuneArgs], None],
+           budget: Budget | None = None) -> dict[str, Any]:
     from .train import Trainer
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
@@ -399,9 +415,15 @@ def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, fea
     train_rows = features["train"]
     lengths = task.lengths(train_rows)
     seq_len = int(sum(lengths) / max(1, len(lengths)))
-    trainer = Trainer(model, args, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
-                      save_best=save_best, flops_per_token=model.flops_per_token(seq_len), on_evaluate=report,
-                      on_start=on_start)
+    def make_trainer(m: torch.nn.Module, options: FinetuneArgs, on_start: Callable[[], None] | None = None):
+        return Trainer(m, options, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
+                       save_best=save_best, flops_per_token=m.flops_per_token(seq_len),
+                       on_evaluate=report if on_start else None, on_start=on_start)
+
+    if budget is not None:
+        args = fix_budget_steps(budget, make_trainer, model, args, dist)
+    final = args
+    trainer = make_trainer(model, args, on_start=lambda: on_start(final))
     started = time.time()
     results = {"task": args.task, "main_metric": task.main_metric, **trainer.train(resume=resume)}
     if args.predict:

@@ -26,11 +26,12 @@ import torch
 from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
-from .defaults import PRETRAIN_WARMUP, pretrain_lr, pretrain_optimizer
+from .defaults import Device, detect_device, pretrain_lr, pretrain_optimizer, pretrain_recipe, recipes_table
 from .errors import AlbertError, require
 from .progress import Meter, counted
 from .runconfig import save_run_config
 from .rundir import output_dir_or_claim, run_directory
+from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -41,40 +42,45 @@ ALBERT_MASK_PROB = 0.15  # the paper's masking rate; held-out examples are alway
 @dataclass(kw_only=True)
 class PretrainArgs(TrainingOptions):
     corpus: str = "wiki"                 # "wiki", "wikitext-103", or local files / a directory / a glob
-    preset: str = "tiny"
+    # None: the device's recipe (albert/defaults.py, pretrain_recipe) fills it in.
+    preset: str | None = None
     tokenizer: str | None = None         # an existing spiece.model or checkpoint directory
-    vocab_size: int = 30000
+    vocab_size: int | None = None
     tokenizer_sample: int = 300_000      # paragraphs sampled to train the vocabulary
-    max_seq_length: int = 128
-    mask_prob: float = ALBERT_MASK_PROB
+    max_seq_length: int | None = None
+    mask_prob: float | None = None
     max_predictions: int | None = None   # default: mask_prob x max_seq_length, rounded up
     short_seq_prob: float = 0.1
     dupe_factor: int = 1
     max_docs: int | None = None          # only the first documents (quick runs)
     eval_examples: int = 1000
     num_proc: int | None = None
-    # Pretraining defaults for the shared training options:
-    optimizer: str | None = None   # default: by global batch (albert/defaults.py)
-    batch_size: int = 64
-    max_steps: int = 10_000
-    warmup: float = PRETRAIN_WARMUP
+    # Pretraining defaults for the shared training options (None: the device's recipe's):
+    optimizer: str | None = None
+    batch_size: int | None = None
+    max_steps: int | None = None
+    warmup: float | None = None
     weight_decay: float = 0.01
     schedule: str = "polynomial"
-    eval_every: int = 500
+    eval_every: int | None = None
     seed: int = 12345
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        """The options' checks; None is allowed where the device's recipe fills the value in."""
         super().validate()
-        require(self.preset in PRESETS, f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-        require(self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
-        require(self.max_seq_length >= 16, f"--max-seq-length must be >= 16, got {self.max_seq_length}")
-        limit = PRESETS[self.preset].get("max_position_embeddings", 512)
-        require(self.max_seq_length <= limit,
+        require(self.preset is None or self.preset in PRESETS,
+                f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        require(self.vocab_size is None or self.vocab_size >= 100, f"--vocab-size must be >= 100, got {self.vocab_size}")
+        require(self.max_seq_length is None or self.max_seq_length >= 16,
+                f"--max-seq-length must be >= 16, got {self.max_seq_length}")
+        limit = PRESETS[self.preset].get("max_position_embeddings", 512) if self.preset else 512
+        require(self.max_seq_length is None or self.max_seq_length <= limit,
                 f"--max-seq-length {self.max_seq_length} exceeds the {self.preset} preset's "
                 f"max_position_embeddings {limit}")
         require(0 <= self.short_seq_prob <= 1, f"--short-seq-prob must be in [0, 1], got {self.short_seq_prob}")
-        require(0 < self.mask_prob < 1, f"--mask-prob must be in (0, 1), got {self.mask_prob}")
+        require(self.mask_prob is None or 0 < self.mask_prob < 1, f"--mask-prob must be in (0, 1), got {self.mask_prob}")
+        require(self.eval_every is None or self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}")
         require(self.max_predictions is None or self.max_predictions >= 1, "--max-predictions must be >= 1")
         require(self.max_docs is None or self.max_docs >= 1, "--max-docs must be >= 1")
         require(self.tokenizer_sample >= 1, f"--tokenizer-sample must be >= 1, got {self.tokenizer_sample}")
@@ -87,15 +93,15 @@ class PretrainArgs(TrainingOptions):
 HELP = {
     "corpus": "wiki ($ALBERT_DATA/wiki shards, else the hub), wikitext-103, or local text files, a directory or "
               "a glob (.gz ok; a blank line ends a document)",
-    "preset": "model shape: tiny, small, base, large, xlarge, xxlarge, micro",
+    "preset": "model shape: tiny, small, base, large, xlarge, xxlarge, micro (default: the device's recipe, see below)",
     "tokenizer": "an existing spiece.model or checkpoint directory instead of training a vocabulary "
                  "(default: train one on the corpus)",
     "epochs": "passes over the examples, used when --max-steps is not given (default: none, --max-steps decides)",
-    "vocab_size": "pieces of the SentencePiece vocabulary trained for this run (without --tokenizer)",
+    "vocab_size": "pieces of the SentencePiece vocabulary trained for this run (without --tokenizer) (default: the device's recipe, see below)",
     "tokenizer_sample": "paragraphs of the corpus the vocabulary is trained on",
-    "max_seq_length": "tokens per pretraining example ([CLS] A [SEP] B [SEP])",
+    "max_seq_length": "tokens per pretraining example ([CLS] A [SEP] B [SEP]) (default: the device's recipe, see below)",
     "mask_prob": "share of each training example's tokens masked for MLM (ALBERT: 0.15); the held-out "
-                 "examples are always masked at 0.15, so held-out MLM figures compare across runs",
+                 "examples are always masked at 0.15, so held-out MLM figures compare across runs (default: the device's recipe, see below)",
     "max_predictions": "at most this many masked tokens per example (default: --mask-prob x "
                        "--max-seq-length, rounded up, as BERT advises: 20 at 0.15 x 128)",
     "short_seq_prob": "share of examples given a random shorter length, like fine-tuning inputs",
@@ -105,12 +111,18 @@ HELP = {
     "num_proc": "processes that build the examples (default: min(4, CPUs); 1 with --max-docs)",
     "output_dir": "the run directory: config.json, tokenizer/, log.jsonl, checkpoints/, best/, final/ "
                   "(default: a new runs/pretrain-<date>-<time>)",
-    "lr": "peak learning rate (default: by optimizer, model size and global batch; see below)",
-    "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes",
-    "optimizer": "lamb (ALBERT's, for large batches) or adamw (default: lamb from a global batch of 1024, "
-                 "adamw below; see below)",
-    "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (ALBERT: 0.025)",
-    "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training",
+    "lr": "peak learning rate (default: the recipe's for its optimizer and batch; with another, by optimizer, "
+          "model size and global batch; see below)",
+    "batch_size": "rows per micro-batch per process; global batch = batch_size x grad_accum x processes (default: the device's recipe, see below)",
+    "optimizer": "lamb (ALBERT's, for large batches) or adamw (default: the device's recipe, see below)",
+    "max_steps": "optimizer steps to train (default: as many as the recipe's --time-budget allows)",
+    "time_budget": "train to a wall-clock budget: 45m, 2h, 90s or seconds, counted from the command's start "
+                   "(vocabulary and examples included). The run measures its step rate on a few probe steps, "
+                   "then fixes --max-steps so that it ends within the budget, evaluations and saves included; "
+                   "config.json records the steps (default: the recipe's, 1h, when no --max-steps or --epochs)",
+    "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (default: the device's recipe, see below)",
+    "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training"
+                  " (default: the device's recipe, see below)",
     "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
     "greater_is_better": "whether a larger --metric is better (default: no, for the loss)",
 }
@@ -124,11 +136,50 @@ def defaults_table() -> str:
                       f"{defaults.SMALL_MODEL_HIDDEN}: " + ", ".join(f"{lr:g} at global batch {b}" for b, lr in
                                                                      sorted(anchors.items()))
                       for (opt, size), anchors in defaults.PRETRAIN_LR.items())
-    return f"""default peak learning rate (--lr), by optimizer, model size (the preset's hidden size: micro 32,
-tiny 128, small 256, base 768, ...) and global batch (batch_size x grad_accum x processes):
+    return f"""defaults by device: what `pretrain.py --corpus wiki` runs with no other option (explicit options win;
+the run prints the recipe, why, the steps and its end time when it starts):
+{recipes_table()}
+  CPU: the README's CPU recipe, measured on 2 cores (CoNLL-2003 F1 0.681 after fine-tuning, 0.585 from
+  random weights). GPU: chosen by the GPU's memory from Cramming's and MosaicBERT's short-budget
+  choices, not yet measured. Both are a 1-hour budget: a faster machine trains more steps.
+
+default peak learning rate (--lr) when the optimizer or the global batch is not the recipe's: by optimizer,
+model size (the preset's hidden size: micro 32, tiny 128, small 256, base 768, ...) and global batch
+(batch_size x grad_accum x processes):
 {rows}
   between two batch sizes the lr is interpolated log-linearly; beyond them it stays constant.
   The run logs the lr it chose."""
+
+
+def apply_recipe(args: PretrainArgs, device: Device) -> tuple[PretrainArgs, list[str]]:
+    """Fill the options left out (None) from the device's recipe (albert/defaults.py); explicit
+    options win. The recipe's lr belongs to its optimizer and global batch: with another of
+    either, the lr rule (pretrain_lr) decides. The recipe's time budget applies only when no
+    --max-steps or --epochs is given. Returns the filled-in options and the start-up block."""
+    recipe = pretrain_recipe(device)
+    v = recipe.values
+    given = {k for k in v if getattr(args, k) is not None}
+    filled = {k: value for k, value in v.items() if k not in given and k not in ("lr", "optimizer", "time_budget")}
+    if args.max_steps is None and args.epochs is None and args.time_budget is None:
+        filled["time_budget"] = v["time_budget"]
+    args = dataclasses.replace(args, **filled)
+    args = dataclasses.replace(args, optimizer=args.optimizer or v["optimizer"])
+    if args.lr is None:
+        if args.optimizer == v["optimizer"] and _global_batch(args) == v["batch_size"]:
+            args = dataclasses.replace(args, lr=v["lr"])
+        else:
+            args = dataclasses.replace(args, lr=_default_lr(args))
+    quality = "measured" if recipe.measured else "unmeasured: chosen by reasoning, not yet run on a GPU"
+    shown = {"preset": args.preset, "vocabulary": f"{args.vocab_size} pieces" if not args.tokenizer else args.tokenizer,
+             "batch": args.batch_size, "mask": args.mask_prob, "optimizer": f"{args.optimizer} lr {args.lr:g}",
+             "warmup": f"{args.warmup:g}" + (" of the steps" if args.warmup < 1 else " steps"),
+             "sequence length": args.max_seq_length, "eval every": f"{args.eval_every} steps"}
+    lines = [f"recipe: the {recipe.name} ({quality}), for {recipe.why}",
+             "  " + ", ".join(f"{k} {val}" for k, val in shown.items())]
+    if given:
+        lines.append("  given, so not the recipe's: " +
+                     ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in sorted(given)))
+    return args, lines
 
 
 def predictions(mask_prob: float, args: PretrainArgs) -> int:
@@ -155,11 +206,12 @@ def _default_optimizer(args: PretrainArgs) -> str:
 def _default_lr(args: PretrainArgs) -> float:
     """The peak learning rate for this optimizer, model size and global batch (albert/defaults.py); logged."""
     global_batch = _global_batch(args)
-    hidden = PRESETS[args.preset].get("hidden_size", 768)
+    hidden = PRESETS[args.preset or "tiny"].get("hidden_size", 768)
     lr, why = pretrain_lr(args.optimizer, hidden, global_batch)
     steps = (f"{args.schedule_steps} steps" if args.schedule_steps else
-             f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs")
-    log.info("lr %g (the default for %s), warmup %g, %s schedule over %s", lr, why, args.warmup, args.schedule, steps)
+             f"{args.max_steps} steps" if args.max_steps else f"{args.epochs:g} epochs" if args.epochs else
+             "the steps the time budget allows")
+    log.info("lr %g (the default for %s), warmup %s, %s schedule over %s", lr, why, args.warmup, args.schedule, steps)
     return lr
 
 
@@ -196,7 +248,10 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
             meter.close()
 
 
-def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
+def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
+        device: Device | None = None) -> dict[str, Any]:
+    """Pretrain. `started` (time.time()): when the command started, the start of a time budget
+    (default: now); `device`: the description the recipe is chosen by (default: detected)."""
     from .data.corpus import resolve_corpus
     from .tasks.pretraining import HeldOut
     from .tokenizer import Tokenizer
@@ -204,18 +259,32 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .train.checkpoints import refuse_earlier_run
     from .train.distributed import resolve_device
 
+    started = time.time() if started is None else started
     args.validate()
     if not args.progress:
         import datasets
         datasets.disable_progress_bars()
     corpus = resolve_corpus(args.corpus)  # a missing corpus is said before a directory is made
-    args = dataclasses.replace(args, optimizer=args.optimizer or _default_optimizer(args))
-    args = dataclasses.replace(args, lr=args.lr if args.lr is not None else _default_lr(args),
-                               metric=args.metric or "loss",
-                               greater_is_better=bool(args.greater_is_better))
+    args, recipe_lines = apply_recipe(args, device or detect_device(args.device))
+    args = dataclasses.replace(args, metric=args.metric or "loss", greater_is_better=bool(args.greater_is_better))
+    args.validate()
     require(args.metric in HeldOut.METRICS,  # now, not at the first evaluation --eval-every steps in
             f"--metric {args.metric!r}: the held-out evaluation reports {', '.join(HeldOut.METRICS)}")
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, "pretrain", resume))
+    budget = None
+    if args.max_steps is None and args.epochs is None:
+        # A resumed budgeted run keeps the steps it fixed; a fresh one measures them.
+        kept = saved_steps(args.output_dir, args.time_budget) if resume else None
+        args = dataclasses.replace(args, max_steps=kept)
+        budget = Budget(parse_duration(args.time_budget), started) if kept is None else None
+        recipe_lines.append(f"  length: {kept} steps, fixed by this run's time budget of {args.time_budget}" if kept
+                            else f"  length: a time budget of {format_duration(budget.seconds)}; the steps are fixed "
+                            "once the step rate is measured (after the vocabulary and the examples); ends by "
+                            f"{clock_time(budget.deadline)}")
+    else:
+        recipe_lines.append(f"  length: {args.max_steps} steps" if args.max_steps else f"  length: {args.epochs:g} epochs")
+    for line in recipe_lines:
+        log.info("%s", line)
     out = Path(args.output_dir)
     dist = Distributed.from_env()
     # Set up now: under torchrun the ranks wait for rank 0's vocabulary and examples.
@@ -229,15 +298,15 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
             tokenizer = get_tokenizer(args, corpus, out) if dist.is_main else None
             dist.barrier()  # the other ranks load the vocabulary rank 0 made
             tokenizer = tokenizer or Tokenizer.load(out / "tokenizer")
-            results = _pretrain(args, corpus, tokenizer, dist, resume, rundir.started)
+            results = _pretrain(args, corpus, tokenizer, dist, resume, rundir.started, budget)
         # The directory goes back to the caller (it may be a default one), not into results.json.
         return {**results, "output_dir": args.output_dir} if results else results
     finally:
         dist.teardown()
 
 
-def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started_run: Callable[[], None]
-              ) -> dict[str, Any]:
+def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started_run: Callable[[], None],
+              budget: Budget | None = None) -> dict[str, Any]:
     from .data.pretraining import IndexedExamples, NgramMasker, pretraining_collate
     from .model import AlbertForPreTraining
     from .tasks.pretraining import HeldOut, step_metrics
@@ -274,9 +343,14 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
         save_run_config(out / "config.json", "pretrain", args)
         started_run()
 
-    trainer = Trainer(model, args, IndexedExamples(train), collate, dist=dist, lengths=lengths, evaluate=held_out,
-                      save_best=export, step_metrics=step_metrics,
-                      flops_per_token=model.flops_per_token(seq_len, head_fraction=mask_fraction), on_start=start)
+    def make_trainer(m: torch.nn.Module, options: PretrainArgs, on_start: Callable[[], None] | None = None):
+        return Trainer(m, options, IndexedExamples(train), collate, dist=dist, lengths=lengths, evaluate=held_out,
+                       save_best=export, step_metrics=step_metrics,
+                       flops_per_token=m.flops_per_token(seq_len, head_fraction=mask_fraction), on_start=on_start)
+
+    if budget is not None:
+        args = fix_budget_steps(budget, make_trainer, model, args, dist)
+    trainer = make_trainer(model, args, on_start=start)
     started = time.time()
     results = trainer.train(resume=resume)
     if dist.is_main:

@@ -180,6 +180,14 @@ def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, s
                         "no checkpoint there yet, start from step 0 and say so)")
     ns = vars(parser.parse_args())
     resume = ns.pop("resume")
+    if ns.get("time_budget") is not None:
+        from .train.budget import parse_duration
+        try:
+            parse_duration(ns["time_budget"])
+        except AlbertError as e:
+            parser.error(str(e))
+    if ns.get("time_budget") is not None and ns.get("max_steps", ns.get("epochs")) is not None:
+        parser.error("give --time-budget or --max-steps/--epochs, not both: the budget fixes the steps")
     return cls(**one_run_length(ns, given=set(ns))), resume
 
 

@@ -159,8 +159,18 @@ CASES = {
                             "--num-proc must be >= 1, got 0"),
     "pretrain seed too large": ("pretrain.py", "--corpus {files}/small.txt --preset micro --seed 4294967296",
                                 "--seed must be in [0, 2^32), got 4294967296"),
-    "pretrain epochs and default max steps": ("pretrain.py", "--corpus {files}/small.txt --preset micro --epochs 1",
-                                              "give --max-steps or --epochs, not both"),
+    "pretrain epochs and max steps": ("pretrain.py", "--corpus {files}/small.txt --preset micro --epochs 1",
+                                      "give --max-steps or --epochs, not both"),
+    "pretrain time budget unit": ("pretrain.py", "--corpus {files}/small.txt --preset micro --time-budget 5w",
+                                  "--time-budget: expected a duration such as 45m, 2h, 90s or seconds, got '5w'"),
+    "pretrain time budget zero": ("pretrain.py", "--corpus {files}/small.txt --time-budget 0",
+                                  "--time-budget: expected a positive duration, got '0'"),
+    "finetune time budget": ("finetune.py", "--task ner --preset micro --time-budget 3 minutes",
+                             "unrecognized arguments: minutes"),
+    "finetune time budget nan": ("finetune.py", "--task ner --preset micro --time-budget nan",
+                                 "--time-budget: expected a duration such as 45m, 2h, 90s or seconds, got 'nan'"),
+    "time budget and max steps": ("finetune.py", "--task ner --preset micro --time-budget 3m",
+                                  "give --time-budget or --max-steps/--epochs, not both"),
     "train.py --set inf": ("train.py", "{files}/finetune.json --set lr=inf", "--set lr: expected a finite number"),
     "train.py --set both lengths": ("train.py", "{files}/finetune.json --output-dir {files}/never --set max_steps=3 "
                                                 "--set epochs=1",
@@ -336,8 +346,8 @@ def test_the_commands_run_as_written(files, tmp_path, capsys, monkeypatch):
                              "--vocab-size", "150", "--max-steps", "2", "--no-progress")
         assert code == 0, err
         dirs.append(re.search(r"output directory: (runs/pretrain-\d{8}-\d{6}(-\d+)?) ", err).group(1))
-        assert "optimizer adamw (the default for global batch 64 < 1024" in err
-        assert "lr 0.001 (the default for adamw, hidden size 32, global batch 64)" in err
+        assert "recipe: the CPU recipe (measured), for a CPU with" in err
+        assert "optimizer adamw lr 0.001" in err and "length: 2 steps" in err
         assert (tmp_path / dirs[-1] / "final" / "config.json").is_file() and f"final model in {dirs[-1]}/final" in out
     assert dirs[0] != dirs[1]
     code, out, err = cli(capsys, monkeypatch, "finetune.py", "--task", "ner", "--data-dir", files / "ner",

@@ -99,3 +99,54 @@ def test_pretraining_resolves_the_optimizer_then_its_rate(monkeypatch, caplog):
     assert "optimizer adamw (the default for global batch 64 < 1024" in caplog.text
     monkeypatch.setenv("WORLD_SIZE", "16")  # 16 processes x 64 rows: ALBERT's regime
     assert _default_optimizer(args) == "lamb"
+
+
+# --- pretraining recipes by device (albert/defaults.py: pretrain_recipe) ------------------------
+
+def test_a_cpu_gets_the_measured_cpu_recipe_as_a_one_hour_budget():
+    recipe = defaults.pretrain_recipe(defaults.Device("cpu", cpu_cores=2))
+    assert recipe.measured and recipe.why == "a CPU with 2 cores"
+    assert recipe.values == dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, warmup=0.025,
+                                 optimizer="adamw", lr=1e-3, eval_every=1000, max_seq_length=128, time_budget="1h")
+    # More cores change the steps the hour holds, not the recipe.
+    assert defaults.pretrain_recipe(defaults.Device("cpu", cpu_cores=64)).values == recipe.values
+
+
+@pytest.mark.parametrize("memory, preset, batch", [(139.8, "base", 512), (79.2, "base", 512), (40, "base", 256),
+                                                   (24, "base", 128), (8, "small", 128)])
+def test_a_gpu_gets_a_recipe_by_its_memory_said_to_be_unmeasured(memory, preset, batch):
+    recipe = defaults.pretrain_recipe(defaults.Device("cuda", cpu_cores=16, gpu_memory_gib=memory, name="H100"))
+    assert not recipe.measured and f"{memory:g} GiB" in recipe.why
+    v = recipe.values
+    assert (v["preset"], v["batch_size"]) == (preset, batch)
+    # Short-budget choices (Cramming, MosaicBERT): high mask rate, AdamW with warmup, length 128, a budget.
+    assert v["mask_prob"] >= 0.3 and v["optimizer"] == "adamw" and v["warmup"] > 0
+    assert v["max_seq_length"] == 128 and v["time_budget"] == "1h"
+
+
+def test_explicit_options_win_over_the_recipe_and_the_block_says_why():
+    from albert.pretrain import PretrainArgs, apply_recipe
+
+    cpu = defaults.Device("cpu", cpu_cores=2)
+    args, lines = apply_recipe(PretrainArgs(corpus="wiki"), cpu)
+    assert (args.preset, args.vocab_size, args.batch_size, args.mask_prob, args.optimizer, args.lr, args.warmup,
+            args.eval_every, args.time_budget, args.max_steps) == ("tiny", 8000, 16, 0.4, "adamw", 1e-3, 0.025, 1000,
+                                                                   "1h", None)
+    assert lines[0] == "recipe: the CPU recipe (measured), for a CPU with 2 cores"
+    args, lines = apply_recipe(PretrainArgs(corpus="wiki", preset="micro", mask_prob=0.15, max_steps=300), cpu)
+    assert (args.preset, args.mask_prob, args.batch_size, args.max_steps, args.time_budget) == \
+        ("micro", 0.15, 16, 300, None)  # a step count replaces the budget
+    assert "given, so not the recipe's: --mask-prob 0.15, --preset micro" in lines[-1]
+    # The recipe's lr is for its optimizer and batch: another batch gets the lr rule's.
+    args, _ = apply_recipe(PretrainArgs(corpus="wiki", batch_size=2048), cpu)
+    assert (args.optimizer, args.lr) == ("adamw", defaults.pretrain_lr("adamw", 128, 2048)[0])
+    gpu = defaults.Device("cuda", cpu_cores=16, gpu_memory_gib=79.2, name="H100")
+    args, lines = apply_recipe(PretrainArgs(corpus="wiki"), gpu)
+    assert (args.preset, args.batch_size, args.lr) == ("base", 512, 5e-4)
+    assert "unmeasured" in lines[0] and "H100, 79.2 GiB" in lines[0]
+
+
+def test_a_small_pretrained_model_fine_tunes_for_the_measured_steps():
+    assert defaults.finetune_steps(pretrained=True, hidden_size=128) == (1000, "a pretrained model of hidden size 128")
+    assert defaults.finetune_steps(pretrained=True, hidden_size=768)[0] is None  # the task's table
+    assert defaults.finetune_steps(pretrained=False, hidden_size=128)[0] is None

@@ -56,7 +56,7 @@ BAD = {
     "NaN lr": ("finetune", {"task": "ner", "lr": math.nan}, "key 'lr': expected a finite number or null, got NaN"),
     "infinite epochs": ("finetune", {"task": "ner", "epochs": math.inf},
                         "key 'epochs': expected a finite number or null, got Infinity"),
-    "-inf warmup": ("pretrain", {"warmup": -math.inf}, "key 'warmup': expected a finite number, got -Infinity"),
+    "-inf warmup": ("pretrain", {"warmup": -math.inf}, "key 'warmup': expected a finite number or null, got -Infinity"),
     "NaN grad norm": ("pretrain", {"max_grad_norm": math.nan}, "key 'max_grad_norm': expected a finite number, got NaN"),
     "null for a required string": ("finetune", {"task": None}, "key 'task': expected a string, got null"),
     "null where no null": ("pretrain", {"seed": None}, "key 'seed': expected an integer, got null"),

@@ -509,7 +509,7 @@ class Trainer:
             "best_step": p.best_step, "best_metric": p.best_metric, "metric": self.options.metric,
             "stopped_early": stopped_early and not self.stopped_by_callback,
             "stopped_by_callback": self.stopped_by_callback, "skipped_steps": p.skipped_steps,
-            "wall_time_s": self._wall_time(), "resumed_from_step": self.resumed_at,
+            "wall_time_s": self._wall_time(), "resumed_from_step": self.resumed_at, "train_time_s": run.time,
             "train_samples_per_s": run.rows / run.time if run.time > 0 else None,
             "tokens_per_s": tokens_per_s,
             "mfu": self._mfu(tokens_per_s) if tokens_per_s is not None else None,

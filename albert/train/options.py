@@ -11,16 +11,17 @@ from typing import Any
 
 from ..errors import require
 from ..optim import OPTIMIZERS, SCHEDULES
+from .budget import parse_duration
 from .precision import CHOICES as PRECISION_CHOICES
 
 # Options that change where or how a run is carried out and logged, not what it computes (and
 # max_steps: a run may be extended). A resumed run with other values of these still matches an
 # uninterrupted one.
 NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "compile_mode", "keep_last",
-                  "overwrite", "max_steps", "progress")
+                  "overwrite", "max_steps", "progress", "time_budget")
 # Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
 # metric and greater_is_better are needed only where the trainer evaluates.
-RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay")
+RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay", "eval_every")
 REPORT_TO = ("none", "tensorboard")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 
@@ -33,6 +34,7 @@ class TrainingOptions:
     grad_accum: int = 1
     max_steps: int | None = None            # the run's length: max_steps or epochs, never both
     epochs: float | None = None
+    time_budget: str | None = None          # "45m", "2h", seconds: fixes max_steps when neither length is given
     warmup: float | None = None             # < 1: a ratio of the steps; >= 1: a number of steps
     schedule: str = "linear"                # linear | polynomial | constant
     power: float = 1.0                      # of the polynomial schedule
@@ -82,6 +84,8 @@ class TrainingOptions:
         require(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
         require(self.max_steps is None or self.epochs is None,
                 f"give --max-steps or --epochs, not both (got --max-steps {self.max_steps} and --epochs {self.epochs})")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
         require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
@@ -98,7 +102,8 @@ class TrainingOptions:
         require(self.precision in PRECISION_CHOICES,
                 f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         require(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
-        require(self.eval_every >= 0 and self.save_every >= 0, "--eval-every and --save-every must be >= 0")
+        require((self.eval_every is None or self.eval_every >= 0) and self.save_every >= 0,
+                "--eval-every and --save-every must be >= 0")
         require(self.keep_last >= 1, f"--keep-last must be >= 1, got {self.keep_last}")
         require(self.patience is None or self.patience >= 1, f"--patience must be >= 1, got {self.patience}")
         require(self.num_workers is None or self.num_workers >= 0,
@@ -144,6 +149,9 @@ HELP = {
     "grad_accum": "micro-batches accumulated into one optimizer step",
     "max_steps": "optimizer steps to train; overrides --epochs",
     "epochs": "passes over the training data (used when --max-steps is not given)",
+    "time_budget": "train to a wall-clock budget: 45m, 2h, 90s or seconds. The run measures its step rate on a "
+                   "few probe steps, then fixes --max-steps so that the whole run (start-up, evaluations and "
+                   "saves included) ends within it; config.json records the steps (default: none; not with --max-steps or --epochs)",
     "warmup": "linear warmup: a fraction of the steps if < 1 (0.1: the first 10%%), else a number of steps "
               "(capped at the run's length, with a warning)",
     "schedule": "learning-rate decay after warmup",

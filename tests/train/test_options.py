@@ -68,10 +68,11 @@ def test_the_run_length_given_replaces_the_other(monkeypatch):
 
     monkeypatch.setattr("sys.argv", ["pretrain.py", "--output-dir", "o", "--epochs", "2"])
     args, _ = parse_recipe_args("pretrain.py", "", PretrainArgs, {})
-    assert (args.max_steps, args.epochs) == (None, 2.0)  # not the default 10_000 steps
+    assert (args.max_steps, args.epochs) == (None, 2.0)
     args.validate()
     monkeypatch.setattr("sys.argv", ["pretrain.py", "--output-dir", "o"])
-    assert parse_recipe_args("pretrain.py", "", PretrainArgs, {})[0].max_steps == 10_000
+    args = parse_recipe_args("pretrain.py", "", PretrainArgs, {})[0]
+    assert (args.max_steps, args.epochs) == (None, None)  # the device's recipe gives a time budget
     saved = {"task": "ner", "output_dir": "o", "epochs": 3.0, "max_steps": None}
     assert apply_overrides(FinetuneArgs, saved, ["max_steps=100"]) == {**saved, "max_steps": 100, "epochs": None}
     assert apply_overrides(FinetuneArgs, {**saved, "epochs": None, "max_steps": 7}, ["epochs=2"])["max_steps"] is None

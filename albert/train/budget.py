@@ -1,0 +1,201 @@
+"""Training to a wall-clock budget (`--time-budget`), as budgeted pretraining does (Cramming,
+Geiping & Goldstein 2022): the run measures what its steps, evaluations and saves cost on this
+machine, then fixes its number of steps so that the whole run ends within the budget.
+
+Design, so that a budgeted run stays exactly reproducible:
+- The measurement is a probe: a few steps, one evaluation and one checkpoint of a *copy* of the
+  model, in a throw-away directory, before the run starts. The run itself then starts from the
+  untouched weights with the fixed number of steps (the trainer re-seeds every RNG at its start),
+  so its learning-rate schedule is defined on that number from its first step, runs to its end,
+  and `train.py <run>/config.json` (which holds the number) repeats it without measuring again.
+- The count covers the time already spent (for pretraining: the vocabulary and the examples),
+  the probe, every step, every evaluation and save the cadence will make (decision.py), and the
+  work after the last step (the final export or predictions, one more evaluation and save).
+- A resumed run keeps the number written in its config.json.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import re
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import AlbertError
+from .decision import decide
+
+log = logging.getLogger("albert")
+
+# Steps the probe runs, logged in windows of PROBE_WINDOW: the first window (allocations, the
+# loader's start) runs up to twice as slow as the rest, so the rate comes from the later ones and
+# the first one's excess is counted once, as the run's start-up.
+PROBE_STEPS = 30
+PROBE_WINDOW = 10
+# The count aims below the budget by this share: the machine's speed varies over a run.
+MARGIN = 0.02
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float | int, option: str = "--time-budget") -> float:
+    """Seconds in "45m", "2h", "90s", "1.5h" or plain seconds ("600"); anything else (negative,
+    zero, NaN, another unit) raises AlbertError naming `option`."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        if not m:
+            raise AlbertError(f"{option}: expected a duration such as 45m, 2h, 90s or seconds, got {text!r}")
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise AlbertError(f"{option}: expected a positive duration, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """'1 h 02 min', '14 min 30 s', '45 s'."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a run costs on this machine: seconds per optimizer step, seconds per evaluation with
+    its checkpoint (and best/ when it improves), and the steps of one epoch (for eval_every 0)."""
+
+    step_s: float
+    event_s: float
+    steps_per_epoch: int
+    startup_s: float = 0.0  # once per run: its first steps' excess over step_s
+
+
+def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int) -> int:
+    """Steps of a `steps`-step run after which the trainer evaluates or saves (decision.py)."""
+    return sum(1 for s in range(1, steps + 1)
+               if any(decide(step=s, total_steps=steps, epoch_end=s % steps_per_epoch == 0, eval_every=eval_every,
+                             save_every=save_every, bad_steps=0)[:2]))
+
+
+def run_seconds(steps: int, timing: Timing, *, eval_every: int, save_every: int) -> float:
+    """Expected seconds of a `steps`-step run: its steps, its evaluations and saves, and one more
+    of those for the work after the last step (the final export, or the predictions)."""
+    n_events = events(steps, eval_every=eval_every, save_every=save_every, steps_per_epoch=timing.steps_per_epoch)
+    return timing.startup_s + steps * timing.step_s + (n_events + 1) * timing.event_s
+
+
+def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, save_every: int) -> int:
+    """The most steps whose run (run_seconds) fits in `remaining_s`; 0 when not even one does."""
+    def fits(n: int) -> bool:
+        return run_seconds(n, timing, eval_every=eval_every, save_every=save_every) <= remaining_s
+
+    low, high = 0, max(1, int(remaining_s / max(timing.step_s, 1e-9)) + 1)
+    while low < high:  # the largest n that fits; run_seconds grows with n
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+class Budget:
+    """A wall-clock budget that started at `started` (seconds on `clock`, time.time by default).
+    `fix_steps` turns a measured Timing into the run's number of steps."""
+
+    def __init__(self, seconds: float, started: float, clock: Callable[[], float] = time.time):
+        self.seconds, self.started, self.clock = seconds, started, clock
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.seconds
+
+    def spent(self) -> float:
+        return self.clock() - self.started
+
+    def fix_steps(self, timing: Timing, *, eval_every: int, save_every: int) -> int:
+        """The steps that end the run within the budget (less MARGIN), counting what is spent
+        already; AlbertError when not one step fits."""
+        remaining = self.seconds * (1 - MARGIN) - self.spent()
+        steps = steps_for_budget(remaining, timing, eval_every=eval_every, save_every=save_every)
+        if steps < 1:
+            raise AlbertError(
+                f"--time-budget {format_duration(self.seconds)}: {format_duration(self.spent())} are spent already "
+                f"and a step takes {timing.step_s:.3g} s, an evaluation with its checkpoint {timing.event_s:.3g} s; "
+                "give a longer budget or --max-steps")
+        return steps
+
+
+def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, where: Path) -> Timing | None:
+    """Run PROBE_STEPS steps, one evaluation and one checkpoint of a copy of `model`, in a
+    temporary directory under `where`, and return what they cost. `make_trainer(model, options)`
+    builds the run's Trainer; the copy gets the options with the probe's length and cadence.
+    The original model and the run's directory are left as they were. Under torchrun every
+    process takes part; only rank 0 (which writes the log) returns the Timing, the others None."""
+    where.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=where) as tmp:
+        steps = PROBE_STEPS
+        opts = replace(options, output_dir=tmp, max_steps=steps, epochs=None, schedule_steps=None, eval_every=steps,
+                       save_every=0, log_every=PROBE_WINDOW, progress=False, overwrite=True, patience=None,
+                       report_to="none", keep_last=1)
+        trainer = make_trainer(copy.deepcopy(model), opts)
+        steps_per_epoch = trainer.steps_per_epoch
+        results = trainer.train()
+        log_file = Path(tmp) / "log.jsonl"
+        if not trainer.dist.is_main or not log_file.exists():
+            return None
+        windows = [r for r in map(json.loads, log_file.read_text().splitlines()) if r.get("type") == "train"]
+        del trainer
+    # The steps' own time (the loop's clock, which stops while it evaluates and saves); everything
+    # else in the probe's wall time is its evaluation, best/ and checkpoint.
+    train_s = results["train_time_s"]
+    rows = options.batch_size * options.grad_accum
+    first = windows[0]["step"] * rows / max(windows[0]["samples_per_s"], 1e-9) if len(windows) > 1 else 0.0
+    later = results["steps"] - (windows[0]["step"] if len(windows) > 1 else 0)
+    step_s = (train_s - first) / later if later > 0 and train_s > first else train_s / results["steps"]
+    startup_s = max(train_s - step_s * results["steps"], 0.0)
+    event_s = max(results["wall_time_s"] - train_s, 0.0)
+    return Timing(step_s=step_s, event_s=event_s, steps_per_epoch=steps_per_epoch, startup_s=startup_s)
+
+
+def clock_time(t: float) -> str:
+    """A wall-clock time as the start-up lines print it."""
+    return time.strftime("%H:%M:%S %Z", time.localtime(t))
+
+
+def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: Any, args: Any,
+                     dist) -> Any:
+    """`args` with max_steps fixed by `budget` (a probe of a copy of `model`, train/budget.py),
+    logged. Under torchrun every process probes and rank 0's count is used."""
+    timing = probe(make_trainer, model, args, Path(args.output_dir))
+    fixed = budget.fix_steps(timing, eval_every=args.eval_every, save_every=args.save_every) if timing else None
+    steps = dist.broadcast(fixed)
+    if timing is None:
+        return replace(args, max_steps=steps)
+    end = budget.clock() + run_seconds(steps, timing, eval_every=args.eval_every, save_every=args.save_every)
+    log.info("time budget %s: %.3g s per step, %.3g s per evaluation with its checkpoint (measured on %d probe "
+             "steps), %s spent so far: %d steps, ending about %s", format_duration(budget.seconds), timing.step_s,
+             timing.event_s, PROBE_STEPS, format_duration(budget.spent()), steps, clock_time(end))
+    return replace(args, max_steps=steps)
+
+
+def saved_steps(output_dir: str | Path, time_budget: str | None) -> int | None:
+    """The number of steps a budgeted run in `output_dir` fixed (its config.json), for a resume
+    with the same budget; None when there is none."""
+    path = Path(output_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if saved.get("time_budget") != time_budget or not isinstance(saved.get("max_steps"), int):
+        return None
+    return saved["max_steps"]

@@ -1,0 +1,136 @@
+"""Training to a wall-clock budget (albert/train/budget.py): the duration syntax, the rule that
+turns a measured step rate into a number of steps (on a fake clock), and, through the real CLI on
+the micro preset, a budgeted run that records its steps in config.json, keeps them on --resume,
+and that train.py repeats loss for loss."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from albert.errors import AlbertError
+from albert.train.budget import MARGIN, Budget, Timing, events, parse_duration, run_seconds, steps_for_budget
+from albert.train.decision import decide
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from test_kill_resume import corpus_text, environment, train_records  # noqa: E402
+
+
+@pytest.mark.parametrize("text, seconds", [("45m", 2700), ("2h", 7200), ("90s", 90), ("600", 600), ("1.5h", 5400),
+                                           (" 15M ", 900), (30, 30)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "-5m", "0", "0s", "nan", "inf", "5 minutes", "1e3", "3w", "1h30m"])
+def test_bad_durations_name_the_option(text):
+    with pytest.raises(AlbertError, match="--time-budget"):
+        parse_duration(text)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate(clock: FakeClock, steps: int, timing: Timing, eval_every: int, save_every: int) -> None:
+    """Advance the fake clock as the trainer would spend it: each step, each evaluation or save
+    the cadence (decision.py) makes, the first steps' excess, and the work after the last step."""
+    clock.now += timing.startup_s
+    for s in range(1, steps + 1):
+        clock.now += timing.step_s
+        todo = decide(step=s, total_steps=steps, epoch_end=s % timing.steps_per_epoch == 0, eval_every=eval_every,
+                      save_every=save_every, bad_steps=0)
+        if todo.evaluate or todo.save:
+            clock.now += timing.event_s
+    clock.now += timing.event_s  # final export / predictions
+
+
+@pytest.mark.parametrize("budget_s, spent_s, step_s, event_s, eval_every, save_every, per_epoch, startup_s", [
+    (900, 240, 0.15, 4.0, 1000, 0, 10**6, 2.0),    # the 15-minute pretraining: vocabulary and examples spent first
+    (3600, 230, 0.147, 4.0, 1000, 0, 42_000, 0.0),  # the CPU recipe's hour
+    (180, 20, 0.1, 6.0, 0, 0, 439, 4.0),            # fine-tuning, an evaluation at each epoch's end
+    (90, 5, 0.05, 1.0, 100, 250, 10**6, 0.5),       # evaluations and saves on different cadences
+])
+def test_budget_fixes_the_steps_that_end_within_it(budget_s, spent_s, step_s, event_s, eval_every, save_every,
+                                                    per_epoch, startup_s):
+    clock = FakeClock()
+    budget = Budget(budget_s, started=clock(), clock=clock)
+    clock.now += spent_s
+    timing = Timing(step_s=step_s, event_s=event_s, steps_per_epoch=per_epoch, startup_s=startup_s)
+    steps = budget.fix_steps(timing, eval_every=eval_every, save_every=save_every)
+    simulate(clock, steps, timing, eval_every, save_every)
+    ended = clock.now - budget.started
+    assert ended <= budget_s * (1 - MARGIN) + 1e-6  # within the budget, with its margin
+    assert ended >= budget_s * (1 - MARGIN) - step_s - 2 * event_s  # and not a step (or an evaluation) short of it
+    # One more step would not fit.
+    assert run_seconds(steps + 1, timing, eval_every=eval_every, save_every=save_every) > budget_s * (1 - MARGIN) - spent_s
+
+
+def test_events_follow_the_trainers_cadence():
+    assert events(2500, eval_every=1000, save_every=0, steps_per_epoch=10**6) == 3  # 1000, 2000 and the last
+    assert events(2000, eval_every=1000, save_every=0, steps_per_epoch=10**6) == 2
+    assert events(1000, eval_every=0, save_every=0, steps_per_epoch=439) == 3  # epoch ends 439, 878, and the last
+
+
+def test_a_spent_budget_is_one_clear_error():
+    clock = FakeClock()
+    budget = Budget(60, started=clock(), clock=clock)
+    clock.now += 70
+    with pytest.raises(AlbertError, match=r"--time-budget 1 min 00 s: 1 min 10 s are spent already"):
+        budget.fix_steps(Timing(0.1, 1.0, 100), eval_every=10, save_every=0)
+    assert steps_for_budget(0.5, Timing(1.0, 0.0, 100), eval_every=0, save_every=0) == 0
+
+
+# --- the real CLI -------------------------------------------------------------------------------
+
+def _run(argv: list, env: dict) -> str:
+    r = subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return r.stdout + r.stderr
+
+
+def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
+    """The end-to-end proof: a micro run with a 60-second budget fixes its steps, writes them to
+    config.json, ends within the budget, keeps them on --resume, and train.py repeats its
+    per-step losses exactly without measuring again."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus_text(120, 3))
+    env = environment(tmp_path / "cache")
+    out, again = tmp_path / "run", tmp_path / "again"
+    common = ["--corpus", corpus, "--preset", "micro", "--vocab-size", "200", "--max-seq-length", "64",
+              "--eval-examples", "32", "--num-proc", "1", "--tokenizer-sample", "2000", "--log-every", "1",
+              "--eval-every", "100", "--no-progress"]
+    text = _run(["pretrain.py", *common, "--time-budget", "60s", "--output-dir", out], env)
+    assert "recipe: the CPU recipe (measured)" in text and "--preset micro" in text
+    saved = json.loads((out / "config.json").read_text())["args"]
+    steps = saved["max_steps"]
+    assert isinstance(steps, int) and steps > 0 and saved["time_budget"] == "60s"
+    assert f": {steps} steps, ending about" in text
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == steps
+    records = train_records(out)
+    peak = max(r["lr"] for r in records.values())
+    assert max(records) == steps and records[steps]["lr"] < peak / steps * 2  # the schedule ran to its end
+    assert not list(out.glob(".budget-probe-*"))  # the probe leaves nothing behind
+
+    # A resume with the same budget keeps the fixed count (it does not measure again).
+    text = _run(["pretrain.py", *common, "--time-budget", "60s", "--output-dir", out, "--resume"], env)
+    assert f"length: {steps} steps, fixed by this run's time budget of 60s" in text
+    assert "per step" not in text
+    assert json.loads((out / "config.json").read_text())["args"]["max_steps"] == steps
+
+    # train.py repeats it: same steps, same per-step losses, no probe.
+    text = _run(["train.py", out / "config.json", "--output-dir", again], env)
+    assert "per step" not in text
+    repeat = train_records(again)
+    assert sorted(repeat) == sorted(records)
+    assert [repeat[s]["loss"] for s in sorted(repeat)] == [records[s]["loss"] for s in sorted(records)]
