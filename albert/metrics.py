@@ -157,7 +157,7 @@ def _glue_task(task: str) -> str:
 
 # The keys glue_metrics returns, per task (the others: accuracy alone).
 GLUE_METRIC_NAMES: dict[str, tuple[str, ...]] = {"cola": ("mcc",), "stsb": ("pearson", "spearmanr", "combined"),
-                                                 "mrpc": ("accuracy", "f1", "combined")}
+                                                 "mrpc": ("accuracy", "f1", "combined"), "qqp": ("accuracy", "f1", "combined")}
 
 
 def glue_metric_names(task: str) -> tuple[str, ...]:
@@ -378,6 +378,10 @@ def _best_threshold(predictions: Mapping[str, str], scores: dict[str, float], na
         if current > best:
             best, threshold = current, na_probs[qid]
     return 100.0 * best / len(scores), threshold
+
+
+# What --metric may pick of squad_v2_metrics' keys (the *_total counts and thresholds are not scores).
+SQUAD_V2_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1")
 
 
 def squad_v2_metrics(predictions: Mapping[str, str], gold: Mapping[str, Sequence[str]],

@@ -96,7 +96,9 @@ class GlueTask(Task):
         return {**metrics, "loss": loss}, preds
 
     def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
-        return (*glue_metric_names(self.name), "loss")
+        names = glue_metric_names(self.name)
+        dev_sets = [dev for dev, _ in self.layout.dev_sets] if len(self.layout.dev_sets) > 1 else []
+        return (*names, *(f"{k}_{dev}" for dev in dev_sets for k in names), "loss")
 
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """GLUE's submission layout: "index<TAB>prediction", label names for RTE/QNLI, scores for STS-B."""

@@ -108,6 +108,9 @@ class RaceTask(Task):
                 metrics[f"accuracy_{level}"] = accuracy(preds[levels == level], labels[levels == level])
         return {**metrics, "loss": cross_entropy(logits, labels)}, preds
 
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return ("accuracy", *(f"accuracy_{level}" for level in LEVELS), "loss")
+
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """"id<TAB>level<TAB>prediction<TAB>answer" lines, the options as letters A-D."""
         split = split_of(raw)

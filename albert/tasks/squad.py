@@ -218,9 +218,7 @@ class SquadTask(Task):
         predictions = self.decode(features, split, logits["start_logits"], logits["end_logits"])
         # The validation loss, as training counts it: it still ranks models whose spans all miss
         # (EM and F1 0, a tuner's first rung), and it is what the GP sampler falls back on then.
-        loss = (span_loss(logits["start_logits"], features["start_positions"])
-                + span_loss(logits["end_logits"], features["end_positions"])) / 2
-        return {**squad_em_f1(predictions, gold_answers(split)), "loss": loss}, predictions
+        return {**squad_em_f1(predictions, gold_answers(split)), "loss": validation_loss(logits, features)}, predictions
 
     def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
         return ("exact_match", "f1", "loss")
@@ -228,6 +226,12 @@ class SquadTask(Task):
     def write_predictions(self, predictions: dict[str, str], raw: Dataset | DatasetDict, path: str | Path) -> None:
         """predictions.json as the official evaluate-v1.1.py reads it: {question id: answer text}."""
         write_json(path, predictions)
+
+
+def validation_loss(logits: dict[str, list[np.ndarray]], features: Dataset) -> float:
+    """AlbertForQuestionAnswering's loss over the features: the mean of the start and end halves."""
+    return (span_loss(logits["start_logits"], features["start_positions"])
+            + span_loss(logits["end_logits"], features["end_positions"])) / 2
 
 
 def span_loss(logits: list[np.ndarray], positions: list[int]) -> float:

@@ -18,9 +18,9 @@ from datasets import Dataset, DatasetDict
 
 from ..atomic import write_json
 from ..data.squad import load_squad
-from ..metrics import MAIN_METRIC, squad_v2_metrics
+from ..metrics import MAIN_METRIC, SQUAD_V2_METRICS, squad_v2_metrics
 from .base import split_of
-from .squad import SquadTask, Words, gold_answers
+from .squad import SquadTask, Words, gold_answers, validation_loss
 
 # The no-answer score of a question none of whose windows holds a valid span (an empty context):
 # far above any threshold, and still a number JSON can write.
@@ -75,7 +75,10 @@ class Squad2Task(SquadTask):
                                   batch_size=batch_size, device=device, precision=precision)
         predictions = self.decode(features, split, logits["start_logits"], logits["end_logits"])
         metrics = squad_v2_metrics(predictions.answers, gold_answers(split), predictions.na_probs)
-        return {k: float(v) for k, v in metrics.items()}, predictions
+        return {**{k: float(v) for k, v in metrics.items()}, "loss": validation_loss(logits, features)}, predictions
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return SQUAD_V2_METRICS + ("loss",)
 
     def write_predictions(self, predictions: Squad2Predictions, raw: Dataset | DatasetDict,
                           path: str | Path) -> None:

@@ -35,7 +35,7 @@ METRICS = {"mnli": {"accuracy_matched", "accuracy_mismatched", "accuracy", "loss
            "qqp": {"accuracy", "f1", "combined", "loss"},
            "wnli": {"accuracy", "loss"},
            "squad2": {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
-                      "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"},
+                      "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "loss"},
            "race": {"accuracy", "accuracy_middle", "accuracy_high", "loss"}}
 
 
