@@ -142,6 +142,129 @@ def run_optuna(name: str, space: Space, fn, seed: int, n: int) -> tuple[list[flo
     return values, cpu_ms
 
 
+# --- parallel proposals: a batch of 4 at a time, or asynchronous with 3 pending ---------------------
+
+PARALLEL = 4  # trials in flight: a batch's size, or the proposal plus the 3 pending of the asynchronous mode
+
+
+def _parallel_loop(ask: Callable[[int], Any], tell: Callable[[Any], float], n: int, mode: str) -> list[float]:
+    """Drive ask(index) -> handle and tell(handle) -> value for n evaluations: "batch" asks 4,
+    then tells all 4; "async" keeps 4 in flight (each ask sees 3 pending), telling the oldest."""
+    values, flight, asked = [], [], 0
+    while len(values) < n:
+        while len(flight) < PARALLEL and asked < n:
+            flight.append(ask(asked))
+            asked += 1
+        if mode == "batch":
+            values += [tell(h) for h in flight]
+            flight = []
+        else:
+            values.append(tell(flight.pop(0)))
+    return values
+
+
+def run_albert_parallel(space: Space, fn, seed: int, n: int, mode: str) -> tuple[list[float], list[float]]:
+    sampler = make_sampler("gp", space, master_seed=seed)
+    observations: list[Observation] = []
+    pending: dict[int, Pending] = {}
+    cpu_ms: list[float] = []
+
+    def ask(i: int) -> int:
+        t0 = time.process_time()
+        config = sampler.propose(i, History(tuple(observations), tuple(pending.values()), "min", 1, 1)).config
+        cpu_ms.append(1000 * (time.process_time() - t0))
+        pending[i] = Pending(i, config, 1)
+        return i
+
+    def tell(i: int) -> float:
+        config = pending.pop(i).config
+        value = fn(config)
+        observations.append(Observation(i, config, 1, value))
+        return value
+
+    return _parallel_loop(ask, tell, n, mode), cpu_ms
+
+
+def run_optuna_parallel(name: str, space: Space, fn, seed: int, n: int, mode: str) -> tuple[list[float], list[float]]:
+    import optuna
+
+    sampler = optuna.samplers.GPSampler(seed=seed) if name == "optuna-gp" else \
+        optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    dists = optuna_distributions(space)
+    cpu_ms: list[float] = []
+
+    def ask(i: int):
+        t0 = time.process_time()
+        trial = study.ask(dists)  # the trials asked and not told are RUNNING: both samplers see them
+        cpu_ms.append(1000 * (time.process_time() - t0))
+        return trial
+
+    def tell(trial) -> float:
+        value = fn(trial.params)
+        study.tell(trial, value)
+        return value
+
+    return _parallel_loop(ask, tell, n, mode), cpu_ms
+
+
+PARALLEL_SAMPLERS = {"albert-gp": run_albert_parallel,
+                     "optuna-gp": lambda *a: run_optuna_parallel("optuna-gp", *a),
+                     "optuna-tpe-liar": lambda *a: run_optuna_parallel("optuna-tpe-liar", *a)}
+
+
+def parallel_main(args: argparse.Namespace) -> None:
+    """--parallel: both modes on each problem, albert-gp vs Optuna GPSampler and TPE (constant liar)."""
+    import optuna
+
+    seeds, evals = args.seeds or 20, args.evals or 48
+    record: dict[str, Any] = {"bench": "search-parallel", "seeds": seeds, "evals": evals, "in_flight": PARALLEL,
+                              "optuna": optuna.__version__, "python": platform.python_version(),
+                              "threads": _threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
+    for problem in args.problems.split(","):
+        space, fn, optimum = PROBLEMS[problem]
+        for mode in args.modes.split(","):
+            rows: dict[str, Any] = {}
+            for sampler in args.samplers.split(","):
+                finals, costs = [], []
+                for seed in range(seeds):
+                    values, cpu_ms = PARALLEL_SAMPLERS[sampler](space, fn, seed, evals, mode)
+                    finals.append(min(values) - optimum)
+                    costs.extend(cpu_ms)
+                rows[sampler] = {"median_regret": statistics.median(finals), "regret": finals,
+                                 "ms_per_proposal": statistics.median(costs)}
+                print(f"{problem:10s} {mode:6s} {sampler:16s} regret@{evals} median "
+                      f"{rows[sampler]['median_regret']:.3g}  {rows[sampler]['ms_per_proposal']:.1f} ms/proposal",
+                      flush=True)
+            if "albert-gp" in rows and "optuna-gp" in rows:
+                ours, theirs = rows["albert-gp"]["regret"], rows["optuna-gp"]["regret"]
+                ahead = sum(a < b for a, b in zip(ours, theirs))
+                behind = sum(a > b for a, b in zip(ours, theirs))
+                rows["vs_optuna_gp"] = {"ahead": ahead, "behind": behind, "sign_test_p": _sign_test(ahead, behind),
+                                        "no_worse_median": rows["albert-gp"]["median_regret"]
+                                        <= rows["optuna-gp"]["median_regret"]}
+                print(f"{problem:10s} {mode:6s} albert-gp vs optuna-gp: ahead {ahead}, behind {behind} "
+                      f"(sign test p {rows['vs_optuna_gp']['sign_test_p']:.3g}); median no worse: "
+                      f"{rows['vs_optuna_gp']['no_worse_median']}", flush=True)
+            record["runs"][f"{problem}/{mode}"] = rows
+    write_json(args.out, record)
+    print(f"-> {args.out}")
+
+
+def _sign_test(ahead: int, behind: int) -> float:
+    """Two-sided sign test (ties dropped)."""
+    from scipy.stats import binomtest
+
+    n = ahead + behind
+    return float(binomtest(ahead, n).pvalue) if n else 1.0
+
+
+def _threads() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.get_num_threads(), **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+
+
 SAMPLERS = {"albert-random": lambda *a: run_albert("random", *a), "albert-gp": lambda *a: run_albert("gp", *a),
             "optuna-random": lambda *a: run_optuna("optuna-random", *a),
             "optuna-tpe": lambda *a: run_optuna("optuna-tpe", *a), "optuna-gp": lambda *a: run_optuna("optuna-gp", *a)}
@@ -221,8 +344,18 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=None)
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
-    ap.add_argument("--out", default="bench/results/search.json")
+    ap.add_argument("--out", default=None, help="default bench/results/search.json (search-batch.json with --parallel)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="proposals made while others run: batches of 4 and asynchronous with 3 pending, "
+                         "albert-gp vs Optuna GPSampler and TPE (constant liar); 20 seeds x 48 evaluations")
+    ap.add_argument("--modes", default="batch,async", help="--parallel: batch, async or both")
     args = ap.parse_args()
+    if args.parallel:
+        if args.samplers == ",".join(SAMPLERS):
+            args.samplers = ",".join(PARALLEL_SAMPLERS)
+        args.out = args.out or "bench/results/search-batch.json"
+        return parallel_main(args)
+    args.out = args.out or "bench/results/search.json"
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
