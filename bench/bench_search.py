@@ -2,6 +2,15 @@
 
     python bench/bench_search.py            # 10 seeds x 50 evaluations on each problem (about 20 CPU-minutes)
     python bench/bench_search.py --quick    # 3 seeds x 25 evaluations
+    python bench/bench_search.py --parallel # proposals while others run -> bench/results/search-batch.json
+    python bench/bench_search.py --cost-only --problems hartmann6,mixed5   # CPU ms per proposal only
+
+Run with OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for one thread each (Optuna's GPSampler is torch).
+--parallel: 20 seeds x 48 evaluations, each problem in two modes - "batch" (ask 4, then tell
+all 4) and "async" (4 in flight: each proposal made while 3 run, the oldest told first) - for
+albert-gp, Optuna's GPSampler (which sees the running trials) and TPE with constant_liar=True;
+median regret at 48 evaluations, CPU ms per proposal, and albert-gp vs GPSampler seed by seed
+(sign test). Problems can run as separate processes (--problems, --out), then --merge their records.
 
 Problems (all minimised; regret = best value found - the known minimum):
   branin     2-D, three global minima of 0.397887
@@ -217,38 +226,64 @@ def parallel_main(args: argparse.Namespace) -> None:
     """--parallel: both modes on each problem, albert-gp vs Optuna GPSampler and TPE (constant liar)."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     seeds, evals = args.seeds or 20, args.evals or 48
     record: dict[str, Any] = {"bench": "search-parallel", "seeds": seeds, "evals": evals, "in_flight": PARALLEL,
                               "optuna": optuna.__version__, "python": platform.python_version(),
                               "threads": _threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
-    for problem in args.problems.split(","):
-        space, fn, optimum = PROBLEMS[problem]
-        for mode in args.modes.split(","):
-            rows: dict[str, Any] = {}
-            for sampler in args.samplers.split(","):
-                finals, costs = [], []
-                for seed in range(seeds):
+    samplers, modes = args.samplers.split(","), args.modes.split(",")
+    finals: dict[str, dict[str, list[float]]] = {}
+    costs: dict[str, dict[str, list[float]]] = {}
+    # Seed by seed, every sampler and mode: the record written after each seed holds paired
+    # results only, so a run cut short still compares like with like.
+    for seed in range(seeds):
+        for problem in args.problems.split(","):
+            space, fn, optimum = PROBLEMS[problem]
+            for mode in modes:
+                key = f"{problem}/{mode}"
+                for sampler in samplers:
                     values, cpu_ms = PARALLEL_SAMPLERS[sampler](space, fn, seed, evals, mode)
-                    finals.append(min(values) - optimum)
-                    costs.extend(cpu_ms)
-                rows[sampler] = {"median_regret": statistics.median(finals), "regret": finals,
-                                 "ms_per_proposal": statistics.median(costs)}
-                print(f"{problem:10s} {mode:6s} {sampler:16s} regret@{evals} median "
-                      f"{rows[sampler]['median_regret']:.3g}  {rows[sampler]['ms_per_proposal']:.1f} ms/proposal",
-                      flush=True)
-            if "albert-gp" in rows and "optuna-gp" in rows:
-                ours, theirs = rows["albert-gp"]["regret"], rows["optuna-gp"]["regret"]
-                ahead = sum(a < b for a, b in zip(ours, theirs))
-                behind = sum(a > b for a, b in zip(ours, theirs))
-                rows["vs_optuna_gp"] = {"ahead": ahead, "behind": behind, "sign_test_p": _sign_test(ahead, behind),
-                                        "no_worse_median": rows["albert-gp"]["median_regret"]
-                                        <= rows["optuna-gp"]["median_regret"]}
-                print(f"{problem:10s} {mode:6s} albert-gp vs optuna-gp: ahead {ahead}, behind {behind} "
-                      f"(sign test p {rows['vs_optuna_gp']['sign_test_p']:.3g}); median no worse: "
-                      f"{rows['vs_optuna_gp']['no_worse_median']}", flush=True)
-            record["runs"][f"{problem}/{mode}"] = rows
-    write_json(args.out, record)
+                    finals.setdefault(key, {}).setdefault(sampler, []).append(min(values) - optimum)
+                    costs.setdefault(key, {}).setdefault(sampler, []).extend(cpu_ms)
+                record["runs"][key] = _parallel_rows(finals[key], costs[key])
+        record["seeds_done"] = seed + 1
+        _save_parallel(args, record)
+    for key, rows in record["runs"].items():
+        for sampler in samplers:
+            print(f"{key:18s} {sampler:16s} regret@{evals} median {rows[sampler]['median_regret']:.3g}  "
+                  f"{rows[sampler]['ms_per_proposal']:.1f} ms/proposal", flush=True)
+        if "vs_optuna_gp" in rows:
+            v = rows["vs_optuna_gp"]
+            print(f"{key:18s} albert-gp vs optuna-gp: ahead {v['ahead']}, behind {v['behind']} (sign test p "
+                  f"{v['sign_test_p']:.3g}); median no worse: {v['no_worse_median']}", flush=True)
     print(f"-> {args.out}")
+
+
+def _parallel_rows(finals: dict[str, list[float]], costs: dict[str, list[float]]) -> dict[str, Any]:
+    rows: dict[str, Any] = {s: {"median_regret": statistics.median(f), "regret": f,
+                                "ms_per_proposal": statistics.median(costs[s])} for s, f in finals.items()}
+    if "albert-gp" in rows and "optuna-gp" in rows:
+        ours, theirs = finals["albert-gp"], finals["optuna-gp"]
+        ahead, behind = sum(a < b for a, b in zip(ours, theirs)), sum(a > b for a, b in zip(ours, theirs))
+        rows["vs_optuna_gp"] = {"ahead": ahead, "behind": behind, "sign_test_p": _sign_test(ahead, behind),
+                                "no_worse_median": rows["albert-gp"]["median_regret"]
+                                <= rows["optuna-gp"]["median_regret"]}
+    return rows
+
+
+def _save_parallel(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    write_json(args.out, record)
+
+
+def merge_parallel(paths: list[str], out: str) -> None:
+    """--merge: one record from --parallel runs of different problems (run as separate processes)."""
+    import json
+
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    merged = {**records[0], "runs": {k: v for r in records for k, v in r["runs"].items()},
+              "seeds_done": min(r.get("seeds_done", 0) for r in records), "parts": paths}
+    write_json(out, merged)
+    print(f"-> {out}")
 
 
 def _sign_test(ahead: int, behind: int) -> float:
@@ -303,6 +338,20 @@ def cost_optuna(space: Space, fn, n: int, seed: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def proposal_cost(problems: list[str], sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+    """CPU ms of one proposal, albert-gp and Optuna's GPSampler, after n random trials of history."""
+    out: dict[str, Any] = {}
+    for problem in problems:
+        space, fn, _ = PROBLEMS[problem]
+        for n in sizes:
+            ours, theirs = cost_albert(space, fn, n, 0, repeats), cost_optuna(space, fn, n, 0, repeats)
+            out[f"{problem}/{n}" if len(problems) > 1 else n] = {"albert_gp_ms": ours, "optuna_gp_ms": theirs,
+                                                                  "ratio": ours / theirs}
+            print(f"proposal cost, {problem} with {n} trials of history: albert-gp {ours:.0f} ms, "
+                  f"optuna-gp {theirs:.0f} ms CPU, ratio {ours / theirs:.2f}x", flush=True)
+    return out
+
+
 # --- spread of proposals made while others are pending -------------------------------------------------
 
 def _min_distance(points: list[np.ndarray]) -> float:
@@ -349,12 +398,16 @@ def main() -> None:
                     help="proposals made while others run: batches of 4 and asynchronous with 3 pending, "
                          "albert-gp vs Optuna GPSampler and TPE (constant liar); 20 seeds x 48 evaluations")
     ap.add_argument("--modes", default="batch,async", help="--parallel: batch, async or both")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only the proposal cost at 25, 50 and 200 trials of history (--problems), both GP samplers")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="--parallel: merge the records of runs split across processes into --out")
     args = ap.parse_args()
     if args.parallel:
         if args.samplers == ",".join(SAMPLERS):
             args.samplers = ",".join(PARALLEL_SAMPLERS)
         args.out = args.out or "bench/results/search-batch.json"
-        return parallel_main(args)
+        return merge_parallel(args.merge, args.out) if args.merge else parallel_main(args)
     args.out = args.out or "bench/results/search.json"
     import optuna
 
@@ -367,6 +420,12 @@ def main() -> None:
     record: dict[str, Any] = {"bench": "search", "seeds": seeds, "evals": evals, "optuna": optuna.__version__,
                               "python": platform.python_version(), "cpus": os.cpu_count(),
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "problems": {}}
+    if args.cost_only:  # the proposal cost alone, at 25, 50 and 200 trials of history
+        record["proposal_cost"] = proposal_cost(problems, (25, 50, 200), 5)
+        record["threads"] = _threads()
+        write_json(args.out, record)
+        print(f"-> {args.out}")
+        return
     for problem in problems:
         space, fn, optimum = PROBLEMS[problem]
         rows: dict[str, Any] = {}
@@ -391,15 +450,7 @@ def main() -> None:
             rows["no_worse_than_optuna_gp"] = verdict
         record["problems"][problem] = rows
 
-    cost = {}
-    space, fn, _ = PROBLEMS["hartmann6"]
-    for n in (50, 200):
-        ours = cost_albert(space, fn, n, 0, repeats=3 if args.quick else 5)
-        theirs = cost_optuna(space, fn, n, 0, repeats=3 if args.quick else 5)
-        cost[n] = {"albert_gp_ms": ours, "optuna_gp_ms": theirs, "ratio": ours / theirs}
-        print(f"proposal cost, hartmann6 with {n} trials of history: albert-gp {ours:.0f} ms, "
-              f"optuna-gp {theirs:.0f} ms CPU, ratio {ours / theirs:.2f}x", flush=True)
-    record["proposal_cost"] = cost
+    record["proposal_cost"] = proposal_cost(["hartmann6"], (50, 200), 3 if args.quick else 5)
 
     space, fn, _ = PROBLEMS["branin"]
     ours = [spread_albert(space, fn, s) for s in range(seeds)]

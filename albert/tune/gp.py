@@ -16,18 +16,22 @@ For each new trial:
    a typical result, not their average, which on a landscape with a few good regions (most of
    tuning) keeps the search off unexplored corners and on refining what it found (Hartmann6:
    regret 1e-4 where the model without it stopped at 1e-3).
-3. Running trials, and trials tried only below the modelled rung. Their configurations enter
-   the model believed at its own posterior mean ("kriging believer": the uncertainty around
-   them collapses and the incumbent rises to what they are believed to score), and the
-   acquisition is penalised near them by the model's own correlation, so parallel workers do
-   not pile onto one point and a paused trial is not proposed again.
+3. Running trials, and trials tried only below the modelled rung: their outcomes are unknown.
+   The acquisition is averaged over joint posterior draws of them (fantasies.py, PENDING
+   "fantasies"): next to a running trial no improvement is left in any draw, and a fantasy that
+   beats the incumbent raises it, so parallel workers do not pile onto one point and a paused
+   trial is not proposed again. UCB (and PENDING "believer") instead conditions on their
+   posterior means ("kriging believer") and penalises points near them by the model's correlation.
 4. Acquisition (log EI by default, log PI or UCB) of the noise-free objective, against the best
    result observed (as Optuna's GPSampler), maximised by maximise.py: scrambled Sobol
    candidates, then local searches from ten of them (continuous and discrete moves in turn).
 
 The first `initial_trials` proposals (and any made before two trials have a result) are a
-scrambled Sobol design. Every random draw is seeded by (master_seed, trial index), so a
-proposal is a pure function of the space, the seed, the index and the history.
+scrambled Sobol design. With --warm-start (warmstart.py) earlier sweeps of the same objective
+join the history and replace that design; other sources' best configurations replace it, and
+their GPs' mean is the prior mean this model fits the residual from. Every random draw is
+seeded by (master_seed, trial index), so a proposal is a pure function of the space, the seed,
+the index, the history and the warm-start sources.
 """
 from __future__ import annotations
 

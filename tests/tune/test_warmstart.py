@@ -1,6 +1,14 @@
 """--warm-start: earlier sweeps as evidence (same objective) or as a fading prior (another task
 or model); sources refused in one line; the first proposals from what worked before."""
+import json
 import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +18,7 @@ from albert.tune.sampler import History, Observation
 from albert.tune.settings import SweepSettings
 from albert.tune.space import LogUniform, Space, Uniform
 from albert.tune.storage import Storage
+from albert.tune.sweep import run_sweep
 from albert.tune.warmstart import PRIOR_RESULTS, TOP_CONFIGS
 
 SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.3)})
@@ -134,3 +143,78 @@ def test_incompatible_sources_are_refused_in_one_line(tmp_path, make, message):
         sweep.validate()
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_resume_whose_source_changed_is_refused(tmp_path):
+    write_source(tmp_path)
+    sweep = settings(tmp_path, "new", task="sst2", warm=["source"], budget=3, progress=False)
+    run_sweep(sweep)
+    recorded = Storage.open(sweep.sweep_dir).meta()["warm_start"]
+    assert [(s["use"], len(s["sha256"])) for s in recorded] == [("prior", 64)]
+    assert json.loads((Path(sweep.sweep_dir) / "summary.json").read_text())["sampler"]["warm_start"] == recorded
+    run_sweep(resume_dir=sweep.sweep_dir)  # unchanged: resumes
+    store = Storage.open(tmp_path / "source")
+    store.record(1, 3, 0.5, "result")  # the source sweep went on
+    store.close()
+    with pytest.raises(AlbertError, match="--warm-start source .*source changed since this sweep started"):
+        run_sweep(resume_dir=sweep.sweep_dir)
+
+
+# --- the command line, end to end: a CoNLL-2003 sweep warm-starts an SST-2 one --------------------
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--preset", "tiny", "--sampler", "gp", "--max-train-samples", "32", "--max-eval-samples", "32",
+        "--max-seq-length", "32", "--eta", "2", "--no-progress"]
+
+
+def tune(*args, background=False):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "tune.py"), *map(str, args)]
+    if background:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def proposed(sweep_dir):
+    """(sample index, hyperparameters, how) of every search trial sweep.db recorded."""
+    if not (Path(sweep_dir) / "sweep.db").exists():
+        return []
+    with sqlite3.connect(Path(sweep_dir) / "sweep.db") as db:
+        try:
+            rows = db.execute("SELECT t.sample_index, t.config, p.info FROM trials t JOIN proposals p "
+                              "ON p.trial_id = t.id WHERE t.kind = 'search' ORDER BY t.sample_index").fetchall()
+        except sqlite3.OperationalError:  # the sweep is still creating its tables
+            return []
+    names = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay")
+    return [(i, {n: json.loads(c)[n] for n in names}, json.loads(info)["how"]) for i, c, info in rows]
+
+
+def test_warm_started_sst2_sweep_killed_and_resumed_proposes_what_an_uninterrupted_one_does(tmp_path):
+    data = Path(os.environ.get("ALBERT_DATA", "data"))
+    if not ((data / "glue" / "SST-2").is_dir() and (data / "conll2003").is_dir()):
+        pytest.skip("needs the SST-2 and CoNLL-2003 data (ALBERT_DATA)")
+    ner = tmp_path / "ner"
+    done = tune("--task", "ner", "--budget", 3, "--max-resource", 2, "--output-dir", ner, *TINY)
+    assert done.returncode == 0, done.stderr
+    warm = ["--task", "sst2", "--budget", 6, "--max-resource", 2, "--warm-start", ner, *TINY]
+    whole = tune(*warm, "--output-dir", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    killed = tmp_path / "killed"
+    proc = tune(*warm, "--output-dir", killed, background=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(proposed(killed)) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= len(proposed(killed)) < 6
+    resumed = tune("--resume", killed, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    expected = proposed(tmp_path / "whole")
+    assert proposed(killed) == expected and len(expected) == 6
+    # The first proposals are the CoNLL-2003 sweep's best configurations, then the model's.
+    hows = [how for _, _, how in expected]
+    assert hows[0] == "warm-start" and "model" in hows
+    assert json.loads((killed / "summary.json").read_text())["sampler"]["warm_start"][0]["use"] == "prior"
