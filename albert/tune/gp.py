@@ -74,6 +74,8 @@ FIDELITY = "rung"
 # the acquisition averaged over joint draws of their outcomes (fantasies.py; log EI and log PI),
 # "believer" conditions on their posterior means and penalises points near them (UCB always).
 PENDING = "fantasies"
+# The model proposes once initial_trials results are in (True), or two (False), whatever the index.
+WAIT_FOR_RESULTS = True
 # What a rung's model fits: "loss-when-tied" (the validation loss where the metric cannot rank
 # the results, see _targets) or "metric" (always the metric).
 TARGET = "loss-when-tied"
@@ -106,7 +108,11 @@ class GPSampler(Sampler):
         finite = {o.trial_id for o in history.observations if math.isfinite(o.value)}
         # Evidence from earlier sweeps of this objective replaces the quasi-random design.
         design = index < self.initial_trials and not (warm is not None and warm.has_evidence)
-        if design or len(finite) < 2:
+        # While trials run, index >= initial_trials can come with few results: a model of two
+        # points in six dimensions sends the parallel workers into one basin. A prior mean from
+        # earlier sweeps informs the model from two.
+        needed = 2 if not WAIT_FOR_RESULTS or (warm is not None and warm.has_prior) else self.initial_trials
+        if design or len(finite) < needed:
             if warm is not None and index < self.initial_trials:
                 return self.warm_config(index, self.initial_design(index))
             return self.initial_design(index)
