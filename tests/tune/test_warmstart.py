@@ -217,3 +217,14 @@ def test_warm_started_sst2_sweep_killed_and_resumed_proposes_what_an_uninterrupt
     assert proposed(killed) == expected and len(expected) == 4
     assert [how for _, _, how in expected] == ["warm-start", "warm-start", "model", "model"]
     assert json.loads((killed / "summary.json").read_text())["sampler"]["warm_start"][0]["use"] == "prior"
+
+
+def test_resume_refuses_other_sources_on_the_command_line(tmp_path):
+    from albert.tune.command import TuneArgs, differences
+
+    recorded = {"task": "sst2", "warm_start": [str(tmp_path / "a")]}
+    same = TuneArgs(resume=str(tmp_path / "s"), warm_start=[str(tmp_path / "a")])
+    other = TuneArgs(resume=str(tmp_path / "s"), warm_start=[str(tmp_path / "b")])
+    assert differences(recorded, same, {"warm_start"}) == []
+    assert differences(recorded, other, {"warm_start"}) == [
+        f"warm_start {[str(tmp_path / 'a')]!r}, not {[str(tmp_path / 'b')]!r}"]
