@@ -275,7 +275,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="where the figures go (default: bench/results/replay.json, "
                                                 "replay-transfer.json with --transfer)")
     ap.add_argument("--transfer", action="store_true",
-                    help="leave-one-task-out: each table warm-started from the others (--full-trainings default 5 10 20)")
+                    help="leave-one-task-out: each table warm-started from the others "
+                         "(--full-trainings default 5 10 20)")
     args = ap.parse_args()
     if args.transfer:
         budgets = args.full_trainings if args.full_trainings != [10, 30] else [5, 10, 20]

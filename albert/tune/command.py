@@ -99,7 +99,8 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
     return SweepSettings(
         sweep_dir=args.output_dir or "", task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
         scheduler=args.scheduler, sampler=args.sampler, acquisition=args.acquisition,
-        initial_trials=args.initial_trials, warm_start=_warm_paths(args.warm_start), mode="max" if task.greater_is_better else "min", min_resource=min_resource,
+        initial_trials=args.initial_trials, warm_start=_warm_paths(args.warm_start),
+        mode="max" if task.greater_is_better else "min", min_resource=min_resource,
         max_resource=args.max_resource, eta=args.eta, budget=args.budget, time_budget=args.time_budget,
         master_seed=args.seed, device=device, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress,

@@ -200,5 +200,6 @@ def check_unchanged(recorded: Sequence[Mapping[str, Any]] | None, warm: WarmStar
     was = {s["path"]: s["sha256"] for s in (recorded or [])}
     changed = sorted(p for p in was if now.get(p) != was[p])
     if changed or set(now) != set(was):
-        raise AlbertError(f"--resume {resume_dir}: --warm-start source {', '.join(changed or sorted(set(now) ^ set(was)))} "
+        which = ", ".join(changed or sorted(set(now) ^ set(was)))
+        raise AlbertError(f"--resume {resume_dir}: --warm-start source {which} "
                           "changed since this sweep started (its proposals would differ); start a new --output-dir")
