@@ -6,6 +6,7 @@ the target; rename is atomic on POSIX file systems, so readers see the old one o
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,35 @@ from .errors import AlbertError
 
 
 _umask_lock = threading.Lock()
+
+# Below this many free bytes a file system counts as full: a writer that reports a full disk in
+# its own words (torch's zip writer: "unexpected pos ..."; safetensors: "IoError(... StorageFull)")
+# is then said to have found no space.
+FULL_BELOW_BYTES = 1 << 20
+
+
+class WriteError(AlbertError):
+    """A file or directory could not be written (a full disk, a read-only mount); `reason` is why,
+    in words ("No space left on device")."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.reason = Path(path), reason
+
+
+def as_os_error(e: BaseException, where: str | os.PathLike) -> OSError:
+    """`e`, raised by a writer of a file under `where`, as an OSError: ENOSPC when the file system
+    is full however the writer put it. Call it before the partial file is removed (which frees
+    the space)."""
+    if isinstance(e, OSError):
+        return e
+    try:
+        full = shutil.disk_usage(where).free < FULL_BELOW_BYTES
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, " ".join(str(e).split())[:200] or type(e).__name__)
 
 
 def current_umask() -> int:
@@ -65,13 +95,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         try:
-            _as_if_created(tmp, directory=False)
             yield Path(tmp)
+            # After the writer: safetensors' save_file replaces the file with a 0600 one of its own.
+            _as_if_created(tmp, directory=False)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as e:  # a full disk, a read-only mount: one line naming the file
-            raise AlbertError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise WriteError(path, e.strerror or str(e)) from None
         _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -102,11 +133,19 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
-        _as_if_created(tmp, directory=True)
-        yield tmp
-        _fsync_tree(tmp)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    except OSError as e:
+        raise WriteError(path, e.strerror or str(e)) from None
+    try:
+        try:
+            _as_if_created(tmp, directory=True)
+            yield tmp
+            _fsync_tree(tmp)  # a full disk can surface only here, when the written pages are flushed
+        except OSError as e:  # from the writer or the flush: one line naming the directory
+            raise WriteError(path, e.strerror or str(e)) from None
+        except WriteError as e:  # a file in it (atomic_path names the temporary directory's)
+            raise WriteError(path, e.reason) from None
         if replace and path.exists():
             old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))  # as unique as tmp
             os.replace(path, old)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import as_os_error, atomic_path
 from .config import AlbertConfig
 from .errors import AlbertError
 
@@ -314,6 +314,11 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.replace(architectures=[type(model).__name__])
+    from safetensors import SafetensorError
+
     with atomic_path(directory / "model.safetensors") as tmp:
-        save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
+        try:
+            save_file(to_hf_state_dict(model), str(tmp), metadata={"format": "pt"})
+        except SafetensorError as e:  # its own error for a full disk: atomic_path names the file
+            raise as_os_error(e, directory) from None
     config.save(directory)

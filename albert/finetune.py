@@ -33,7 +33,7 @@ from .train.options import TrainingOptions
 log = logging.getLogger("albert")
 
 HEAD_CLASSES = {"sequence": "AlbertForSequenceClassification", "token": "AlbertForTokenClassification",
-                "span": "AlbertForQuestionAnswering"}
+                "span": "AlbertForQuestionAnswering", "choice": "AlbertForMultipleChoice"}
 
 
 @dataclass(kw_only=True)
@@ -103,7 +103,8 @@ ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "inte
 
 # The command-line help of the fine-tuning options (and of the training options whose default differs here).
 HELP = {
-    "task": "ner (CoNLL-2003), sst2, mrpc, rte, cola, stsb, qnli or squad (SQuAD v1.1)",
+    "task": "one of the table below: ner (CoNLL-2003); the GLUE tasks sst2, mrpc, rte, cola, stsb, qnli, mnli, qqp, "
+            "wnli; squad (SQuAD v1.1), squad2 (SQuAD v2.0); race (RACE)",
     "model": "checkpoint directory (HF format) or hub name to start from (default: the newest "
              "runs/pretrain-*/final here, else albert-base-v2)",
     "preset": "start from a random initialisation of this shape instead of --model: tiny, small, base, large, "
@@ -358,6 +359,11 @@ def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dis
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run
 
     raw = load_data(args, task)
+    # The metric that picks best/ depends on the task (and NER's per-type F1s on the data's tags):
+    # checked now, before a whole epoch is trained to its first evaluation.
+    names = task.metric_names(raw)
+    require(args.metric in names, f"--metric {args.metric!r}: the {task.name} evaluation reports "
+                                  f"{', '.join(names)}")
     # Evaluation examples do not depend on the training seed: runs (and tuning trials) that differ
     # only in seed are scored on the same examples, and share one feature cache.
     raw["validation"] = _subsample(raw["validation"], args.max_eval_samples, seed=0)

@@ -1,4 +1,4 @@
-"""Evaluation metrics for the fine-tuning tasks: GLUE, CoNLL-2003 NER and SQuAD v1.1.
+"""Evaluation metrics for the fine-tuning tasks: GLUE, CoNLL-2003 NER, SQuAD v1.1 and v2.0.
 
 Each metric is written out here (small, numpy only) so that the trainer and the tuner do not
 depend on scikit-learn, scipy, seqeval or the SQuAD script at run time; the tests hold every
@@ -30,9 +30,16 @@ MAIN_METRIC: dict[str, str] = {
     "qnli": "accuracy",
     "mrpc": "f1",
     "stsb": "combined",
+    # MNLI: matched dev accuracy, the number the ALBERT paper reports (google-research/albert's MNLI
+    # dev set is dev_matched.tsv; the mismatched one is a task of its own there).
+    "mnli": "accuracy_matched",
+    "qqp": "accuracy",
+    "wnli": "accuracy",
+    "squad2": "f1",
+    "race": "accuracy",
 }
 
-GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli")
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "mnli", "qqp", "wnli")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,14 +155,25 @@ def _glue_task(task: str) -> str:
     return name
 
 
+# The keys glue_metrics returns, per task (the others: accuracy alone).
+GLUE_METRIC_NAMES: dict[str, tuple[str, ...]] = {"cola": ("mcc",), "stsb": ("pearson", "spearmanr", "combined"),
+                                                 "mrpc": ("accuracy", "f1", "combined")}
+
+
+def glue_metric_names(task: str) -> tuple[str, ...]:
+    """What glue_metrics(task, ...) returns, known before anything is scored."""
+    return GLUE_METRIC_NAMES.get(_glue_task(task), ("accuracy",))
+
+
 def glue_metrics(task: str, preds: Any, labels: Any) -> dict[str, float]:
-    """The metrics GLUE reports for `task`; the key in MAIN_METRIC[task] is always present."""
+    """The metrics GLUE reports for `task`; the key in MAIN_METRIC[task] is always present, except
+    MNLI's, the accuracy of its matched dev set, which GlueTask adds for each of its dev sets."""
     name = _glue_task(task)
     if name == "cola":
         return {"mcc": matthews_corrcoef(preds, labels)}
     if name == "stsb":
         return pearson_spearman(preds, labels)
-    if name == "mrpc":
+    if name in ("mrpc", "qqp"):
         acc, f1 = accuracy(preds, labels), f1_binary(preds, labels)
         return {"accuracy": acc, "f1": f1, "combined": (acc + f1) / 2}
     return {"accuracy": accuracy(preds, labels)}
@@ -325,3 +343,82 @@ def squad_em_f1(predictions: Mapping[str, str], dataset_or_answers: Any) -> dict
         em += max(_exact(prediction, a) for a in answers)
         f1 += max(_token_f1(prediction, a) for a in answers)
     return {"exact_match": 100.0 * em / len(gold), "f1": 100.0 * f1 / len(gold)}
+
+
+# --------------------------------------------------------------------------------------------
+# SQuAD v2.0 (the official evaluate-v2.0.py rules, its sums in its order: equal to the last digit)
+
+
+def _v2_exact(gold: str, prediction: str) -> int:
+    return int(squad_normalize(gold) == squad_normalize(prediction))
+
+
+def _v2_f1(gold: str, prediction: str) -> float:
+    gold_tokens = squad_normalize(gold).split() if gold else []
+    pred_tokens = squad_normalize(prediction).split() if prediction else []
+    if not gold_tokens or not pred_tokens:
+        return int(gold_tokens == pred_tokens)  # "no answer" scores 1 only against "no answer"
+    same = sum((Counter(gold_tokens) & Counter(pred_tokens)).values())
+    if same == 0:
+        return 0
+    precision, recall = 1.0 * same / len(pred_tokens), 1.0 * same / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def _best_threshold(predictions: Mapping[str, str], scores: dict[str, float], na_probs: Mapping[str, float],
+                    has_answer: dict[str, bool]) -> tuple[float, float]:
+    """The score and the no-answer threshold that maximise it: questions in order of na_prob,
+    each one answered (its score, or -1 for an unanswerable question answered) from there on."""
+    current = best = sum(1 for q in has_answer if not has_answer[q])
+    threshold = 0.0
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+        if qid not in scores:
+            continue
+        current += scores[qid] if has_answer[qid] else (-1 if predictions[qid] else 0)
+        if current > best:
+            best, threshold = current, na_probs[qid]
+    return 100.0 * best / len(scores), threshold
+
+
+def squad_v2_metrics(predictions: Mapping[str, str], gold: Mapping[str, Sequence[str]],
+                     na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict[str, float]:
+    """The official SQuAD v2.0 evaluation: exact and F1 (percent) over all questions, over the
+    answerable (HasAns_*) and the unanswerable (NoAns_*) ones, with counts (*_total); with
+    `na_probs` (question id -> no-answer score) also best_exact/best_f1 and their thresholds.
+
+    `gold` maps each question id to its gold answer texts in file order ([] when unanswerable).
+    As in the script, an empty prediction means "no answer", a question whose na_prob exceeds
+    `na_prob_thresh` counts as answered "no answer", and a question without a prediction is
+    left out of the scores (the script prints a warning for it).
+    """
+    if not gold:
+        raise ValueError("no questions to score")
+    has_answer = {qid: bool(answers) for qid, answers in gold.items()}
+    exact_raw: dict[str, float] = {}
+    f1_raw: dict[str, float] = {}
+    for qid, answers in gold.items():
+        if qid not in predictions:
+            continue
+        texts = [a for a in answers if squad_normalize(a)] or [""]
+        exact_raw[qid] = max(_v2_exact(a, predictions[qid]) for a in texts)
+        f1_raw[qid] = max(_v2_f1(a, predictions[qid]) for a in texts)
+    if not exact_raw:
+        raise ValueError("no prediction for any question")
+    probs = na_probs if na_probs is not None else {qid: 0.0 for qid in predictions}
+
+    def thresholded(raw: dict[str, float]) -> dict[str, float]:
+        return {qid: float(not has_answer[qid]) if probs[qid] > na_prob_thresh else s for qid, s in raw.items()}
+
+    exact, f1 = thresholded(exact_raw), thresholded(f1_raw)
+    out: dict[str, float] = {"exact": 100.0 * sum(exact.values()) / len(exact),
+                             "f1": 100.0 * sum(f1.values()) / len(f1), "total": len(exact)}
+    for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+        qids = [qid for qid, has in has_answer.items() if has == wanted]
+        if qids:
+            out[f"{prefix}_exact"] = 100.0 * sum(exact[q] for q in qids) / len(qids)
+            out[f"{prefix}_f1"] = 100.0 * sum(f1[q] for q in qids) / len(qids)
+            out[f"{prefix}_total"] = len(qids)
+    if na_probs is not None:
+        out["best_exact"], out["best_exact_thresh"] = _best_threshold(predictions, exact_raw, na_probs, has_answer)
+        out["best_f1"], out["best_f1_thresh"] = _best_threshold(predictions, f1_raw, na_probs, has_answer)
+    return out

@@ -60,10 +60,8 @@ class Embeddings(nn.Module):
 
 
 ATTENTION_IMPLS = ("sdpa", "sdpa-cudnn", "eager")
-# SDPA's kernels for "sdpa": all but cuDNN's. cuDNN builds an execution graph for every new
-# shape, and fine-tuning batches (length-grouped) come in dozens of lengths: on an H200 a CoNLL
-# epoch with length-grouped batches (5% padding) took longer than with random ones (64% padding),
-# 13.7 s against 12.0 s, where a CPU gives 1.86x the other way (bench/README.md, 2026-11-28).
+# SDPA's kernels for "sdpa": all but cuDNN's, which builds an execution graph for every new shape,
+# and length-grouped fine-tuning batches come in dozens of shapes (bench/README.md, "GPU").
 # Flash attention has no per-shape set-up. "sdpa-cudnn" lets torch choose among all of them.
 SDPA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 CUDNN_DEVICES = ("cuda",)  # where SDPA may pick cuDNN: elsewhere the kernel choice is left alone, at no cost
@@ -108,8 +106,7 @@ class Layer(nn.Module):
         Split at dim 2 of (B, T, 3, heads, d), then transposed: in the backward pass the three
         gradients are stacked straight into the matmul output's layout. Splitting a (3, B, heads,
         T, d) permutation instead gives the same views but copies the stacked gradients once more
-        per layer application, to make them contiguous (on an H200, 12 copy kernels took 1.4 ms of
-        a 33.7-ms base step; most likely these)."""
+        per layer application, to make them contiguous."""
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).unbind(2)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -407,6 +404,24 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         return ModelOutput(loss=loss, logits=logits, pooler_output=out.pooler_output)
 
 
+class AlbertForMultipleChoice(AlbertForSequenceClassification):
+    """One score per option: the sequence classifier with one output over the pooled output of
+    each option's sequence. Inputs (B, options, T); logits (B, options); cross-entropy over options."""
+
+    def __init__(self, config: AlbertConfig):
+        # One score per option, as transformers' head (options have no label names).
+        super().__init__(config.replace(num_labels=1, id2label=None))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> ModelOutput:
+        b, k, t = input_ids.shape
+        flat = [x.reshape(b * k, t) if x is not None else None for x in (input_ids, attention_mask, token_type_ids)]
+        out = super().forward(*flat)
+        logits = out.logits.view(b, k)
+        loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
+        return ModelOutput(loss=loss, logits=logits, pooler_output=out.pooler_output)
+
+
 class AlbertForTokenClassification(AlbertPreTrainedModel):
     def __init__(self, config: AlbertConfig):
         super().__init__(config)
@@ -459,8 +474,8 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
 
 HEADS: dict[str, type[AlbertPreTrainedModel]] = {
     cls.__name__: cls for cls in (AlbertModel, AlbertForPreTraining, AlbertForMaskedLM,
-                                  AlbertForSequenceClassification, AlbertForTokenClassification,
-                                  AlbertForQuestionAnswering)
+                                  AlbertForSequenceClassification, AlbertForMultipleChoice,
+                                  AlbertForTokenClassification, AlbertForQuestionAnswering)
 }
 
 

@@ -198,6 +198,7 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
 
 def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     from .data.corpus import resolve_corpus
+    from .tasks.pretraining import HeldOut
     from .tokenizer import Tokenizer
     from .train import Distributed
     from .train.checkpoints import refuse_earlier_run
@@ -212,6 +213,8 @@ def run(args: PretrainArgs, resume: bool = False) -> dict[str, Any]:
     args = dataclasses.replace(args, lr=args.lr if args.lr is not None else _default_lr(args),
                                metric=args.metric or "loss",
                                greater_is_better=bool(args.greater_is_better))
+    require(args.metric in HeldOut.METRICS,  # now, not at the first evaluation --eval-every steps in
+            f"--metric {args.metric!r}: the held-out evaluation reports {', '.join(HeldOut.METRICS)}")
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, "pretrain", resume))
     out = Path(args.output_dir)
     dist = Distributed.from_env()

@@ -210,6 +210,14 @@ CASES = {
                           "--space: hyperparameter 'lr': empty range, low 0.0001 >= high 1e-05"),
     "space not JSON": ("tune.py", ["--task", "sst2", "--preset", "micro", "--space", '{"lr": [1e-5,'],
                        "--space: invalid JSON"),
+    # Issue 28: a --metric the evaluation does not report was refused at the first evaluation,
+    # after a whole epoch, leaving config.json and an empty log.jsonl.
+    "metric not ner's": ("finetune.py", "--task ner --preset micro --data-dir {files}/ner --metric accuracy",
+                         "--metric 'accuracy': the ner evaluation reports precision, recall, f1, f1_"),
+    "metric of an entity type not in the data": ("finetune.py", "--task ner --preset micro --data-dir {files}/ner "
+                                                 "--metric f1_DRUG", "--metric 'f1_DRUG': the ner evaluation reports"),
+    "metric not pretraining's": ("pretrain.py", "--corpus {files}/small.txt --preset micro --metric f1",
+                                 "--metric 'f1': the held-out evaluation reports mlm_loss, mlm_accuracy"),
     "budget 0": ("tune.py", "--task sst2 --preset micro --budget 0", "--budget must be a positive number"),
     "resume another task's sweep": ("tune.py", "--task sst2 --resume {files}/rte-sweep",
                                     "this sweep is for task 'rte', not 'sst2'"),
@@ -287,6 +295,10 @@ SUBPROCESS = {
     "pretrain": (["pretrain.py", "--corpus", "{files}/nowhere.txt", "--output-dir", "{tmp}/pt"],
                  "nowhere.txt: no such file or directory"),
     "train": (["train.py", "{files}/model-config.json"], "not a run configuration"),
+    "metric": (["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", "{files}/ner", "--metric", "accuracy",
+                "--output-dir", "{tmp}/ft-metric"], "--metric 'accuracy': the ner evaluation reports"),
+    "tune eta": (["tune.py", "--task", "sst2", "--preset", "micro", "--eta", "0", "--output-dir", "{tmp}/sweep-eta"],
+                 "--eta must be an integer >= 2, got 0"),
     "tune": (["tune.py", "--task", "sst2", "--preset", "micro", "--space", "{files}/space-unknown.json",
               "--output-dir", "{tmp}/sweep"], "unknown hyperparameter"),
 }
@@ -306,7 +318,7 @@ def test_real_processes_exit_2_with_one_line(files, tmp_path):
         assert "Traceback" not in stderr and stdout == "", (name, stdout, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and SUBPROCESS[name][1] in lines[0], (name, stderr)
-    for sub in ("ft", "pt", "sweep"):
+    for sub in ("ft", "pt", "sweep", "ft-metric", "sweep-eta"):
         nothing_written(tmp_path / sub)
 
 
@@ -362,3 +374,46 @@ def test_resume_needs_the_run_to_continue(files, tmp_path, capsys, monkeypatch):
     code, _, err = cli(capsys, monkeypatch, "pretrain.py", "--corpus", files / "small.txt", "--resume")
     assert code == 2 and "--resume needs --output-dir: the run to continue" in the_error(err)
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_file_a_run_writes_follows_the_umask(files, tmp_path):
+    """Issue 28: best/model.safetensors and final/model.safetensors were 0600 (safetensors writes
+    its own file) while the rest was 0644: a model exported for others could not be read by them.
+    Under umask 027 every file is 0640 and every directory 0750."""
+    umask = 0o027
+    env = {**os.environ, "ALBERT_CACHE": str(files / "cache"), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = {"ft": ["finetune.py", "--task", "ner", "--preset", "micro", "--data-dir", files / "ner", "--vocab-size",
+                   "150", "--max-seq-length", "32", "--max-steps", "2", "--eval-every", "1"],
+            "pt": ["pretrain.py", "--corpus", files / "small.txt", "--preset", "micro", "--vocab-size", "150",
+                   "--max-steps", "2", "--eval-every", "1"]}
+    for name, argv in runs.items():
+        result = subprocess.run([sys.executable, *map(str, argv), "--no-progress", "--output-dir", tmp_path / name],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                                preexec_fn=lambda: os.umask(umask))
+        assert result.returncode == 0, result.stderr
+    written = [p for p in tmp_path.rglob("*") if p.name != ".lock"]
+    assert tmp_path / "ft" / "best" / "model.safetensors" in written
+    assert tmp_path / "pt" / "final" / "model.safetensors" in written
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}
+    want = {str(p.relative_to(tmp_path)): oct((0o777 if p.is_dir() else 0o666) & ~umask) for p in written}
+    assert modes == want
+
+
+def test_wall_time_after_a_resume_is_the_whole_run(files, tmp_path, capsys, monkeypatch):
+    """Issue 28: results.json's wall_time_s after --resume counted only the resumed part. It is
+    the run's: the resumed checkpoint's wall time plus this session's."""
+    monkeypatch.setenv("ALBERT_CACHE", str(files / "cache"))
+    out = tmp_path / "ft"
+    common = ["--task", "ner", "--preset", "micro", "--data-dir", files / "ner", "--vocab-size", "150",
+              "--max-seq-length", "32", "--schedule-steps", "13", "--eval-every", "12", "--no-progress",
+              "--output-dir", out]
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", *common, "--max-steps", "12")
+    assert code == 0, err
+    first = json.loads((out / "results.json").read_text())
+    code, _, err = cli(capsys, monkeypatch, "finetune.py", *common, "--max-steps", "13", "--resume")
+    assert code == 0, err
+    second = json.loads((out / "results.json").read_text())
+    assert (first["resumed_from_step"], second["resumed_from_step"], second["steps"]) == (None, 12, 13)
+    # 12 steps and an evaluation before the checkpoint, one step after it: without the first
+    # session's time the total was a fraction of the first run's.
+    assert second["wall_time_s"] > 0.9 * first["wall_time_s"], (first["wall_time_s"], second["wall_time_s"])

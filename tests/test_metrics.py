@@ -142,12 +142,18 @@ def test_glue_metrics_per_task_and_main_metric():
                     "combined": pytest.approx((4 / 6 + f1) / 2)}
     stsb = metrics.glue_metrics("STS-B", [0.1, 2.0, 3.5, 4.0], [0.0, 2.5, 3.0, 5.0])
     assert set(stsb) == {"pearson", "spearmanr", "combined"}
-    for task in metrics.GLUE_TASKS:
+    for task in set(metrics.GLUE_TASKS) - {"mnli"}:  # MNLI's is the accuracy of one dev set (GlueTask)
         x = [0.0, 1.0, 1.0, 0.0] if task == "stsb" else [0, 1, 1, 0]
         assert metrics.MAIN_METRIC[task] in metrics.glue_metrics(task, x, [0, 1, 0, 0])
     assert metrics.MAIN_METRIC["ner"] == "f1" and metrics.MAIN_METRIC["squad"] == "f1"
-    with pytest.raises(AlbertError, match="unknown GLUE task 'mnli'"):
-        metrics.glue_metrics("mnli", preds, labels)
+    qqp = metrics.glue_metrics("qqp", preds, labels)
+    assert qqp == {"accuracy": sklearn_metrics.accuracy_score(labels, preds), "f1": pytest.approx(f1),
+                   "combined": pytest.approx((4 / 6 + f1) / 2)}
+    for task in ("mnli", "wnli"):
+        assert metrics.glue_metrics(task, preds, labels) == {"accuracy": sklearn_metrics.accuracy_score(labels, preds)}
+    assert metrics.MAIN_METRIC["mnli"] == "accuracy_matched" and metrics.MAIN_METRIC["qqp"] == "accuracy"
+    with pytest.raises(AlbertError, match="unknown GLUE task 'ax'"):
+        metrics.glue_metrics("ax", preds, labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,3 +359,57 @@ def test_squad_em_f1_on_real_dev_questions():
                 for qa in p["qas"]}
     got = metrics.squad_em_f1(contexts, articles)
     assert got["exact_match"] == 0.0 and 0.0 < got["f1"] < 20.0
+
+
+# ---------------------------------------------------------------------------------------------
+# SQuAD v2.0 against the official evaluate-v2.0.py
+
+SQUAD2 = Path(__file__).resolve().parent / "fixtures" / "squad2"
+# The official script's output on tests/fixtures/squad2 (dev-v2.0.json, predictions.json,
+# na_probs.json), printed by `python evaluate-v2.0.py dev-v2.0.json predictions.json
+# [-n na_probs.json] [-t 0.6]` - the script of rajpurkar/SQuAD-explorer, as vendored at
+# github.com/qwang70/bert (evaluate-v2.0.py, commit b3797fb7), run once on this machine. The
+# predictions cover both kinds: right, partial and wrong answers, "" for answerable questions,
+# answers for unanswerable ones, a gold answer that normalises to nothing ("a").
+OFFICIAL_V2 = {
+    "with na_probs": {"exact": 42.857142857142854, "f1": 57.573696145124714, "total": 14,
+                      "HasAns_exact": 33.333333333333336, "HasAns_f1": 56.22574955908289, "HasAns_total": 9,
+                      "NoAns_exact": 60.0, "NoAns_f1": 60.0, "NoAns_total": 5,
+                      "best_exact": 57.142857142857146, "best_exact_thresh": -1.5,
+                      "best_f1": 65.51020408163265, "best_f1_thresh": -1.0},
+    "without na_probs": {"exact": 42.857142857142854, "f1": 57.573696145124714, "total": 14,
+                         "HasAns_exact": 33.333333333333336, "HasAns_f1": 56.22574955908289, "HasAns_total": 9,
+                         "NoAns_exact": 60.0, "NoAns_f1": 60.0, "NoAns_total": 5},
+    "na_prob_thresh 0.6": {"exact": 42.857142857142854, "f1": 51.224489795918366, "total": 14,
+                           "HasAns_exact": 33.333333333333336, "HasAns_f1": 46.349206349206355, "HasAns_total": 9,
+                           "NoAns_exact": 60.0, "NoAns_f1": 60.0, "NoAns_total": 5,
+                           "best_exact": 57.142857142857146, "best_exact_thresh": -1.5,
+                           "best_f1": 65.51020408163265, "best_f1_thresh": -1.0},
+}
+
+
+@pytest.mark.parametrize("case", OFFICIAL_V2)
+def test_squad_v2_equals_the_official_script_to_the_last_digit(case):
+    from albert.data.squad import load_squad
+    from albert.tasks.squad import gold_answers
+
+    gold = gold_answers(load_squad(SQUAD2, version=2)["validation"])  # through our reader, as the task scores
+    predictions = json.loads((SQUAD2 / "predictions.json").read_text())
+    na_probs = json.loads((SQUAD2 / "na_probs.json").read_text())
+    options = {"with na_probs": {"na_probs": na_probs}, "without na_probs": {},
+               "na_prob_thresh 0.6": {"na_probs": na_probs, "na_prob_thresh": 0.6}}[case]
+    got = metrics.squad_v2_metrics(predictions, gold, **options)
+    # Same keys in the same order, and every value the same float (repr: to the last digit).
+    assert list(got) == list(OFFICIAL_V2[case])
+    assert {k: repr(v) for k, v in got.items()} == {k: repr(v) for k, v in OFFICIAL_V2[case].items()}
+
+
+def test_squad_v2_hand_cases():
+    gold = {"a": ["Denver Broncos"], "n": []}
+    # "" is the right answer to an unanswerable question, and scores 0 on an answerable one.
+    assert metrics.squad_v2_metrics({"a": "", "n": ""}, gold)["f1"] == 50.0
+    got = metrics.squad_v2_metrics({"a": "the Broncos", "n": "x"}, gold, na_probs={"a": -1.0, "n": 2.0})
+    assert got["HasAns_f1"] == pytest.approx(100 * 2 / 3) and got["NoAns_exact"] == 100.0  # na_prob 2 > 1: no answer
+    assert got["best_f1_thresh"] == -1.0 and got["best_f1"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+    with pytest.raises(ValueError, match="no prediction"):
+        metrics.squad_v2_metrics({}, gold)

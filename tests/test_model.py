@@ -37,7 +37,15 @@ OUTPUTS = {
     "AlbertForSequenceClassification": [("logits", "logits")],
     "AlbertForTokenClassification": [("logits", "logits")],
     "AlbertForQuestionAnswering": [("start_logits", "start_logits"), ("end_logits", "end_logits")],
+    "AlbertForMultipleChoice": [("logits", "logits")],
 }
+
+
+def head_inputs(head: str, seed: int = 0):
+    """inputs(seed), as one question with three options (1, 3, T) for the multiple-choice head."""
+    ids, mask, types = inputs(seed)
+    return tuple(x.view(1, *x.shape) for x in (ids, mask, types)) if head == "AlbertForMultipleChoice" \
+        else (ids, mask, types)
 
 
 def hf_config(shape: str, head: str) -> "transformers.AlbertConfig":
@@ -76,7 +84,7 @@ def test_outputs_match_transformers(tmp_path, shape, head):
     hf.save_pretrained(tmp_path)
     ours = HEADS[head].from_pretrained(tmp_path).eval()
     assert not ours.load_report.initialised and not ours.load_report.unused, str(ours.load_report)
-    ids, mask, types = inputs()
+    ids, mask, types = head_inputs(head)
     with torch.no_grad():
         a = hf(input_ids=ids, attention_mask=mask, token_type_ids=types)
         b = ours(ids, mask, types)
@@ -113,7 +121,7 @@ def test_round_trip_ours_to_transformers(tmp_path, head):
     hf, info = getattr(transformers, head).from_pretrained(tmp_path, output_loading_info=True)
     hf.eval()
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    ids, mask, types = inputs(1)
+    ids, mask, types = head_inputs(head, 1)
     with torch.no_grad():
         a = hf(input_ids=ids, attention_mask=mask, token_type_ids=types)
         b = ours(ids, mask, types)
@@ -143,6 +151,8 @@ def _labels(head: str, ids: torch.Tensor, mask: torch.Tensor):
         return {"labels": labels}
     if head == "AlbertForQuestionAnswering":
         return {"start_positions": torch.tensor([1, 3, 20]), "end_positions": torch.tensor([2, 5, 20])}
+    if head == "AlbertForMultipleChoice":
+        return {"labels": torch.tensor([2])}
     return None
 
 
@@ -163,7 +173,7 @@ def test_losses_and_gradients_match_transformers(tmp_path, head):
     hf = hf_model("groups2-inner2", head)
     hf.save_pretrained(tmp_path)
     ours = HEADS[head].from_pretrained(tmp_path).eval()
-    ids, mask, types = inputs(2)
+    ids, mask, types = head_inputs(head, 2)
     labels = _labels(head, ids, mask)
     a = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, **labels)
     b = ours(ids, mask, types, **labels)
@@ -207,7 +217,7 @@ def test_training_step_reads_nothing_back_from_the_device(head):
     # value read back to the host and no data-dependent shape (each one a GPU sync).
     config = preset("micro", vocab_size=VOCAB, num_labels=2 if head == "AlbertForQuestionAnswering" else 3)
     model = HEADS[head](config)
-    ids, mask, types = inputs(4)
+    ids, mask, types = head_inputs(head, 4)
     labels = _labels(head, ids, mask)
     if "labels" in labels and head in ("AlbertForPreTraining", "AlbertForMaskedLM"):
         positions, targets = _as_positions(labels.pop("labels"), slots=9)
@@ -229,7 +239,8 @@ def test_backbone_is_initialised_once(head):
     config = preset("micro", initializer_range=0.05)
     torch.manual_seed(3)
     bare = HEADS["AlbertModel"](config, add_pooling_layer=head in ("AlbertForPreTraining",
-                                                                     "AlbertForSequenceClassification"))
+                                                                     "AlbertForSequenceClassification",
+                                                                     "AlbertForMultipleChoice"))
     torch.manual_seed(3)
     model = HEADS[head](config)
     for name, p in bare.state_dict().items():

@@ -30,13 +30,15 @@ def local_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | None:
 
 def resolve_files(subdir: str, names: Mapping[str, str], data_dir: str | os.PathLike | None,
                   overrides: Mapping[str, str | os.PathLike | None],
-                  required: Sequence[str]) -> dict[str, Path] | None:
+                  required: Sequence[str], directories: bool = False) -> dict[str, Path] | None:
     """Split name -> file for local data, or None when the hub should be used.
 
     `names` are the file names inside the data directory; `overrides` are files the caller
     named explicitly (they must exist). A split in `required` must be found; others are optional
-    (QNLI and SQuAD have only their dev files here).
+    (QNLI and SQuAD have only their dev files here). With `directories`, each split is a
+    directory instead of a file (RACE: one file per article).
     """
+    exists = Path.is_dir if directories else Path.is_file
     given = {split: Path(p) for split, p in overrides.items() if p is not None}
     if data_dir is None and given and os.environ.get(DATA_ENV):
         # Explicit files with $ALBERT_DATA set: take the other splits from there when it has them.
@@ -56,10 +58,10 @@ def resolve_files(subdir: str, names: Mapping[str, str], data_dir: str | os.Path
             path = base / name
         else:
             continue
-        if path.is_file():
+        if exists(path):
             files[split] = path
         elif split in given or split in required:
-            raise AlbertError(f"{path}: data file not found")
+            raise AlbertError(f"{path}: data {'directory' if directories else 'file'} not found")
     for split in required:
         if split not in files:
             raise AlbertError(f"no {split} data file: give a data directory or the {split} file itself")

@@ -169,8 +169,8 @@ class Task:
                 for start in range(0, len(order), batch_size):
                     idx = order[start:start + batch_size].tolist()
                     rows = as_rows(inputs[idx])
-                    batch = {k: v.to(device) for k, v in pad_batch(rows, multiple_of=PAD_MULTIPLE, mask_unpadded=False
-                                                                   ).items() if k in INPUT_KEYS}
+                    # The task's own collate: a multiple-choice row holds one sequence per option.
+                    batch = {k: v.to(device) for k, v in self.collate(rows).items() if k in INPUT_KEYS}
                     out = model(**batch)
                     for name in outputs:
                         values = getattr(out, name).float().cpu().numpy()
@@ -186,6 +186,11 @@ class Task:
                  batch_size: int = 64, device: str | torch.device | None = None,
                  precision: str = "fp32") -> tuple[dict[str, float], Any]:
         """(metrics, predictions) of `model` on one split (the "validation" split of a DatasetDict)."""
+        raise NotImplementedError
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        """The names `evaluate` reports (what --metric may choose from), known before any
+        training: a --metric it will not report is refused before anything is written."""
         raise NotImplementedError
 
     def write_predictions(self, predictions: Any, raw: Dataset | DatasetDict, path: str | Path) -> None:

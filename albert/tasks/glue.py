@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict
 
 from ..atomic import atomic_write
 from ..data.glue import layout, load_glue
-from ..metrics import MAIN_METRIC, cross_entropy, glue_metrics, mean_squared_error
+from ..metrics import MAIN_METRIC, cross_entropy, glue_metric_names, glue_metrics, mean_squared_error
 from .base import Task, split_of
 
 
@@ -20,7 +20,8 @@ def _defaults(lr: float, batch_size: int, dropout: float, max_steps: int, warmup
 
 
 # Lan et al. 2020, appendix table "Hyperparameters for ALBERT in downstream tasks"; lr, batch size,
-# steps and warmup steps match google-research/albert run_glue.sh.
+# steps and warmup steps match google-research/albert run_glue.sh (which has no WNLI: its row is
+# the paper's table alone).
 GLUE_DEFAULTS = {
     "cola": _defaults(1e-5, 16, 0.0, 5336, 320),
     "sst2": _defaults(1e-5, 32, 0.0, 20935, 1256),
@@ -28,6 +29,9 @@ GLUE_DEFAULTS = {
     "rte": _defaults(3e-5, 32, 0.1, 800, 200),
     "stsb": _defaults(2e-5, 16, 0.1, 3598, 214),
     "qnli": _defaults(1e-5, 32, 0.0, 33112, 1986),
+    "mnli": _defaults(3e-5, 128, 0.0, 10000, 1000),
+    "qqp": _defaults(5e-5, 128, 0.1, 14000, 1000),
+    "wnli": _defaults(2e-5, 16, 0.1, 2000, 250),
 }
 
 
@@ -40,7 +44,7 @@ class GlueTask(Task):
         self.name = name
         self.layout = layout(name)
         self.main_metric = MAIN_METRIC[name]
-        self.defaults = dict(GLUE_DEFAULTS[name])  # per instance: one class serves six tasks
+        self.defaults = dict(GLUE_DEFAULTS[name])  # per instance: one class serves every GLUE task
 
     @property
     def is_regression(self) -> bool:
@@ -82,7 +86,17 @@ class GlueTask(Task):
         # The validation loss beside the task's metrics: it still ranks models whose predictions
         # are all one class (a tuner's first rung), where accuracy or MCC cannot.
         loss = mean_squared_error(preds, labels) if self.is_regression else cross_entropy(logits, labels)
-        return {**glue_metrics(self.name, preds, labels), "loss": loss}, preds
+        metrics = glue_metrics(self.name, preds, labels)
+        if len(self.layout.dev_sets) > 1:  # MNLI: each dev set's metrics too (accuracy_matched, ...)
+            dev_set = np.asarray([row_id.split("-", 1)[0] for row_id in split_of(raw)["id"]])
+            for name, _ in self.layout.dev_sets:
+                if (dev_set == name).any():
+                    mask = dev_set == name
+                    metrics.update({f"{k}_{name}": v for k, v in glue_metrics(self.name, preds[mask], labels[mask]).items()})
+        return {**metrics, "loss": loss}, preds
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return (*glue_metric_names(self.name), "loss")
 
     def write_predictions(self, predictions: np.ndarray, raw: Dataset | DatasetDict, path: str | Path) -> None:
         """GLUE's submission layout: "index<TAB>prediction", label names for RTE/QNLI, scores for STS-B."""

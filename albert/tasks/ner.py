@@ -113,6 +113,11 @@ class NerTask(Task):
                    "loss": cross_entropy(logits, features["labels"], ignore=IGNORE)}
         return metrics, NerPredictions(tags, report, missing)
 
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        # seqeval's entity types: the tags' names without their B-/I- prefix.
+        kinds = sorted({tag.split("-", 1)[-1] for tag in self.label_names(raw) if tag != "O"})
+        return ("precision", "recall", "f1", *(f"f1_{kind}" for kind in kinds), "words_not_predicted", "loss")
+
     def report(self, metrics: dict[str, float], predictions: NerPredictions) -> str:
         """The per-type precision/recall/F1 table of an evaluation."""
         note = f"\n({predictions.words_not_predicted} words beyond max_seq_length were predicted O)" \

@@ -24,6 +24,10 @@ class HeldOut:
     [MASK] already scores ~14% on English Wikipedia. `mlm_masked_accuracy` counts only the
     positions shown as [MASK], where the answer must come from the context ('the' everywhere: ~5%)."""
 
+    # What __call__ reports: the names pretrain.py's --metric may choose from.
+    METRICS = ("mlm_loss", "mlm_accuracy", "mlm_perplexity", "mlm_masked_accuracy", "sop_loss", "sop_accuracy",
+               "sop_balanced_accuracy", "sop_majority", "loss")
+
     def __init__(self, dataset, collate, batch_size: int):
         self.dataset, self.collate, self.batch_size = dataset, collate, batch_size
 

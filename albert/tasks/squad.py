@@ -19,7 +19,7 @@ from datasets import Dataset, DatasetDict
 from ..atomic import write_json
 from ..data.squad import load_squad
 from ..errors import AlbertError
-from ..metrics import MAIN_METRIC, squad_em_f1
+from ..metrics import MAIN_METRIC, cross_entropy, squad_em_f1
 from .base import Task, split_of
 
 
@@ -184,16 +184,22 @@ class SquadTask(Task):
                 out["length"].append(len(input_ids))
         return out
 
-    def decode(self, features: Dataset, raw: Dataset, start_logits: list[np.ndarray],
-               end_logits: list[np.ndarray]) -> dict[str, str]:
-        """{question id: answer text}: the best valid span over all windows of each question."""
-        best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first word, last word)
+    def best_spans(self, features: Dataset, start_logits: list[np.ndarray],
+                   end_logits: list[np.ndarray]) -> dict[int, tuple[float, int, int]]:
+        """{example index: (score, first word, last word)} of the best valid span over all windows."""
+        best: dict[int, tuple[float, int, int]] = {}
         columns = features.select_columns(["example_index", "word_ids", "max_context"])
         for f, row in enumerate(columns):
             span = _best_span(np.asarray(start_logits[f]), np.asarray(end_logits[f]), np.asarray(row["word_ids"]),
                               np.asarray(row["max_context"], dtype=bool), self.n_best, self.max_answer_length)
             if span is not None and (row["example_index"] not in best or span[0] > best[row["example_index"]][0]):
                 best[row["example_index"]] = span
+        return best
+
+    def decode(self, features: Dataset, raw: Dataset, start_logits: list[np.ndarray],
+               end_logits: list[np.ndarray]) -> dict[str, str]:
+        """{question id: answer text}: the best valid span over all windows of each question."""
+        best = self.best_spans(features, start_logits, end_logits)
         predictions = {}
         for i, (qid, context) in enumerate(zip(raw["id"], raw["context"])):
             if i in best:
@@ -210,11 +216,26 @@ class SquadTask(Task):
         logits = self.predict_raw(model, features, ("start_logits", "end_logits"), token_level=True,
                                   batch_size=batch_size, device=device, precision=precision)
         predictions = self.decode(features, split, logits["start_logits"], logits["end_logits"])
-        return squad_em_f1(predictions, gold_answers(split)), predictions
+        # The validation loss, as training counts it: it still ranks models whose spans all miss
+        # (EM and F1 0, a tuner's first rung), and it is what the GP sampler falls back on then.
+        loss = (span_loss(logits["start_logits"], features["start_positions"])
+                + span_loss(logits["end_logits"], features["end_positions"])) / 2
+        return {**squad_em_f1(predictions, gold_answers(split)), "loss": loss}, predictions
+
+    def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
+        return ("exact_match", "f1", "loss")
 
     def write_predictions(self, predictions: dict[str, str], raw: Dataset | DatasetDict, path: str | Path) -> None:
         """predictions.json as the official evaluate-v1.1.py reads it: {question id: answer text}."""
         write_json(path, predictions)
+
+
+def span_loss(logits: list[np.ndarray], positions: list[int]) -> float:
+    """Mean cross-entropy of the gold token position over each window's tokens (a window without
+    the answer points at [CLS]), the start or end half of AlbertForQuestionAnswering's loss."""
+    if not len(positions):
+        return 0.0
+    return float(np.mean([cross_entropy(np.reshape(x, (1, -1)), np.array([p])) for x, p in zip(logits, positions)]))
 
 
 def gold_answers(raw: Dataset) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_dir, atomic_write, remove_temporaries
+from ..atomic import WriteError, as_os_error, atomic_dir, atomic_write, remove_temporaries
 from ..errors import AlbertError, TrainingWarning
 
 REQUIRED_FILES = ("model.pt", "optimizer.pt", "trainer.pt")
@@ -62,17 +62,18 @@ class CheckpointStore:
                 files = {}
                 for name, obj in objects.items():
                     path = tmp / f"{name}.pt"
-                    torch.save(obj, path)
+                    try:
+                        torch.save(obj, path)
+                    except RuntimeError as e:  # a full disk, in its zip writer's words ("unexpected pos")
+                        raise as_os_error(e, tmp) from None
                     files[path.name] = _sha256(path)
                 manifest = {"format": 1, "step": step, "config": self.fingerprint, "files": files}
                 if self.settings is not None:
                     manifest["settings"] = self.settings
                 with atomic_write(tmp / "manifest.json") as f:
                     json.dump(manifest, f, indent=2)
-        # torch.save reports a full disk as a RuntimeError from its zip writer.
-        except (OSError, RuntimeError, AlbertError) as e:
-            cause = e.__cause__ if isinstance(e, AlbertError) and e.__cause__ is not None else e
-            reason = getattr(cause, "strerror", None) or str(cause).strip().splitlines()[0]
+        except (OSError, WriteError) as e:
+            reason = e.reason if isinstance(e, WriteError) else e.strerror or str(e)
             kept = self.steps()
             previous = f"the previous checkpoint {kept[0][1]} is intact" if kept else "no earlier checkpoint exists"
             raise AlbertError(f"{final}: cannot write the checkpoint ({reason}); {previous}") from e

@@ -88,9 +88,8 @@ def loader_start_method() -> str | None:
     Python's default. The default is not what it seems in every process: one that was itself
     spawned, as a sweep's trial worker is, inherits "spawn", and Python 3.14 makes "forkserver"
     the default on Linux. A worker started either way imports torch and albert again before its
-    first batch, for every trial (a micro sweep of 6 trials with 4 loader workers each, the
-    default on CUDA, took 60 s instead of 10 on 2 CPU cores; on an H200 such sweeps had not
-    finished after 50 s). A forked worker touches no CUDA: it only collates on the CPU."""
+    first batch, for every trial, which made sweeps with loader workers several times slower.
+    A forked worker touches no CUDA: it only collates on the CPU."""
     if sys.platform == "darwin" or "fork" not in multiprocessing.get_all_start_methods():
         return None
     return "fork"

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import atomic_dir, remove_temporaries, write_json
+from ..atomic import WriteError, atomic_dir, remove_temporaries, write_json
 from ..checkpoint import first_non_finite
 from ..data.batch_order import LengthGroupedSampler
 from ..dirlock import lock_directory
@@ -67,6 +67,7 @@ class Progress:
     evals_without_improvement: int = 0
     bad_steps: int = 0  # consecutive non-finite steps
     skipped_steps: int = 0
+    wall_time_s: float = 0.0  # the run's wall time up to this checkpoint, earlier sessions' included
 
 
 class Step(NamedTuple):
@@ -157,6 +158,9 @@ class Trainer:
         self.progress = Progress()
         self.stopped_by_callback = False
         self.feed: Feed | None = None  # made by train(): one loader for the run
+        self.resumed_at: int | None = None  # the checkpoint's step train() resumed from
+        self._session_started = time.perf_counter()  # set by train(): this session's start
+        self._restored_wall_time = 0.0  # the resumed checkpoint's wall_time_s
         self.guard: StepGuard | None = None  # made by the loop: the device-side sums and flag
 
     # --- the loop ---------------------------------------------------------------------------
@@ -173,7 +177,8 @@ class Trainer:
             self.progress, self.stopped_by_callback = Progress(), False
             seed_everything(self.options.seed + self.dist.rank)
             self.model.train()
-            resumed_at = self._restore() if resume else None
+            self._session_started, self._restored_wall_time = started, 0.0
+            resumed_at = self.resumed_at = self._restore() if resume else None
             if resumed_at is None and self.dist.is_main:
                 self._start_over(resuming=resume)
             if self.dist.is_main and self.on_start is not None:
@@ -399,9 +404,8 @@ class Trainer:
         try:
             with atomic_dir(best) as tmp:
                 self.save_best_fn(self.model, tmp)
-        except OSError as e:
-            raise AlbertError(f"{best}: cannot write the best model ({e.strerror or e}); "
-                              "the previous best/ is intact") from e
+        except WriteError as e:  # any file in it (model.safetensors, spiece.model, ...), or best/ itself
+            raise AlbertError(f"{best}: cannot write the best model ({e.reason}); the previous best/ is intact") from None
 
     # --- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
@@ -410,6 +414,7 @@ class Trainer:
         rngs = self.dist.gather(rng_state(self.device))
         path = None
         if self.dist.is_main:
+            self.progress.wall_time_s = self._wall_time()
             state = {**dataclasses.asdict(self.progress), "micro_batch": self.sampler.batch_size,
                      "global_batch": self.sampler.global_batch, "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict(), "rng": rngs}
@@ -448,7 +453,9 @@ class Trainer:
         self.scheduler.load_state_dict(sched)
         if state["scaler"]:  # empty from a bf16/fp32 run: an fp16 run resumed from it starts a fresh scaler
             self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
+        # A checkpoint from before a field existed gets its default (wall_time_s: unknown, 0).
+        self.progress = Progress(**{f.name: state.get(f.name, f.default) for f in dataclasses.fields(Progress)})
+        self._restored_wall_time = self.progress.wall_time_s
         self.sampler.set_micro_batch(state["micro_batch"])
         rngs = state["rng"]
         if self.dist.rank < len(rngs):
@@ -473,6 +480,11 @@ class Trainer:
         self.store.clear()
 
     # --- figures ----------------------------------------------------------------------------
+    def _wall_time(self) -> float:
+        """The run's wall time so far: this session's and, after a resume, that of the sessions
+        up to the checkpoint it resumed from (the work it kept)."""
+        return self._restored_wall_time + time.perf_counter() - self._session_started
+
     def _epochs(self) -> float:
         return round(self.progress.step / self.steps_per_epoch, 4)
 
@@ -497,7 +509,7 @@ class Trainer:
             "best_step": p.best_step, "best_metric": p.best_metric, "metric": self.options.metric,
             "stopped_early": stopped_early and not self.stopped_by_callback,
             "stopped_by_callback": self.stopped_by_callback, "skipped_steps": p.skipped_steps,
-            "wall_time_s": time.perf_counter() - started,
+            "wall_time_s": self._wall_time(), "resumed_from_step": self.resumed_at,
             "train_samples_per_s": run.rows / run.time if run.time > 0 else None,
             "tokens_per_s": tokens_per_s,
             "mfu": self._mfu(tokens_per_s) if tokens_per_s is not None else None,

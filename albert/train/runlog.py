@@ -3,6 +3,7 @@ asked for (--report-to tensorboard), and the running totals (losses, rows, token
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,17 +58,33 @@ class RunLog:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
         except OSError as e:
-            raise AlbertError(f"{self.path}: cannot write the log ({e.strerror or e})") from e
+            self._discard()  # its buffer still holds the line: closing would fail again, with a traceback
+            raise AlbertError(f"{self.path}: cannot write the log ({e.strerror or e})") from None
         if self._tb is not None:
             prefix = record.get("type", "train")
             for k, v in record.items():
                 if k not in ("type", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self._tb.add_scalar(f"{prefix}/{k}", v, record["step"])
 
+    def _discard(self) -> None:
+        """Close the file without writing what its buffer holds (after a failed write)."""
+        f, self._file = self._file, None
+        try:
+            os.close(f.fileno())  # the descriptor alone: no flush of the buffered line
+        except OSError:
+            pass
+        try:
+            f.close()  # now fails to flush into the closed descriptor; nothing is lost that was not already
+        except (OSError, ValueError):
+            pass
+
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            f, self._file = self._file, None
+            try:
+                f.close()
+            except OSError as e:
+                raise AlbertError(f"{self.path}: cannot write the log ({e.strerror or e})") from None
         if self._tb is not None:
             self._tb.close()
             self._tb = None

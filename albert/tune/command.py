@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import AlbertError
+from ..errors import AlbertError, require
 from .space import HYPERPARAMETERS, Space, default_space
 
 OBJECTIVE = "albert.tune.objective:finetune"
@@ -74,14 +74,13 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
     if not args.task:
         say(f"no --task: tuning {DEFAULT_TASK} (CoNLL-2003 named entities, as `finetune.py --task {DEFAULT_TASK}`)")
     task = get_task(args.task or DEFAULT_TASK)
-    if args.max_resource < 1:
-        raise AlbertError(f"--max-resource must be >= 1 step, got {args.max_resource}")
+    check_numbers(args)  # before any of them is computed with (--eta 0 divided by zero here)
     # Three rungs by default, the first at a ninth of a full training (eta 3): on the recorded
     # tiny-model curves (bench/results/curves-ner.json) the F1 at an eighth of the run does not rank
     # the final one (rank correlation -0.08), at a quarter it starts to (0.54). Rounded up, so that
     # eta^2 times it reaches max_resource: rounded down, 1000 // 9 = 111 made rungs at 111, 333,
     # 999 and a fourth, 1-step one at 1000.
-    min_resource = args.min_resource or max(1, -(-args.max_resource // args.eta ** 2))
+    min_resource = args.min_resource if args.min_resource is not None else max(1, -(-args.max_resource // args.eta ** 2))
     model = args.model
     if model is None and args.preset is None:
         model = _default_model(say)
@@ -110,6 +109,28 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
 def _warm_paths(paths: list[str] | None) -> list[str] | None:
     """--warm-start's directories as absolute paths (what the sweep records and a resume compares)."""
     return [str(Path(p).resolve()) for p in paths] if paths else None
+
+
+def check_numbers(args: TuneArgs) -> None:
+    """Every number tune.py takes, checked before any is used (the rungs, the workers, the trials'
+    fine-tuning options): a bad one is one line naming the option, before anything is written."""
+    from ..finetune import FinetuneArgs
+
+    require(args.eta >= 2, f"--eta must be an integer >= 2, got {args.eta}")
+    require(args.max_resource >= 1, f"--max-resource must be >= 1 step, got {args.max_resource}")
+    require(args.min_resource is None or 1 <= args.min_resource <= args.max_resource,
+            f"--min-resource must be between 1 and --max-resource {args.max_resource}, got {args.min_resource}")
+    require(args.budget >= 1, f"--budget must be a positive number of configurations, got {args.budget}")
+    require(args.time_budget is None or args.time_budget > 0,
+            f"--time-budget must be positive seconds, got {args.time_budget}")
+    require(args.workers >= 1, f"--workers must be >= 1, got {args.workers}")
+    require(args.trials_per_gpu >= 1, f"--trials-per-gpu must be >= 1, got {args.trials_per_gpu}")
+    require(args.confirm_top >= 0, f"--confirm-top must be >= 0, got {args.confirm_top}")
+    require(args.confirm_seeds >= 0, f"--confirm-seeds must be >= 0, got {args.confirm_seeds}")
+    require(0 <= args.seed < 2**32, f"--seed must be in [0, 2^32), got {args.seed}")
+    # The options every trial's fine-tuning gets: finetune.py's own checks, now rather than in
+    # each trial (where the sweep would stop after three failed trials).
+    FinetuneArgs(task=args.task or DEFAULT_TASK, **{k: getattr(args, k) for k in FIXED if k != "task"}).validate()
 
 
 def _default_model(say: Callable[[str], None]) -> str:
@@ -186,8 +207,7 @@ def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
         raise AlbertError(f"--backend must be local or ray, got {args.backend!r}")
     if args.warm_start and args.backend == "ray":
         raise AlbertError("--warm-start works with --backend local only")
-    if args.budget < 1:
-        raise AlbertError(f"--budget must be a positive number of configurations, got {args.budget}")
+    check_numbers(args)
     check_sampler_options(args.sampler, args.acquisition, args.initial_trials)
     if args.resume:
         return resume(args, given)

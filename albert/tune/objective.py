@@ -3,7 +3,8 @@
 A trial's configuration is the sweep's fixed fine-tuning options (task, model or preset, data,
 ...) merged with the sampled hyperparameters. Resource = optimizer steps. Every trial follows the
 LR schedule of `max_resource` steps, so trials compared at a rung have seen the same schedule; a
-promotion resumes the trial from its own checkpoint instead of starting again.
+promotion, or a job re-run after an interruption, resumes the trial from its own newest checkpoint
+instead of starting again.
 """
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ def finetune(config: dict[str, Any], trial_dir: str, from_resource: int, to_reso
 
     args = finetune_args(config, trial_dir, to_resource, max_resource, seed)
     task = get_task(args.task)
-    resume = from_resource > 0 and (Path(trial_dir) / "checkpoints").is_dir()
+    # Whatever job this is: a job cut short (kill -9 of the sweep, a worker that died) left its
+    # checkpoints, and the trial goes on from the newest intact one, as `finetune.py --resume`
+    # does; a first job with none starts from step 0.
+    resume = (Path(trial_dir) / "checkpoints").is_dir()
 
     def on_evaluate(step: int, metrics: dict[str, float]) -> bool:
         return report(step, float(metrics[task.main_metric]), loss=metrics.get("loss"))

@@ -18,7 +18,10 @@ command, continues from its last rung instead of from step 0.
 
 The sweep directory gets the local backend's report (trials.csv, summary.json, best/ with a
 config.json that retrains into best/retrain, plots) plus ray/, Ray's experiment directory
-(storage_path; one checkpoint, the latest, per trial). There is no sweep.db.
+(storage_path; one checkpoint, the latest, per trial) and ray.log, everything Ray printed
+(ray_console.py: the console shows only our status lines). There is no sweep.db. Trial ids
+follow creation order (the searcher's suggestion order with --sampler gp); Ctrl-C stops Ray's
+experiment, marks the trials it stopped "interrupted" and `tune.py --resume` continues them.
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ from ..atomic import write_json
 from ..errors import AlbertError
 from . import report as reporting
 from .asha import make_rungs
-from .ray_searcher import LOSS, METRIC, RESOURCE, SEED_KEY
+from .ray_console import INTERRUPTED, RAY_LOG, RayConsole, status_callback
+from .ray_searcher import INDEX_KEY, LOSS, METRIC, RESOURCE, SEED_KEY
 from .runner import check_objective, load_objective
 from .space import Choice, IntUniform, LogUniform, Space, Uniform
 from .storage import ResultRecord, TrialRecord
@@ -171,6 +175,7 @@ def albert_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     objective = load_objective(plan.objective)
     config = {k: _plain(v) for k, v in config.items()}
     seed = int(config.pop(SEED_KEY))
+    config.pop(INDEX_KEY, None)
     # A temporary working copy: what lasts is the checkpoint Ray persists under the sweep's ray/.
     try:
         with tempfile.TemporaryDirectory(prefix="albert-ray-trial-") as tmp:
@@ -245,23 +250,35 @@ def _check_rerun(settings: SweepSettings, sweep_dir: Path) -> None:
                               "(a re-run continues it; choose a new --output-dir to change settings)")
 
 
-def _init_ray(api: SimpleNamespace, progress: bool) -> bool:
+def _init_ray(api: SimpleNamespace, console: RayConsole) -> bool:
     """Connect to RAY_ADDRESS's cluster, or start a local Ray; True if we started it (and must shut it down)."""
     if api.ray.is_initialized():
         return False
     env = {k: str(Path(os.environ[k]).resolve()) if Path(os.environ[k]).exists() else os.environ[k]
            for k in FORWARDED_ENV if os.environ.get(k)}
-    # Without progress output, trials' own log lines stay in Ray's logs instead of the terminal.
-    kwargs: dict[str, Any] = {"log_to_driver": progress}
+    # The trials' output is relayed to the driver, where RayConsole sends it to ray.log.
+    kwargs: dict[str, Any] = {"log_to_driver": True}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     if not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
+        # "local": a new instance of our own, never a cluster that `ray start` left running here.
+        kwargs.update(address="local", include_dashboard=False)
     try:
         api.ray.init(**kwargs)
-    except ConnectionError as e:
-        raise AlbertError(f"cannot connect to the Ray cluster at RAY_ADDRESS={os.environ.get('RAY_ADDRESS')!r}: {e}") from None
+    except (ConnectionError, RuntimeError) as e:
+        # The cause (e.g. InvalidAuthToken) is only in the warnings Ray's core wrote to the log.
+        raise AlbertError(connect_error(os.environ.get("RAY_ADDRESS"), e, console.log_text())) from None
     return True
+
+
+def connect_error(address: str | None, error: BaseException, log: str = "") -> str:
+    """One line for a failed ray.init, naming the cluster's token authentication when that refused us."""
+    if "InvalidAuthToken" in log or "InvalidAuthToken" in str(error):
+        return (f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: its token authentication refused "
+                "this machine (InvalidAuthToken); set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head "
+                "node's token (`ray get-auth-token` there), as on every node")
+    lines = str(error).strip().splitlines()
+    return f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: {lines[0] if lines else type(error).__name__}"
 
 
 def trial_resources(settings: SweepSettings, cluster: dict[str, float], node_cpus: float) -> tuple[dict[str, float], int | None, int | None]:
@@ -328,7 +345,9 @@ def _tuner(api: SimpleNamespace, settings: SweepSettings, space: Space, sweep_di
         time_budget_s=settings.time_budget, reuse_actors=True,
         trial_dirname_creator=_trial_dirname)
     run_config = api.RunConfig(
-        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), verbose=1 if settings.progress else 0,
+        # verbose 0: no progress tables; our status line comes from the callback (ray_console.py).
+        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), verbose=0,
+        callbacks=[status_callback(api.tune.Callback)],
         checkpoint_config=api.CheckpointConfig(num_to_keep=1),
         failure_config=api.FailureConfig(max_failures=settings.max_retries))
     return api.tune.Tuner(trainable.fn, param_space=param_space, tune_config=tune_config, run_config=run_config)
@@ -351,20 +370,25 @@ def run_with_ray(settings: SweepSettings) -> dict[str, Any]:
 
     # Every rung is a checkpoint, so Ray snapshots its experiment state often; that is intended.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    started_ray = _init_ray(api, settings.progress)
-    started = time.monotonic()
-    try:
-        resources, threads, concurrent = trial_resources(settings, api.ray.cluster_resources(), _node_cpus(api.ray))
-        plan = TrialPlan(settings.objective, tuple(segments(settings.min_resource, settings.max_resource, settings.eta)),
-                         settings.max_resource, threads)
-        fn = api.tune.with_resources(api.tune.with_parameters(albert_trial, plan=plan), resources)
-        tuner = _tuner(api, settings, space, sweep_dir, SimpleNamespace(fn=fn, max_concurrent=concurrent))
-        grid = tuner.fit()
-        elapsed = time.monotonic() - started
-        return write_report(settings, space, sweep_dir, list(grid), elapsed)
-    finally:
-        if started_ray:
-            api.ray.shutdown()
+    with RayConsole(sweep_dir / RAY_LOG, settings.progress) as console:
+        console.watch(settings.budget, settings.max_resource, settings.metric(), settings.mode, _order)
+        started_ray = _init_ray(api, console)
+        started = time.monotonic()
+        try:
+            resources, threads, concurrent = trial_resources(settings, api.ray.cluster_resources(),
+                                                             _node_cpus(api.ray))
+            plan = TrialPlan(settings.objective,
+                             tuple(segments(settings.min_resource, settings.max_resource, settings.eta)),
+                             settings.max_resource, threads)
+            fn = api.tune.with_resources(api.tune.with_parameters(albert_trial, plan=plan), resources)
+            tuner = _tuner(api, settings, space, sweep_dir, SimpleNamespace(fn=fn, max_concurrent=concurrent))
+            grid = tuner.fit()
+            elapsed = time.monotonic() - started
+        finally:
+            if started_ray:
+                api.ray.shutdown()
+        unfinished = console.unfinished if console.interrupted else set()
+    return write_report(settings, space, sweep_dir, list(grid), elapsed, unfinished, console.interrupted)
 
 
 def resume_with_ray(sweep_dir: str | Path) -> dict[str, Any]:
@@ -382,8 +406,11 @@ def _ray_trial_id(result: Any) -> str:
     return Path(result.path).name
 
 
-def _order(ray_id: str) -> tuple[int, str]:
-    # Ray's trial ids are "<run prefix>_<5-digit counter>": the counter is creation order.
+def _order(ray_id: str, config: dict[str, Any] | None) -> tuple[int, str]:
+    """Creation order: our searcher's index in the configuration; else Ray's own trial ids,
+    "<run prefix>_<5-digit counter>" (Ray's random search), whose counter is creation order."""
+    if config and INDEX_KEY in config:
+        return (int(config[INDEX_KEY]), ray_id)
     tail = ray_id.rsplit("_", 1)[-1]
     return (int(tail) if tail.isdigit() else sys.maxsize, ray_id)
 
@@ -398,15 +425,18 @@ def _local_checkpoint(result: Any, sweep_dir: Path) -> str | None:
     return ckpt.to_directory(str(sweep_dir / ".best.download"))
 
 
-def records(results: list[Any], settings: SweepSettings) -> tuple[list[TrialRecord], list[ResultRecord], dict[int, Any]]:
-    """Ray's results as the local backend's trial and result records (ids 1, 2, ... in creation order)."""
+def records(results: list[Any], settings: SweepSettings, unfinished: set[str] = frozenset()
+            ) -> tuple[list[TrialRecord], list[ResultRecord], dict[int, Any]]:
+    """Ray's results as the local backend's trial and result records (ids 1, 2, ... in creation
+    order). `unfinished`: Ray trial ids stopped by Ctrl-C before their end (state "interrupted")."""
     trials, rows = [], []
     by_id: dict[int, Any] = {}
-    for index, result in enumerate(sorted(results, key=lambda r: _order(_ray_trial_id(r)))):
+    for index, result in enumerate(sorted(results, key=lambda r: _order(_ray_trial_id(r), r.config))):
         tid = index + 1
         by_id[tid] = result
         config = dict(result.config or {})
         seed = int(config.pop(SEED_KEY, 0))
+        config.pop(INDEX_KEY, None)
         history = result.metrics_dataframe
         reports = [] if history is None or RESOURCE not in history else history.to_dict("records")
         rung_metrics: dict[int, float] = {}
@@ -424,6 +454,8 @@ def records(results: list[Any], settings: SweepSettings) -> tuple[list[TrialReco
             state = "failed"
         elif resource >= settings.max_resource:
             state = "completed"
+        elif _ray_trial_id(result) in unfinished:
+            state = INTERRUPTED
         else:
             state = "pruned"
         if metric is not None and not math.isfinite(metric):
@@ -444,8 +476,8 @@ def records(results: list[Any], settings: SweepSettings) -> tuple[list[TrialReco
 
 
 def write_report(settings: SweepSettings, space: Space, sweep_dir: Path, results: list[Any],
-                 elapsed: float) -> dict[str, Any]:
-    trials, result_rows, by_id = records(results, settings)
+                 elapsed: float, unfinished: set[str] = frozenset(), interrupted: bool = False) -> dict[str, Any]:
+    trials, result_rows, by_id = records(results, settings, unfinished)
     names = list(space)
     rungs = segments(settings.min_resource, settings.max_resource, settings.eta)
     rows = reporting.trial_rows(trials, names, rungs, settings.metric())
@@ -463,7 +495,8 @@ def write_report(settings: SweepSettings, space: Space, sweep_dir: Path, results
         "sweep_dir": str(sweep_dir), "task": settings.task, "backend": "ray", "scheduler": settings.scheduler,
         # Ray's ASHA stops trials at rungs (like local "hyperband"); it never pauses and promotes.
         "ray_scheduler": "FIFOScheduler" if settings.scheduler == "random" else "AsyncHyperBandScheduler",
-        "finished": not out_of_time, "stop_reason": "time" if out_of_time else None, "elapsed_s": elapsed,
+        "finished": not (out_of_time or interrupted), "elapsed_s": elapsed,
+        "stop_reason": "interrupt" if interrupted else "time" if out_of_time else None,
         "tried": len(trials), "budget": settings.budget,
         "states": dict(collections.Counter(t.state for t in trials)),
         "compute": reporting.compute_used(trials, settings.max_resource), "rungs": rungs, "confirm": [],

@@ -26,6 +26,9 @@ from .space import Space
 RESOURCE, METRIC = "resource", "metric"     # the keys reported to Ray (time_attr and metric)
 LOSS = "validation_loss"               # reported beside them when the objective gives one (NaN: none)
 SEED_KEY = "trial_seed"                # sampled with the configuration, popped before the objective sees it
+# Our trial index (suggestion order) in a searcher's configuration, popped like the seed: with a
+# searcher Ray names trials with random hex ids, so the report orders trials by this instead.
+INDEX_KEY = "trial_index"
 
 
 class SamplerSearcher:
@@ -36,7 +39,8 @@ class SamplerSearcher:
         from .sweep import trial_seed
 
         self.sampler = settings.make_sampler(space)
-        self.space, self.fixed, self.mode = space, dict(settings.fixed), settings.mode
+        # `goal`, not `mode`: Ray's Searcher has a read-only `mode` property.
+        self.space, self.fixed, self.goal = space, dict(settings.fixed), settings.mode
         self.master_seed, self.max_resource = settings.master_seed, settings.max_resource
         self.rungs = make_rungs(settings.min_resource, settings.max_resource, settings.eta)
         self._trial_seed = trial_seed
@@ -53,12 +57,12 @@ class SamplerSearcher:
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         index = len(self.index)
         history = build_history(self.space, self.configs, self.results,
-                                [(i, self.max_resource) for i in sorted(self.running)], self.rungs, self.mode)
+                                [(i, self.max_resource) for i in sorted(self.running)], self.rungs, self.goal)
         config = self.sampler.propose(index, history).config
         self.index[trial_id], self.configs[index] = index, config
         self.running.add(index)
         seed = int(config["seed"]) if "seed" in config else self._trial_seed(self.master_seed, index)
-        return {**self.fixed, **config, SEED_KEY: seed}
+        return {**self.fixed, **config, SEED_KEY: seed, INDEX_KEY: index}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         index = self.index.get(trial_id)

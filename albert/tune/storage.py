@@ -165,8 +165,18 @@ class Storage:
         path = Path(sweep_dir) / DB_NAME
         if not path.is_file():
             raise AlbertError(f"{sweep_dir}: no sweep to resume here (no {DB_NAME})")
-        store = cls(path)
-        version = store.meta().get("schema_version")
+        try:
+            store = cls(path)
+            # A damaged file (cut short, overwritten in the middle) fails here, in one line, not
+            # halfway through a replay; quick_check reads every page, and a sweep.db is small.
+            problems = [row[0] for row in store.conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                store.close()
+                raise sqlite3.DatabaseError(" ".join("; ".join(problems[:2]).split())[:200])
+            version = store.meta().get("schema_version")
+        except sqlite3.DatabaseError as e:
+            raise AlbertError(f"{path}: damaged, not a readable sweep database ({e}); restore it from a copy, or "
+                              "start the sweep again in a new --output-dir") from None
         if version == 1:  # written before results had a loss column: add it (NULL, "none reported")
             with store.transaction():
                 store.conn.execute("ALTER TABLE results ADD COLUMN loss REAL")

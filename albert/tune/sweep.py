@@ -34,6 +34,7 @@ from ..errors import AlbertError
 from . import proposals
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
+from .estimate import StepRate, TrialProgress, expected_steps_left, seconds_left
 from .runner import Assignment, Died, Done, Error, Report, WorkerPool, check_objective, plan_workers
 from .settings import IDENTITY, SweepSettings, identity_differences, trial_seed  # noqa: F401 (re-exported)
 from .space import Space
@@ -116,6 +117,7 @@ class Sweep:
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.jobs_done = 0  # jobs ended (a result, an error, a dead worker): news for the progress lines
+        self.rate = StepRate()  # steps trained per second in this session, for the ETA
 
     # --- rebuilding after a crash -------------------------------------------------------------
 
@@ -304,13 +306,22 @@ class Sweep:
                      else f"best {name} -")
         elapsed = time.monotonic() - self.started
         timing = duration(elapsed)
-        left = self.settings.budget - finished
-        if finished and left > 0 and self.stop_reason is None:
-            # By finished trials: pruned ones are cheap, so early on this overestimates.
-            timing += f", ETA ~{duration(elapsed * left / finished)}"
+        eta = self.seconds_left(search) if self.stop_reason is None else None
+        if eta is not None and finished < self.settings.budget:
+            timing += f", ETA ~{duration(eta)}"
         return (f"[sweep] {finished}/{self.settings.budget} trials done ({len(self.running)} running, "
                 f"{counts['paused']} paused, {counts['completed']} completed, {counts['pruned']} pruned, "
                 f"{counts['failed']} failed) | {best_text} | {timing}")
+
+    def seconds_left(self, search: list[TrialRecord]) -> float | None:
+        """The search's ETA: the steps ASHA is expected to spend still, at the measured step rate."""
+        progress = [TrialProgress(t.state, max(t.resource, self.reached.get(t.id, 0) if t.id in self.running else 0),
+                                  t.job_to if t.state in ("queued", "running") and t.job_to else t.resource)
+                    for t in search]
+        self.rate.observe(sum(p.resource for p in progress))
+        left = expected_steps_left(self.scheduler.rungs, self.settings.eta, self.settings.scheduler,
+                                   self.settings.budget, progress)
+        return seconds_left(left, self.rate)
 
     def best_trial(self, kind: str = "search") -> TrialRecord | None:
         trials = [t for t in self.storage.trials(kind) if t.metric is not None and t.state != "failed"]

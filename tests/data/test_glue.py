@@ -118,7 +118,7 @@ def test_missing_files_and_overrides(tmp_path):
     d = load_glue("qnli", tmp_path / "QNLI", train_file=train)
     assert d["train"][0] == {"id": "5", "sentence1": "q?", "sentence2": "s.", "label": 1}
     with pytest.raises(AlbertError, match="unknown GLUE task"):
-        load_glue("mnli", tmp_path)
+        load_glue("ax", tmp_path)
 
 
 def test_hub_layout_is_converted():
@@ -198,3 +198,68 @@ def test_tsv_garbage_is_an_albert_error_or_parses(tmp_path, blob, task):
         assert str(e).startswith(f"{path}") and "\n" not in str(e), str(e)
     else:
         assert len(rows) == len(lines) > 0
+
+
+# ----- MNLI, QQP, WNLI (issue 33): small files in the official layouts, tests/fixtures/glue
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "glue"
+
+
+def test_mnli_reads_both_dev_sets_into_one_validation_split():
+    d = load_glue("mnli", FIXTURES / "MNLI")
+    assert len(d["train"]) == 6 and len(d["validation"]) == 5
+    assert d["validation"]["id"] == ["matched-0", "matched-1", "matched-2", "mismatched-0", "mismatched-1"]
+    # gold_label, the last of the dev files' 16 columns (not label1, the first annotator's)
+    assert d["validation"]["label"] == [0, 2, 1, 0, 2]
+    assert d["train"][1] == {"id": "1", "sentence1": "I never liked the rain much.",
+                             "sentence2": "I love rainy days.", "label": 2}
+    only_matched = load_glue("mnli", FIXTURES / "MNLI", dev_file=FIXTURES / "MNLI" / "dev_matched.tsv")
+    assert len(only_matched["validation"]) == 5  # the mismatched set still comes from the directory
+
+
+def test_qqp_and_wnli_read():
+    qqp = load_glue("qqp", FIXTURES / "QQP")
+    assert qqp["train"][0] == {"id": "133273", "sentence1": "How is the life of a math student?",
+                               "sentence2": "What is life like for a maths student?", "label": 1}
+    assert qqp["validation"]["label"] == [1, 0, 1]
+    wnli = load_glue("wnli", FIXTURES / "WNLI")
+    assert len(wnli["train"]) == 4 and wnli["validation"]["label"] == [1, 0]
+    assert LAYOUTS["wnli"].label_names[1] == "entailment"  # the hub's order: 1 is entailment
+
+
+def _copy_with(tmp_path: Path, task_dir: str, name: str, line: int, edit) -> Path:
+    """A copy of a fixture directory with line `line` (1-based) of file `name` replaced by edit(fields)."""
+    import shutil
+
+    target = tmp_path / task_dir
+    shutil.copytree(FIXTURES / task_dir, target)
+    lines = (target / name).read_text().splitlines()
+    lines[line - 1] = "\t".join(edit(lines[line - 1].split("\t")))
+    (target / name).write_text("\n".join(lines) + "\n")
+    return target
+
+
+@pytest.mark.parametrize("task_dir, name, line, edit, problem", [
+    ("MNLI", "dev_mismatched.tsv", 3, lambda f: f[:-1], "expected 16 tab-separated columns for MNLI, found 15"),
+    ("MNLI", "train.tsv", 4, lambda f: f[:-1] + ["contradicts"], "label 'contradicts' is not one of entailment"),
+    ("MNLI", "dev_matched.tsv", 1, lambda f: f[:-1], "header is"),
+    ("QQP", "train.tsv", 2, lambda f: f[:-1] + ["2"], "label 2 is out of range 0..1"),
+    ("QQP", "dev.tsv", 3, lambda f: f[:4], "expected 6 tab-separated columns for QQP, found 4"),
+    ("WNLI", "dev.tsv", 2, lambda f: f[:-1] + ["entailment"], "label 'entailment' is not an integer"),
+])
+def test_issue33_glue_bad_rows_name_file_and_line(tmp_path, task_dir, name, line, edit, problem):
+    directory = _copy_with(tmp_path, task_dir, name, line, edit)
+    with pytest.raises(AlbertError) as err:
+        load_glue(task_dir.lower(), directory)
+    one_line_error(err, f"{directory / name}:{line}:", problem)
+
+
+def test_mnli_hub_layout_has_both_dev_sets():
+    features = Features({"premise": Value("string"), "hypothesis": Value("string"),
+                         "label": ClassLabel(names=["entailment", "neutral", "contradiction"]), "idx": Value("int32")})
+    row = {"premise": "p", "hypothesis": "h", "label": 1, "idx": 0}
+    hub = DatasetDict({split: Dataset.from_list([row], features=features) for split in
+                       ("train", "validation_matched", "validation_mismatched", "test_matched")})
+    d = from_hub_format(hub, "mnli")
+    assert set(d) == {"train", "validation"} and d["validation"]["id"] == ["matched-0", "mismatched-0"]
+    assert d["train"][0] == {"id": "0", "sentence1": "p", "sentence2": "h", "label": 1}

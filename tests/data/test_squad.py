@@ -148,3 +148,56 @@ def test_malformed_squad_names_file_and_line(tmp_path, name):
         line = int(msg[len(str(path)) + 1:].split(":")[0])
         lines = text.splitlines()
         assert lines[line - 1].strip() == "{" and '"text"' in lines[line], (line, lines[line - 1:line + 1])
+
+
+# ----- SQuAD v2.0 (issue 33): a small file in the official layout, tests/fixtures/squad2
+
+SQUAD2 = Path(__file__).resolve().parents[1] / "fixtures" / "squad2"
+
+
+def test_reads_squad2_with_unanswerable_questions():
+    d = load_squad(SQUAD2, version=2)
+    dev = d["validation"]
+    assert len(d["train"]) == 2 and len(dev) == 14
+    impossible = [qid for qid, a in zip(dev["id"], dev["answers"]) if not a["text"]]
+    assert impossible == ["b04", "b05", "m03", "m04", "g03"]  # their plausible answers are not gold answers
+    b02 = dev[dev["id"].index("b02")]["answers"]
+    assert b02["text"] == ["the Coathanger", '"the Coathanger"', "Coathanger"]
+    with pytest.raises(AlbertError, match="only SQuAD v1.1"):
+        read_squad(SQUAD2 / "dev-v2.0.json")  # the v1.1 task refuses v2.0 data
+
+
+def squad2_doc(**qa_extra) -> dict:
+    qa = {"id": "q1", "question": "Where did the dog sit?", "answers": [], "is_impossible": True,
+          "plausible_answers": [{"text": "the mat", "answer_start": 15}], **qa_extra}
+    return {"version": "v2.0", "data": [{"title": "Cats", "paragraphs": [{"context": "The cat sat on the mat.",
+                                                                          "qas": [qa]}]}]}
+
+
+SQUAD2_BAD = {
+    "plausible answer outside the context": (
+        squad2_doc(plausible_answers=[{"text": "the mat", "answer_start": 90}]),
+        "answer_start 90: the offset is outside the context (23 characters)", '"text": "the mat"'),
+    "answer outside the context": (
+        squad2_doc(is_impossible=False, answers=[{"text": "mat", "answer_start": 21}]),
+        "answer_start 21: the offset is outside the context", '"text": "mat"'),
+    "impossible with answers": (
+        squad2_doc(answers=[{"text": "the mat", "answer_start": 15}]), "is_impossible but has answers", '"id": "q1"'),
+    "answerable without answers": (squad2_doc(is_impossible=False), "has no answers and is not is_impossible",
+                                   '"id": "q1"'),
+    "is_impossible not a boolean": (squad2_doc(is_impossible="yes"), '"is_impossible" must be true or false',
+                                    '"id": "q1"'),
+}
+
+
+@pytest.mark.parametrize("name", SQUAD2_BAD)
+def test_malformed_squad2_names_file_and_line(tmp_path, name):
+    doc, problem, needle = SQUAD2_BAD[name]
+    path = tmp_path / "dev-v2.0.json"
+    text = json.dumps(doc, indent=1)
+    path.write_text(text)
+    with pytest.raises(AlbertError) as e:
+        read_squad(path, version=2)
+    msg = one_line_error(e, f"{path}:", problem)
+    line = int(msg[len(str(path)) + 1:].split(":")[0])
+    assert needle in text.splitlines()[line], (line, text.splitlines()[line - 1:line + 1])

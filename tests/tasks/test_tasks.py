@@ -60,11 +60,12 @@ def ner_raw(conll) -> DatasetDict:
 
 
 def test_registry_names_heads_and_defaults():
-    assert set(TASK_NAMES) == {"ner", "sst2", "mrpc", "rte", "cola", "stsb", "qnli", "squad"}
+    assert set(TASK_NAMES) == {"ner", "sst2", "mrpc", "rte", "cola", "stsb", "qnli", "mnli", "qqp", "wnli", "squad",
+                               "squad2", "race"}
     for name in TASK_NAMES:
         task = get_task(name)
         assert task.name == name and task.main_metric == MAIN_METRIC[name]
-        assert task.head == {"ner": "token", "squad": "span"}.get(name, "sequence")
+        assert task.head == {"ner": "token", "squad": "span", "squad2": "span", "race": "choice"}.get(name, "sequence")
         d = task.defaults
         assert {"lr", "batch_size", "warmup", "dropout", "max_seq_length", "weight_decay"} <= set(d)
         assert ("max_steps" in d) != ("epochs" in d)
@@ -74,9 +75,16 @@ def test_registry_names_heads_and_defaults():
     assert {k: cola[k] for k in ("lr", "batch_size", "max_steps", "warmup")} == \
         {"lr": 1e-5, "batch_size": 16, "max_steps": 5336, "warmup": 320}
     assert get_task("squad").defaults["max_seq_length"] == 384 and get_task("squad").defaults["batch_size"] == 48
+    # The paper's table for the tasks of issue 33 (RACE: the rate of google-research/albert's v2 README).
+    table = {name: tuple(get_task(name).defaults[k] for k in ("lr", "batch_size", "max_steps", "warmup", "max_seq_length"))
+             for name in ("mnli", "qqp", "wnli", "squad2", "race")}
+    assert table == {"mnli": (3e-5, 128, 10000, 1000, 512), "qqp": (5e-5, 128, 14000, 1000, 512),
+                     "wnli": (2e-5, 16, 2000, 250, 512), "squad2": (3e-5, 48, 8144, 814, 512),
+                     "race": (1e-5, 32, 12000, 1000, 512)}
+    assert get_task("SQuAD2").name == "squad2"
     with pytest.raises(AlbertError) as err:
-        get_task("mnli")
-    assert "mnli" in str(err.value) and "sst2" in str(err.value) and "squad" in str(err.value)
+        get_task("ax")
+    assert "ax" in str(err.value) and "mnli" in str(err.value) and "race" in str(err.value)
 
 
 @needs_data
@@ -379,7 +387,20 @@ def test_squad_model_evaluate_and_write(tok, squad_dev, tmp_path):
     out = model(**task.collate([feats[i] for i in range(4)]))
     assert torch.isfinite(out.loss) and out.start_logits.shape == out.end_logits.shape
     metrics, preds = task.evaluate(model, feats, raw, batch_size=5, precision="bf16")
-    assert set(metrics) == {"exact_match", "f1"} and set(preds) == set(raw["id"])
+    assert set(metrics) == set(task.metric_names(raw)) == {"exact_match", "f1", "loss"}
+    assert set(preds) == set(raw["id"])
+    # The validation loss is the training loss (start and end cross-entropy) over the split's
+    # windows, each scored on its own tokens (issue 28: the GP's fallback when EM and F1 tie at 0).
+    fp32, _ = task.evaluate(model, feats, raw, batch_size=5)
+    model.eval()
+    with torch.no_grad():
+        # Unpadded (collate pads to a multiple of 8, and the head does not mask padding).
+        each = [model(**{k: torch.tensor([feats[i][k]]) for k in task.model_keys}).loss.item()
+                for i in range(len(feats))]
+    model.train()
+    assert len(feats) > len(raw)  # some questions have several windows, most without the answer
+    assert fp32["loss"] == pytest.approx(float(np.mean(each)), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(fp32["loss"], rel=0.05)  # bf16 scores the same loss
     for row in raw:  # every answer is a piece of its own context
         assert preds[row["id"]] in row["context"]
     task.write_predictions(preds, raw, tmp_path / "predictions.json")

@@ -31,6 +31,21 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.parametrize("args, message", [
     (["--sampler", "tpe"], "--sampler must be one of random, gp, got 'tpe'"),
+    # Every number tune.py takes (issue 28: --eta 0 was a ZeroDivisionError, computed before checked).
+    (["--eta", "0"], "--eta must be an integer >= 2, got 0"),
+    (["--eta", "1"], "--eta must be an integer >= 2, got 1"),
+    (["--budget", "0"], "--budget must be a positive number of configurations, got 0"),
+    (["--min-resource", "0"], "--min-resource must be between 1 and --max-resource 1000, got 0"),
+    (["--min-resource", "50", "--max-resource", "10"], "--min-resource must be between 1 and --max-resource 10"),
+    (["--max-resource", "0"], "--max-resource must be >= 1 step, got 0"),
+    (["--time-budget", "-5"], "--time-budget must be positive seconds, got -5.0"),
+    (["--trials-per-gpu", "0"], "--trials-per-gpu must be >= 1, got 0"),
+    (["--confirm-top", "-1"], "--confirm-top must be >= 0, got -1"),
+    (["--confirm-top", "2"], "--confirm-top needs --confirm-seeds >= 1"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32), got -1"),
+    (["--max-seq-length", "4"], "--max-seq-length must be >= 8, got 4"),
+    (["--max-train-samples", "0"], "--max-train-samples must be >= 1"),
+    (["--max-eval-samples", "0"], "--max-eval-samples must be >= 1, got 0"),
     (["--sampler", "gp", "--acquisition", "eii"], "--acquisition must be one of ei, pi, ucb, got 'eii'"),
     (["--sampler", "gp", "--initial-trials", "0"], "--initial-trials must be a positive integer, got 0"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
@@ -201,3 +216,21 @@ def test_the_default_rungs_are_three_and_end_at_a_full_training(max_resource, ru
 
     settings = settings_from(TuneArgs(task="ner", preset="tiny", max_resource=max_resource, device="cpu"))
     assert make_rungs(settings.min_resource, settings.max_resource, settings.eta) == rungs
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_in_the_middle"])
+def test_resume_of_a_damaged_sweep_db_is_one_line(finished_sweep, damage):
+    """Issue 28: a sweep.db cut short or overwritten in the middle was a sqlite3.DatabaseError
+    traceback; it is one line naming the file and what to do, exit 2, and the file is left as found."""
+    db = Path(finished_sweep.sweep_dir) / "sweep.db"
+    data = db.read_bytes()
+    assert len(data) >= 4 * 4096  # several pages: the damage below is past the header
+    if damage == "truncated":
+        data = data[: len(data) // 2 + 100]
+    else:
+        middle = (len(data) // 4096 // 2) * 4096
+        data = data[:middle] + bytes(range(256)) * 16 + data[middle + 4096:]
+    db.write_bytes(data)
+    line = one_error_line(tune("--resume", finished_sweep.sweep_dir, "--no-progress"))
+    assert f"{db}: damaged, not a readable sweep database" in line and "new --output-dir" in line, line
+    assert db.read_bytes() == data

@@ -13,7 +13,7 @@ import pytest
 from albert.errors import AlbertError
 from albert.tune import ray_backend
 from albert.tune.command import TuneArgs, run
-from albert.tune.ray_backend import (MISSING_RAY, SEED_KEY, ray_space_spec, records, run_with_ray, segments,
+from albert.tune.ray_backend import (INDEX_KEY, MISSING_RAY, SEED_KEY, ray_space_spec, records, run_with_ray, segments,
                                      trial_resources)
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform
 from albert.tune.sweep import SweepSettings
@@ -91,6 +91,33 @@ def test_records_turn_ray_results_into_our_trials():
         [(1, 1, "result"), (1, 3, "result"), (1, 5, "report"), (1, 9, "result")]
 
 
+def test_records_follow_the_searchers_suggestion_order_not_rays_hex_ids():
+    s = SweepSettings(sweep_dir="x", task="rte", min_resource=1, max_resource=9, eta=3)
+    results = [_result(ray_id, {"lr": lr, SEED_KEY: 1, INDEX_KEY: index}, [(9, 0.5, True)])
+               for ray_id, lr, index in [("0a1b", 1e-5, 2), ("ff00", 2e-5, 0), ("77cc", 3e-5, 1)]]
+    trials, _, _ = records(results, s)
+    assert [(t.id, t.worker, t.config) for t in trials] == \
+        [(1, "ff00", {"lr": 2e-5}), (2, "77cc", {"lr": 3e-5}), (3, "0a1b", {"lr": 1e-5})]
+
+
+def test_interrupted_trials_are_marked_so():
+    s = SweepSettings(sweep_dir="x", task="rte", min_resource=1, max_resource=9, eta=3)
+    results = [_result("ab_00000", {"lr": 1e-5}, [(1, 0.4, True), (3, 0.5, True)]),
+               _result("ab_00001", {"lr": 2e-5}, [(1, 0.3, True)]),
+               _result("ab_00002", {"lr": 3e-5}, [(1, 0.4, True), (3, 0.5, True), (9, 0.6, True)])]
+    trials, _, _ = records(results, s, unfinished={"ab_00000", "ab_00002"})
+    assert [t.state for t in trials] == ["interrupted", "pruned", "completed"]  # a finished trial stays finished
+
+
+def test_a_refused_connection_names_token_authentication():
+    log = "[W gcs_client.cc:210] Failed to get cluster ID from GCS server: Unauthenticated: RPC error: " \
+          "InvalidAuthToken: Authentication token is missing or incorrect\n" * 20
+    line = ray_backend.connect_error("10.0.0.1:6379", ConnectionError("Failed to connect to Ray cluster"), log)
+    assert "\n" not in line and "InvalidAuthToken" in line and "RAY_AUTH_MODE=token" in line
+    assert ray_backend.connect_error("h:1", ConnectionError("Failed to connect\nmore"), "") == \
+        "cannot connect to the Ray cluster at RAY_ADDRESS='h:1': Failed to connect"
+
+
 def test_a_trial_reports_each_evaluation_and_each_rung_with_its_validation_loss(tmp_path):
     """The Ray trainable's loop, with a stand-in for Ray's API: every evaluation is reported with
     the metric and the validation loss the objective gave, the rung's end once, with a checkpoint."""
@@ -152,7 +179,9 @@ def test_segments_end_at_rays_asha_milestones(low, high, eta):
 def local_ray():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    # address "local": our own instance, even when a cluster (another test's) runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=80 * 2**20)
     yield ray
     ray.shutdown()
 

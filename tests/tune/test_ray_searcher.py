@@ -1,11 +1,12 @@
-"""Our sampler behind Ray Tune's Searcher protocol, driven the way Ray drives it, without Ray:
-the same history as a local sweep, failures and running trials included, and checkpoints."""
+"""Our sampler behind Ray Tune's Searcher protocol, driven the way Ray drives it: the same history
+as a local sweep, failures and running trials included, and checkpoints. The class is Ray's real
+Searcher mixed in; Ray's scheduling around it is in test_ray_real.py."""
 import math
 
 import pytest
 
 from albert.tune.ray_backend import LOSS, METRIC, RESOURCE, SEED_KEY
-from albert.tune.ray_searcher import SamplerSearcher, ray_searcher
+from albert.tune.ray_searcher import INDEX_KEY, SamplerSearcher, ray_searcher
 from albert.tune.space import Space, Uniform
 from albert.tune.sweep import SweepSettings, trial_seed
 
@@ -17,13 +18,6 @@ def settings(**kw):
                 min_resource=1, max_resource=9, eta=3, fixed={"synthetic_sleep_ms": 0})
     base.update(kw)
     return SweepSettings(**base)
-
-
-class FakeRaySearcher:
-    """What the searcher inherits from ray.tune.search.Searcher, as far as it matters here."""
-
-    def __init__(self, metric=None, mode=None):
-        self.init_args = (metric, mode)
 
 
 def curve(config, resource):
@@ -48,9 +42,14 @@ def drive(searcher, n, fail=()):
 
 
 def test_is_a_ray_searcher_with_our_metric_and_mode():
-    s = ray_searcher(settings(), SPACE, FakeRaySearcher)
-    assert isinstance(s, FakeRaySearcher) and isinstance(s, SamplerSearcher)
-    assert s.init_args == (METRIC, "max") and s.set_search_properties(METRIC, "max", {}) is True
+    """Ray's real Searcher (its `mode` is a read-only property: assigning it crashed every GP sweep)."""
+    from ray.tune.search import Searcher
+
+    s = ray_searcher(settings(mode="min"), SPACE, Searcher)
+    assert isinstance(s, Searcher) and isinstance(s, SamplerSearcher)
+    assert (s.metric, s.mode) == (METRIC, "min") and s.set_search_properties(METRIC, "min", {}) is True
+    config = s.suggest("a1b2c3")
+    assert config[INDEX_KEY] == 0 and s.suggest("ffee00")[INDEX_KEY] == 1
 
 
 def test_suggestions_carry_fixed_options_and_the_trial_seed_and_learn():
