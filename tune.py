@@ -6,6 +6,7 @@
   python tune.py --resume runs/sweep            # continue after a crash or Ctrl-C
   python tune.py --resume runs/sweep --budget 60 --workers 2   # budget, time and devices may change
 """
+import argparse
 import sys
 
 from albert.errors import cli_main
@@ -30,6 +31,9 @@ HELP = {
                "it learns from every rung, pruned trials included)",
     "acquisition": "gp: ei (log expected improvement), pi (log probability of improvement) or ucb",
     "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default 5)",
+    "warm_start": "earlier sweep directories to learn from: the same task and model count as results of this "
+                  "sweep; another task or model guides it as a prior that fades as its own results come in; "
+                  "either way the first trials try their best configurations",
     "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
              "(default: the paper's ranges, the learning rate's adapted to the starting point)",
     "workers": "parallel trials on CPU",
@@ -45,7 +49,10 @@ HELP = {
 def main() -> int:
     parser = UsageParser.make("tune.py", __doc__)
     # The fine-tuning options (fixed across trials) mean what finetune.py's do, and say so alike.
-    add_arguments(parser, TuneArgs, {**FINETUNE_HELP, **HELP})
+    add_arguments(parser, TuneArgs, {**FINETUNE_HELP, **HELP}, skip=("warm_start",))
+    # Several directories after one flag: the dataclass-typed options take one value each.
+    parser.add_argument("--warm-start", nargs="+", metavar="SWEEP_DIR", default=argparse.SUPPRESS,
+                        help=HELP["warm_start"])
     given = vars(parser.parse_args())  # only the options on the command line
     summary = run(TuneArgs(**given), given=set(given))
     best = summary.get("best") or {}

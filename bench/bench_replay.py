@@ -63,6 +63,10 @@ from albert.tune.space import Space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("random", "asha", "gp", "gp+asha")
+# Leave-one-task-out (--transfer): the other tables warm-start GP+ASHA (the prior mean and their
+# best configurations first), or only enqueue their best configurations before random+ASHA
+# (what users do by hand), against cold GP+ASHA and random+ASHA.
+TRANSFER = ("warm-gp+asha", "top+asha")
 ORACLE = "oracle"
 
 
@@ -82,6 +86,22 @@ class Table:
         self.scale = input_scale(self.space, self.space.width)
         self.encoded = np.array([self.space.encode(c) for c in self.configs])  # the unit cube
         self.points = self.encoded * self.scale
+
+    def row(self, config: dict[str, Any]) -> int:
+        """The row of a recorded configuration (-1: none)."""
+        return next((i for i, c in enumerate(self.configs) if c == config), -1)
+
+    def as_source(self) -> Any:
+        """This table as a --warm-start source for another task: every configuration's final
+        metric, as a finished random-search sweep of it would have recorded."""
+        from albert.tune.sampler import History, Observation
+        from albert.tune.warmstart import Source
+
+        finals = [(self.final(i), i) for i in range(len(self.configs))]
+        history = History(tuple(Observation(i + 1, self.configs[i], self.max_steps, m) for m, i in finals), (), "max",
+                          self.max_steps, self.max_steps, (self.max_steps,))
+        ranked = [self.configs[i] for _, i in sorted(finals, key=lambda f: (-f[0], f[1]))]
+        return Source(self.task, "", self.task, "prior", tuple(self.space), history, ranked)
 
     def final(self, i: int) -> float:
         return self.curves[i][self.max_steps]
@@ -124,15 +144,17 @@ class PoolMaximiser:
 
 
 def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int = 2, min_resource: int = 50,
-           protocol: str = "pool") -> dict:
+           protocol: str = "pool", warm: Any = None) -> dict:
     """One sequential sweep of `method` until `resource_budget` steps are spent (a job that would
-    overrun it is not started); the best final metric and what it cost."""
+    overrun it is not started); the best final metric and what it cost. `warm` (a WarmStart)
+    for the transfer methods: warm-gp+asha and top+asha."""
     told_final = method == ORACLE
     scheduled = method.endswith("asha") or told_final
-    modelled = method.startswith("gp") or told_final
+    modelled = method.startswith(("gp", "warm-gp")) or told_final
     scheduler = make_scheduler("asha" if scheduled else "random", min_resource if scheduled else table.max_steps,
                                table.max_steps, eta, "max")
     sampler = make_sampler("gp" if modelled else "random", table.space, master_seed=seed)
+    sampler.warm = warm if method in TRANSFER else None
     rungs = scheduler.rungs
     row_of: dict[int, int] = {}          # trial id -> table row
     used: set[int] = set()
@@ -162,6 +184,8 @@ def replay(table: Table, method: str, seed: int, resource_budget: int, eta: int 
                 row_of[tid] = table.nearest_unused(proposal.config, used, lengths)
             elif proposal.info.get("how") == "model":
                 row_of[tid] = sampler.maximiser.row
+            elif proposal.info.get("how") == "warm-start" and table.row(proposal.config) not in used:
+                row_of[tid] = table.row(proposal.config)  # the tables share their configurations
             else:  # random search, and the GP's initial design: a uniform draw from the pool
                 row_of[tid] = table.uniform_unused(used, seed, tid)
             assert row_of[tid] not in used, "a recorded configuration is replayed once per sweep"
@@ -190,6 +214,47 @@ def sign_test(ahead: int, behind: int) -> float:
     return float(binomtest(ahead, ahead + behind, 0.5).pvalue) if ahead + behind else 1.0
 
 
+def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out: str) -> None:
+    """--transfer: each table in turn the target, the others its warm-start sources."""
+    from albert.tune.warmstart import WarmStart
+
+    record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.task for t in tables],
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "targets": {}}
+    methods = ("asha", "gp+asha", *TRANSFER)
+    for target in tables:
+        warm = WarmStart([t.as_source() for t in tables if t is not target], target.space)
+        runs = {m: {n: [replay(target, m, seed, n * target.max_steps, eta, target.max_steps // 4, "pool", warm)
+                        for seed in range(seeds)] for n in budgets} for m in methods}
+        medians = {m: {n: statistics.median(r["best"] for r in runs[m][n]) for n in budgets} for m in methods}
+        rows: dict[str, Any] = {"medians": medians, "best": {m: {n: [r["best"] for r in runs[m][n]] for n in budgets}
+                                                             for m in methods}}
+        print(f"{target.task} (sources: {', '.join(t.task for t in tables if t is not target)}), pool best "
+              f"{max(target.final(i) for i in range(len(target.configs))):.4f}", flush=True)
+        for n in budgets:
+            print(f"  {n:3d} full trainings, median best final metric: "
+                  + "  ".join(f"{m} {medians[m][n]:.4f}" for m in methods), flush=True)
+        for rival in ("gp+asha", "top+asha", "asha"):
+            splits = {}
+            for n in budgets:
+                pairs = list(zip(rows["best"]["warm-gp+asha"][n], rows["best"][rival][n]))
+                ahead, behind = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+                splits[n] = {"ahead": ahead, "behind": behind, "sign_test_p": sign_test(ahead, behind)}
+            rows[f"warm_vs_{rival}"] = splits
+            print(f"  warm-gp+asha vs {rival}: " + ", ".join(
+                f"{v['ahead']}-{v['behind']} (p {v['sign_test_p']:.2g}) at {n}" for n, v in splits.items()), flush=True)
+        # The resource warm start needs to reach cold GP+ASHA's median best at the middle budget.
+        goal_n = budgets[len(budgets) // 2]
+        goal = medians["gp+asha"][goal_n]
+        reach = [n for n in budgets if medians["warm-gp+asha"][n] >= goal]
+        rows["reach_cold_median_at"] = {"cold_budget": goal_n, "goal": goal, "warm_budget": reach[0] if reach else None}
+        print(f"  cold gp+asha's median at {goal_n} ({goal:.4f}) reached by warm-gp+asha at "
+              f"{reach[0] if reach else 'none'} of {budgets} full trainings", flush=True)
+        record["targets"][target.task] = {m: {str(n): v for n, v in r.items()} for m, r in rows["best"].items()} | {
+            k: v for k, v in rows.items() if k != "best"}
+    write_json(out, record)
+    print(f"-> {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", nargs="*", default=[str(p) for p in sorted(RESULTS.glob("curves-*.json"))],
@@ -207,8 +272,17 @@ def main() -> None:
                     help="how a proposal becomes a recorded configuration: pool (random draws from the untried ones, "
                          "the GP's acquisition maximised over them), or the nearest untried one to the proposal in "
                          "the GP's length scales (snap-model) or plainly (snap-euclidean) (default: %(default)s)")
-    ap.add_argument("--out", default="bench/results/replay.json", help="where the figures go (default: %(default)s)")
+    ap.add_argument("--out", default=None, help="where the figures go (default: bench/results/replay.json, "
+                                                "replay-transfer.json with --transfer)")
+    ap.add_argument("--transfer", action="store_true",
+                    help="leave-one-task-out: each table warm-started from the others "
+                         "(--full-trainings default 5 10 20)")
     args = ap.parse_args()
+    if args.transfer:
+        budgets = args.full_trainings if args.full_trainings != [10, 30] else [5, 10, 20]
+        return transfer([Table(Path(p)) for p in args.tables], args.seeds, budgets, args.eta,
+                        args.out or "bench/results/replay-transfer.json")
+    args.out = args.out or "bench/results/replay.json"
     record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "protocol": args.protocol,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}}
     for path in args.tables:

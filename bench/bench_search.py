@@ -2,6 +2,15 @@
 
     python bench/bench_search.py            # 10 seeds x 50 evaluations on each problem (about 20 CPU-minutes)
     python bench/bench_search.py --quick    # 3 seeds x 25 evaluations
+    python bench/bench_search.py --parallel # proposals while others run -> bench/results/search-batch.json
+    python bench/bench_search.py --cost-only --problems hartmann6,mixed5   # CPU ms per proposal only
+
+Run with OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for one thread each (Optuna's GPSampler is torch).
+--parallel: 20 seeds x 48 evaluations, each problem in two modes - "batch" (ask 4, then tell
+all 4) and "async" (4 in flight: each proposal made while 3 run, the oldest told first) - for
+albert-gp, Optuna's GPSampler (which sees the running trials) and TPE with constant_liar=True;
+median regret at 48 evaluations, CPU ms per proposal, and albert-gp vs GPSampler seed by seed
+(sign test). Problems can run as separate processes (--problems, --out), then --merge their records.
 
 Problems (all minimised; regret = best value found - the known minimum):
   branin     2-D, three global minima of 0.397887
@@ -142,6 +151,155 @@ def run_optuna(name: str, space: Space, fn, seed: int, n: int) -> tuple[list[flo
     return values, cpu_ms
 
 
+# --- parallel proposals: a batch of 4 at a time, or asynchronous with 3 pending ---------------------
+
+PARALLEL = 4  # trials in flight: a batch's size, or the proposal plus the 3 pending of the asynchronous mode
+
+
+def _parallel_loop(ask: Callable[[int], Any], tell: Callable[[Any], float], n: int, mode: str) -> list[float]:
+    """Drive ask(index) -> handle and tell(handle) -> value for n evaluations: "batch" asks 4,
+    then tells all 4; "async" keeps 4 in flight (each ask sees 3 pending), telling the oldest."""
+    values, flight, asked = [], [], 0
+    while len(values) < n:
+        while len(flight) < PARALLEL and asked < n:
+            flight.append(ask(asked))
+            asked += 1
+        if mode == "batch":
+            values += [tell(h) for h in flight]
+            flight = []
+        else:
+            values.append(tell(flight.pop(0)))
+    return values
+
+
+def run_albert_parallel(space: Space, fn, seed: int, n: int, mode: str) -> tuple[list[float], list[float]]:
+    sampler = make_sampler("gp", space, master_seed=seed)
+    observations: list[Observation] = []
+    pending: dict[int, Pending] = {}
+    cpu_ms: list[float] = []
+
+    def ask(i: int) -> int:
+        t0 = time.process_time()
+        config = sampler.propose(i, History(tuple(observations), tuple(pending.values()), "min", 1, 1)).config
+        cpu_ms.append(1000 * (time.process_time() - t0))
+        pending[i] = Pending(i, config, 1)
+        return i
+
+    def tell(i: int) -> float:
+        config = pending.pop(i).config
+        value = fn(config)
+        observations.append(Observation(i, config, 1, value))
+        return value
+
+    return _parallel_loop(ask, tell, n, mode), cpu_ms
+
+
+def run_optuna_parallel(name: str, space: Space, fn, seed: int, n: int, mode: str) -> tuple[list[float], list[float]]:
+    import optuna
+
+    sampler = optuna.samplers.GPSampler(seed=seed) if name == "optuna-gp" else \
+        optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    dists = optuna_distributions(space)
+    cpu_ms: list[float] = []
+
+    def ask(i: int):
+        t0 = time.process_time()
+        trial = study.ask(dists)  # the trials asked and not told are RUNNING: both samplers see them
+        cpu_ms.append(1000 * (time.process_time() - t0))
+        return trial
+
+    def tell(trial) -> float:
+        value = fn(trial.params)
+        study.tell(trial, value)
+        return value
+
+    return _parallel_loop(ask, tell, n, mode), cpu_ms
+
+
+PARALLEL_SAMPLERS = {"albert-gp": run_albert_parallel,
+                     "optuna-gp": lambda *a: run_optuna_parallel("optuna-gp", *a),
+                     "optuna-tpe-liar": lambda *a: run_optuna_parallel("optuna-tpe-liar", *a)}
+
+
+def parallel_main(args: argparse.Namespace) -> None:
+    """--parallel: both modes on each problem, albert-gp vs Optuna GPSampler and TPE (constant liar)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    seeds, evals = args.seeds or 20, args.evals or 48
+    record: dict[str, Any] = {"bench": "search-parallel", "seeds": seeds, "evals": evals, "in_flight": PARALLEL,
+                              "optuna": optuna.__version__, "python": platform.python_version(),
+                              "threads": _threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
+    samplers, modes = args.samplers.split(","), args.modes.split(",")
+    finals: dict[str, dict[str, list[float]]] = {}
+    costs: dict[str, dict[str, list[float]]] = {}
+    # Seed by seed, every sampler and mode: the record written after each seed holds paired
+    # results only, so a run cut short still compares like with like.
+    for seed in range(seeds):
+        for problem in args.problems.split(","):
+            space, fn, optimum = PROBLEMS[problem]
+            for mode in modes:
+                key = f"{problem}/{mode}"
+                for sampler in samplers:
+                    values, cpu_ms = PARALLEL_SAMPLERS[sampler](space, fn, seed, evals, mode)
+                    finals.setdefault(key, {}).setdefault(sampler, []).append(min(values) - optimum)
+                    costs.setdefault(key, {}).setdefault(sampler, []).extend(cpu_ms)
+                record["runs"][key] = _parallel_rows(finals[key], costs[key])
+        record["seeds_done"] = seed + 1
+        _save_parallel(args, record)
+    for key, rows in record["runs"].items():
+        for sampler in samplers:
+            print(f"{key:18s} {sampler:16s} regret@{evals} median {rows[sampler]['median_regret']:.3g}  "
+                  f"{rows[sampler]['ms_per_proposal']:.1f} ms/proposal", flush=True)
+        if "vs_optuna_gp" in rows:
+            v = rows["vs_optuna_gp"]
+            print(f"{key:18s} albert-gp vs optuna-gp: ahead {v['ahead']}, behind {v['behind']} (sign test p "
+                  f"{v['sign_test_p']:.3g}); median no worse: {v['no_worse_median']}", flush=True)
+    print(f"-> {args.out}")
+
+
+def _parallel_rows(finals: dict[str, list[float]], costs: dict[str, list[float]]) -> dict[str, Any]:
+    rows: dict[str, Any] = {s: {"median_regret": statistics.median(f), "regret": f,
+                                "ms_per_proposal": statistics.median(costs[s])} for s, f in finals.items()}
+    if "albert-gp" in rows and "optuna-gp" in rows:
+        ours, theirs = finals["albert-gp"], finals["optuna-gp"]
+        ahead, behind = sum(a < b for a, b in zip(ours, theirs)), sum(a > b for a, b in zip(ours, theirs))
+        rows["vs_optuna_gp"] = {"ahead": ahead, "behind": behind, "sign_test_p": _sign_test(ahead, behind),
+                                "no_worse_median": rows["albert-gp"]["median_regret"]
+                                <= rows["optuna-gp"]["median_regret"]}
+    return rows
+
+
+def _save_parallel(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    write_json(args.out, record)
+
+
+def merge_parallel(paths: list[str], out: str) -> None:
+    """--merge: one record from --parallel runs of different problems (run as separate processes)."""
+    import json
+
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    merged = {**records[0], "runs": {k: v for r in records for k, v in r["runs"].items()},
+              "seeds_done": min(r.get("seeds_done", 0) for r in records), "parts": paths}
+    write_json(out, merged)
+    print(f"-> {out}")
+
+
+def _sign_test(ahead: int, behind: int) -> float:
+    """Two-sided sign test (ties dropped)."""
+    from scipy.stats import binomtest
+
+    n = ahead + behind
+    return float(binomtest(ahead, n).pvalue) if n else 1.0
+
+
+def _threads() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.get_num_threads(), **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+
+
 SAMPLERS = {"albert-random": lambda *a: run_albert("random", *a), "albert-gp": lambda *a: run_albert("gp", *a),
             "optuna-random": lambda *a: run_optuna("optuna-random", *a),
             "optuna-tpe": lambda *a: run_optuna("optuna-tpe", *a), "optuna-gp": lambda *a: run_optuna("optuna-gp", *a)}
@@ -178,6 +336,20 @@ def cost_optuna(space: Space, fn, n: int, seed: int, repeats: int) -> float:
         study.ask(dists)
         times.append(1000 * (time.process_time() - t0))
     return statistics.median(times)
+
+
+def proposal_cost(problems: list[str], sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+    """CPU ms of one proposal, albert-gp and Optuna's GPSampler, after n random trials of history."""
+    out: dict[str, Any] = {}
+    for problem in problems:
+        space, fn, _ = PROBLEMS[problem]
+        for n in sizes:
+            ours, theirs = cost_albert(space, fn, n, 0, repeats), cost_optuna(space, fn, n, 0, repeats)
+            out[f"{problem}/{n}" if len(problems) > 1 else n] = {"albert_gp_ms": ours, "optuna_gp_ms": theirs,
+                                                                  "ratio": ours / theirs}
+            print(f"proposal cost, {problem} with {n} trials of history: albert-gp {ours:.0f} ms, "
+                  f"optuna-gp {theirs:.0f} ms CPU, ratio {ours / theirs:.2f}x", flush=True)
+    return out
 
 
 # --- spread of proposals made while others are pending -------------------------------------------------
@@ -221,8 +393,22 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=None)
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
-    ap.add_argument("--out", default="bench/results/search.json")
+    ap.add_argument("--out", default=None, help="default bench/results/search.json (search-batch.json with --parallel)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="proposals made while others run: batches of 4 and asynchronous with 3 pending, "
+                         "albert-gp vs Optuna GPSampler and TPE (constant liar); 20 seeds x 48 evaluations")
+    ap.add_argument("--modes", default="batch,async", help="--parallel: batch, async or both")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only the proposal cost at 25, 50 and 200 trials of history (--problems), both GP samplers")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="--parallel: merge the records of runs split across processes into --out")
     args = ap.parse_args()
+    if args.parallel:
+        if args.samplers == ",".join(SAMPLERS):
+            args.samplers = ",".join(PARALLEL_SAMPLERS)
+        args.out = args.out or "bench/results/search-batch.json"
+        return merge_parallel(args.merge, args.out) if args.merge else parallel_main(args)
+    args.out = args.out or "bench/results/search.json"
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -234,6 +420,12 @@ def main() -> None:
     record: dict[str, Any] = {"bench": "search", "seeds": seeds, "evals": evals, "optuna": optuna.__version__,
                               "python": platform.python_version(), "cpus": os.cpu_count(),
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "problems": {}}
+    if args.cost_only:  # the proposal cost alone, at 25, 50 and 200 trials of history
+        record["proposal_cost"] = proposal_cost(problems, (25, 50, 200), 5)
+        record["threads"] = _threads()
+        write_json(args.out, record)
+        print(f"-> {args.out}")
+        return
     for problem in problems:
         space, fn, optimum = PROBLEMS[problem]
         rows: dict[str, Any] = {}
@@ -258,15 +450,7 @@ def main() -> None:
             rows["no_worse_than_optuna_gp"] = verdict
         record["problems"][problem] = rows
 
-    cost = {}
-    space, fn, _ = PROBLEMS["hartmann6"]
-    for n in (50, 200):
-        ours = cost_albert(space, fn, n, 0, repeats=3 if args.quick else 5)
-        theirs = cost_optuna(space, fn, n, 0, repeats=3 if args.quick else 5)
-        cost[n] = {"albert_gp_ms": ours, "optuna_gp_ms": theirs, "ratio": ours / theirs}
-        print(f"proposal cost, hartmann6 with {n} trials of history: albert-gp {ours:.0f} ms, "
-              f"optuna-gp {theirs:.0f} ms CPU, ratio {ours / theirs:.2f}x", flush=True)
-    record["proposal_cost"] = cost
+    record["proposal_cost"] = proposal_cost(["hartmann6"], (50, 200), 3 if args.quick else 5)
 
     space, fn, _ = PROBLEMS["branin"]
     ours = [spread_albert(space, fn, s) for s in range(seeds)]

@@ -30,6 +30,7 @@ class TuneArgs:
     sampler: str = "random"            # random | gp (Bayesian optimisation)
     acquisition: str = "ei"            # gp: ei | pi | ucb
     initial_trials: int | None = None  # gp: quasi-random trials before the model takes over
+    warm_start: list[str] | None = None  # earlier sweep directories to learn from (tune.py --warm-start DIR ...)
     eta: int = 3
     min_resource: int | None = None    # steps at the first rung (default: max_resource / eta^2, rounded up)
     max_resource: int = 1000           # steps of a full training
@@ -97,11 +98,17 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
     return SweepSettings(
         sweep_dir=args.output_dir or "", task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
         scheduler=args.scheduler, sampler=args.sampler, acquisition=args.acquisition,
-        initial_trials=args.initial_trials, mode="max" if task.greater_is_better else "min", min_resource=min_resource,
+        initial_trials=args.initial_trials, warm_start=_warm_paths(args.warm_start),
+        mode="max" if task.greater_is_better else "min", min_resource=min_resource,
         max_resource=args.max_resource, eta=args.eta, budget=args.budget, time_budget=args.time_budget,
         master_seed=args.seed, device=device, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds, progress=args.progress,
         metric_name=task.main_metric, report_to=args.report_to)
+
+
+def _warm_paths(paths: list[str] | None) -> list[str] | None:
+    """--warm-start's directories as absolute paths (what the sweep records and a resume compares)."""
+    return [str(Path(p).resolve()) for p in paths] if paths else None
 
 
 def check_numbers(args: TuneArgs) -> None:
@@ -198,6 +205,8 @@ def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
     given = set(given) if given is not None else _non_default(args)
     if args.backend not in ("local", "ray"):
         raise AlbertError(f"--backend must be local or ray, got {args.backend!r}")
+    if args.warm_start and args.backend == "ray":
+        raise AlbertError("--warm-start works with --backend local only")
     check_numbers(args)
     check_sampler_options(args.sampler, args.acquisition, args.initial_trials)
     if args.resume:
@@ -301,6 +310,8 @@ def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: 
             now = _read_space(value).to_json() if value else None
         elif name == "seed":
             was, now = recorded.get("master_seed"), value
+        elif name == "warm_start":
+            was, now = recorded.get("warm_start"), _warm_paths(value)
         elif name == "backend":
             was, now = "ray" if ray else "local", value
         elif name in FIXED:

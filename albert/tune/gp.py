@@ -16,18 +16,22 @@ For each new trial:
    a typical result, not their average, which on a landscape with a few good regions (most of
    tuning) keeps the search off unexplored corners and on refining what it found (Hartmann6:
    regret 1e-4 where the model without it stopped at 1e-3).
-3. Running trials, and trials tried only below the modelled rung. Their configurations enter
-   the model believed at its own posterior mean ("kriging believer": the uncertainty around
-   them collapses and the incumbent rises to what they are believed to score), and the
-   acquisition is penalised near them by the model's own correlation, so parallel workers do
-   not pile onto one point and a paused trial is not proposed again.
+3. Running trials, and trials tried only below the modelled rung: their outcomes are unknown.
+   The acquisition is averaged over joint posterior draws of them (fantasies.py, PENDING
+   "fantasies"): next to a running trial no improvement is left in any draw, and a fantasy that
+   beats the incumbent raises it, so parallel workers do not pile onto one point and a paused
+   trial is not proposed again. UCB (and PENDING "believer") instead conditions on their
+   posterior means ("kriging believer") and penalises points near them by the model's correlation.
 4. Acquisition (log EI by default, log PI or UCB) of the noise-free objective, against the best
    result observed (as Optuna's GPSampler), maximised by maximise.py: scrambled Sobol
    candidates, then local searches from ten of them (continuous and discrete moves in turn).
 
 The first `initial_trials` proposals (and any made before two trials have a result) are a
-scrambled Sobol design. Every random draw is seeded by (master_seed, trial index), so a
-proposal is a pure function of the space, the seed, the index and the history.
+scrambled Sobol design. With --warm-start (warmstart.py) earlier sweeps of the same objective
+join the history and replace that design; other sources' best configurations replace it, and
+their GPs' mean is the prior mean this model fits the residual from. Every random draw is
+seeded by (master_seed, trial index), so a proposal is a pure function of the space, the seed,
+the index, the history and the warm-start sources.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from scipy.optimize import minimize
 
 from .acquisition import UCB_KAPPA
 from .acquisition import acquisition as acquisition_function
+from .fantasies import fantasy_score
 from .maximise import Maximiser
 from .sampler import Feasibility, History, Pending, Proposal, Sampler
 from .space import Space
@@ -65,6 +70,12 @@ PRIORS = {"length_scale": ("inverse_square", 0.1), "constant_value": ("gamma", 2
 # The multi-fidelity model: "rung" fits the highest rung with d + 1 results (BOHB); "input"
 # fits every result with log(resource) as one more input and predicts at a full training.
 FIDELITY = "rung"
+# Trials running (or paused below the modelled rung) when a proposal is made: "fantasies" scores
+# the acquisition averaged over joint draws of their outcomes (fantasies.py; log EI and log PI),
+# "believer" conditions on their posterior means and penalises points near them (UCB always).
+PENDING = "fantasies"
+# The model proposes once initial_trials results are in (True), or two (False), whatever the index.
+WAIT_FOR_RESULTS = True
 # What a rung's model fits: "loss-when-tied" (the validation loss where the metric cannot rank
 # the results, see _targets) or "metric" (always the metric).
 TARGET = "loss-when-tied"
@@ -91,8 +102,19 @@ class GPSampler(Sampler):
     # --- the proposal ---------------------------------------------------------------------------
 
     def propose(self, index: int, history: History) -> Proposal:
+        warm = self.warm
+        if warm is not None:
+            history = warm.with_evidence(history)
         finite = {o.trial_id for o in history.observations if math.isfinite(o.value)}
-        if index < self.initial_trials or len(finite) < 2:
+        # Evidence from earlier sweeps of this objective replaces the quasi-random design.
+        design = index < self.initial_trials and not (warm is not None and warm.has_evidence)
+        # While trials run, index >= initial_trials can come with few results: a model of two
+        # points in six dimensions sends the parallel workers into one basin. A prior mean from
+        # earlier sweeps informs the model from two.
+        needed = 2 if not WAIT_FOR_RESULTS or (warm is not None and warm.has_prior) else self.initial_trials
+        if design or len(finite) < needed:
+            if warm is not None and index < self.initial_trials:
+                return self.warm_config(index, self.initial_design(index))
             return self.initial_design(index)
         from threadpoolctl import threadpool_limits
 
@@ -109,7 +131,14 @@ class GPSampler(Sampler):
         # replay gains once credited to this rule came from a protocol that snapped proposals to
         # a small pool; bench/README.md "Search" has what the replay shows now.)
         min_points = max(self.initial_trials, len(self.space) + 1)
-        model = Surrogate.fit(self.space, history, seed=int(rng.integers(2**31)), min_points=min_points)
+        seed = int(rng.integers(2**31))
+        offset, weight = None, None
+        prior = self.warm.prior_mean(self.master_seed) if self.warm is not None else None
+        if prior is not None:
+            own = len({o.trial_id for o in history.observations if math.isfinite(o.value) and o.trial_id > 0})
+            weight = self.warm.prior_weight(own)
+            offset = lambda points: weight * prior(points)  # noqa: E731
+        model = Surrogate.fit(self.space, history, seed=seed, min_points=min_points, offset=offset)
         believed_best, incumbent = model.incumbent()
         # The threshold is the best result observed, as Optuna's GPSampler; with the resource as
         # an input, the results include partial trainings, so it is the best mean at full resource.
@@ -118,15 +147,20 @@ class GPSampler(Sampler):
         # are, to this model, configurations whose result is not known yet: like running ones.
         # Left out, the model proposes one of them again and again, as it never sees them.
         waiting = history.pending + model.unseen(history)
-        believer, believed = model.believing(waiting)
-        # A running trial is believed to score its posterior mean; if that beats the incumbent,
-        # improving on it is what a new proposal must do (else the point next to it looks as good).
-        best = max([best, *believed])
-        penalty = model.pending_penalty(waiting, self.acquisition)
+        if waiting and PENDING == "fantasies" and self.acquisition != "ucb":
+            # The pending trials' outcomes are unknown: score jointly over draws of them (fantasies.py).
+            points = model.at_full(np.array([self.space.encode(p.config) for p in waiting]))
+            score = fantasy_score(model, points, best, self.score, rng)
+        else:
+            believer, believed = model.believing(waiting)
+            # A running trial is believed to score its posterior mean; if that beats the incumbent,
+            # improving on it is what a new proposal must do (else the point next to it looks as good).
+            best = max([best, *believed])
+            penalty = model.pending_penalty(waiting, self.acquisition)
 
-        def score(points: np.ndarray) -> np.ndarray:
-            mu, sigma = believer.predict(points)
-            return self.score(mu, sigma, best) + penalty(points)
+            def score(points: np.ndarray) -> np.ndarray:
+                mu, sigma = believer.predict(points)
+                return self.score(mu, sigma, best) + penalty(points)
 
         point, value = self.maximiser.maximise(lambda points: score(model.at_full(points)), rng, incumbent)
         config = self.space.decode(point)
@@ -136,6 +170,7 @@ class GPSampler(Sampler):
             "unseen": len(waiting) - len(history.pending), "rung": model.level, "target": model.target,
             "fidelity": model.multi_fidelity, "kernel": str(model.gp.kernel_),
             "length_scales": [round(float(v), 4) for v in model.length_scales()[:self.space.width]],
+            **({"prior_weight": round(weight, 4)} if weight is not None else {}),
             "ms": round(1000 * (time.process_time() - started), 1)})
 
     def initial_design(self, index: int) -> Proposal:
@@ -167,9 +202,13 @@ class Surrogate:
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
         self.trials: frozenset[int] = frozenset()  # the trials whose results were modelled
         self.target = "metric"  # what the model predicts: "metric", or "loss" (see _targets)
+        # A prior mean (warm start: model inputs -> standardised values) the GP models the
+        # residual from; predictions add it back. None: the GP's own constant mean only.
+        self.offset: Any = None
 
     @classmethod
-    def fit(cls, space: Space, history: History, seed: int, min_points: int = 1) -> "Surrogate":
+    def fit(cls, space: Space, history: History, seed: int, min_points: int = 1, offset: Any = None) -> "Surrogate":
+        """The GP over `history` (see the class); `offset`: a prior mean it models the residual from."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
         from sklearn.preprocessing import StandardScaler
@@ -201,8 +240,9 @@ class Surrogate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
             scale = input_scale(space, d)
-            gp.fit(X[rows] * scale, z[rows])
+            gp.fit(X[rows] * scale, z[rows] - (offset(X[rows]) if offset is not None else 0.0))
         model = cls(gp, X, z, scaler, multi, space, level, scale)
+        model.offset = offset
         model = model.conditioned(X, z) if len(rows) < len(z) else model
         model.trials = frozenset(o.trial_id for o in obs)
         model.target = target
@@ -214,8 +254,11 @@ class Surrogate:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(X * self.scale, z)
-        return Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level, self.scale)
+            gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(
+                X * self.scale, z - (self.offset(X) if self.offset is not None else 0.0))
+        model = Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level, self.scale)
+        model.offset = self.offset
+        return model
 
     def at_full(self, points: np.ndarray) -> np.ndarray:
         """Unit-cube points, tagged with a full training's resource when the model has that input."""
@@ -245,7 +288,26 @@ class Surrogate:
         k = bias + signal * (1.0 + r + r * r / 3.0) * np.exp(-r)
         v = solve_triangular(L, k.T, lower=True, check_finite=False)
         latent = np.maximum(bias + signal - np.einsum("ij,ij->j", v, v), 0.0)
-        return k @ alpha, np.sqrt(latent + 1e-12)
+        mean = k @ alpha + (self.offset(np.atleast_2d(points)) if self.offset is not None else 0.0)
+        return mean, np.sqrt(latent + 1e-12)
+
+    def covariance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The posterior covariance of the noise-free objective between the rows of `a` and of
+        `b` (model inputs; standardised units): k(a, b) - k(a, X) K^-1 k(X, b)."""
+        from scipy.linalg import solve_triangular
+        from scipy.spatial.distance import cdist
+
+        self.predict(np.atleast_2d(a)[:1])  # fills the cache of the fitted factors
+        bias, signal, length, train, _, L = self._factors
+        ua, ub = np.atleast_2d(a) * self.scale / length, np.atleast_2d(b) * self.scale / length
+
+        def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # x, y: divided by the length scales
+            r = math.sqrt(5.0) * cdist(x, y)
+            return bias + signal * (1.0 + r + r * r / 3.0) * np.exp(-r)
+
+        va = solve_triangular(L, kernel(train, ua), lower=True, check_finite=False)
+        vb = solve_triangular(L, kernel(train, ub), lower=True, check_finite=False)
+        return kernel(ua, ub) - va.T @ vb
 
     def length_scales(self) -> np.ndarray:
         """The fitted length scale of each model input (ARD; on the scaled unit cube): a short

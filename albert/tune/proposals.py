@@ -86,6 +86,8 @@ def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"name": settings.sampler, "proposals": len(rows), "how": how,
                            "proposal_s": round(sum(ms) / 1000, 3),
                            "proposal_ms": {"median": ms[len(ms) // 2] if ms else None, "max": ms[-1] if ms else None}}
+    if settings.warm_start:
+        out["warm_start"] = storage.meta().get("warm_start", [])
     if settings.sampler == "gp":
         from .gp import INITIAL_TRIALS
         out.update(acquisition=settings.acquisition, initial_trials=settings.initial_trials or INITIAL_TRIALS)

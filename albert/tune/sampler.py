@@ -80,6 +80,7 @@ class Sampler:
     def __init__(self, space: Space, master_seed: int = 0, feasible: Feasibility | None = None) -> None:
         self.space, self.master_seed = space, master_seed
         self.feasible = feasible or (lambda config: None)
+        self.warm: Any = None  # warmstart.WarmStart: earlier sweeps' results (--warm-start), or None
 
     def propose(self, index: int, history: History) -> Proposal:
         raise NotImplementedError
@@ -96,12 +97,29 @@ class Sampler:
                           f"(the last: {problem}); narrow --space")
 
 
+    def warm_config(self, index: int, filler: Proposal) -> Proposal:
+        """Proposal `index` from the warm-start sources' best configurations (the index-th of
+        them, projected on this space with `filler` for what a source lacks), or `filler` when
+        they are used up or that one is infeasible here."""
+        top = self.warm.top() if self.warm is not None else []
+        if index < len(top):
+            config = self.warm.project(top[index], filler.config)
+            if self.feasible(config) is None:
+                return Proposal(config, {"how": "warm-start", "rank": index})
+        return filler
+
+
 class RandomSampler(Sampler):
-    """Independent uniform draws (log-uniform where the space says so)."""
+    """Independent uniform draws (log-uniform where the space says so); with --warm-start the
+    sources' TOP_CONFIGS best configurations first."""
 
     name = "random"
 
     def propose(self, index: int, history: History) -> Proposal:
+        from .warmstart import TOP_CONFIGS
+
+        if self.warm is not None and index < TOP_CONFIGS:
+            return self.warm_config(index, self.random_config(index))
         return self.random_config(index)
 
 

@@ -12,10 +12,11 @@ from ..errors import AlbertError
 from .asha import make_scheduler
 from .sampler import SAMPLERS, Feasibility, RandomSampler, Sampler, check_sampler_options
 from .space import ARCHITECTURE, Space, architecture_problem, default_space
+from .warmstart import load
 
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
 IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_resource", "max_resource", "eta",
-            "master_seed", "sampler", "acquisition", "initial_trials")
+            "master_seed", "sampler", "acquisition", "initial_trials", "warm_start")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SweepSettings:
     sampler: str = "random"  # random | gp: how new trials' configurations are chosen
     acquisition: str = "ei"  # gp: ei | pi | ucb
     initial_trials: int | None = None  # gp: quasi-random (Sobol) trials before the model (default 5)
+    warm_start: list[str] | None = None  # earlier sweep directories (absolute) whose results guide the search
     mode: str = "max"
     min_resource: int = 1
     max_resource: int = 27
@@ -77,8 +79,16 @@ class SweepSettings:
         if "max_steps" in space and self.scheduler != "random":
             raise AlbertError(f"--space: max_steps is the resource --scheduler {self.scheduler} allocates; "
                               "search it only with --scheduler random")
-        self.make_sampler(space).random_config(0)  # a space with no valid configuration: say so now
+        self.make_sampler(space).random_config(0)  # a space with no valid configuration (or a bad source): say so now
         return space
+
+    def load_warm_start(self, space: Space):
+        """The --warm-start sources (warmstart.WarmStart), checked; None without any."""
+        if not self.warm_start:
+            return None
+        rungs = make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode).rungs
+        return load(self.warm_start, space=space, task=self.task, objective=self.objective, fixed=self.fixed,
+                    mode=self.mode, rungs=rungs)
 
     def metric(self) -> str:
         """The name of the metric trials are ranked by (`f1`, `accuracy`), "metric" when unknown."""
@@ -90,11 +100,14 @@ class SweepSettings:
         except AlbertError:
             return "metric"
 
-    def make_sampler(self, space: Space) -> Sampler:
+    def make_sampler(self, space: Space, warm: Any = None) -> Sampler:
+        """The sampler, with `warm` (a loaded WarmStart) or else the --warm-start sources loaded now."""
         fixed = self.fixed
-        return make_sampler(self.sampler, space, self.master_seed, acquisition=self.acquisition,
-                            initial_trials=self.initial_trials,
-                            feasible=lambda config: architecture_problem({**fixed, **config}))
+        sampler = make_sampler(self.sampler, space, self.master_seed, acquisition=self.acquisition,
+                               initial_trials=self.initial_trials,
+                               feasible=lambda config: architecture_problem({**fixed, **config}))
+        sampler.warm = warm if warm is not None else self.load_warm_start(space)
+        return sampler
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -186,6 +186,29 @@ class Storage:
             raise AlbertError(f"{path}: sweep database version {version}, this albert reads {SCHEMA_VERSION}")
         return store
 
+    @classmethod
+    def read_only(cls, sweep_dir: str | Path, what: str) -> "Storage":
+        """Another sweep's database, opened for reading only (nothing in it is created or
+        upgraded); `what` names it in the one-line refusal of a missing or unreadable one."""
+        path = Path(sweep_dir) / DB_NAME
+        if not path.is_file():
+            raise AlbertError(f"{what} {sweep_dir}: not a sweep directory (no {DB_NAME})")
+        store = cls.__new__(cls)
+        store.path = path
+        try:
+            store.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            store.conn.row_factory = sqlite3.Row
+            version = store.meta().get("schema_version")
+            store.conn.execute("SELECT COUNT(*) FROM trials JOIN results ON results.trial_id = trials.id").fetchone()
+        except (sqlite3.DatabaseError, ValueError) as e:
+            raise AlbertError(f"{what} {sweep_dir}: {DB_NAME} is not a readable sweep database ({e})") from None
+        if version not in (1, SCHEMA_VERSION):
+            store.close()
+            raise AlbertError(f"{what} {sweep_dir}: sweep database version {version}, this albert reads {SCHEMA_VERSION}")
+        if version == 1:  # no loss column: read it as NULL ("none reported"); a temp name shadows main's
+            store.conn.execute("CREATE TEMP VIEW results AS SELECT *, NULL AS loss FROM main.results")
+        return store
+
     def close(self) -> None:
         self.conn.close()
 

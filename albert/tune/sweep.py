@@ -39,6 +39,7 @@ from .runner import Assignment, Died, Done, Error, Report, WorkerPool, check_obj
 from .settings import IDENTITY, SweepSettings, identity_differences, trial_seed  # noqa: F401 (re-exported)
 from .space import Space
 from .storage import TERMINAL, Storage, TrialRecord, finished_a_job
+from .warmstart import check_unchanged
 
 FAIL_FAST = 3  # failed trials with no result yet, after which the sweep stops
 PROGRESS_EVERY_S = 10.0  # off a terminal: a status line at least this often
@@ -102,12 +103,12 @@ class _Interrupt:
 class Sweep:
     """One sweep's state while it runs: storage, scheduler, workers and the jobs in flight."""
 
-    def __init__(self, settings: SweepSettings, space: Space, storage: Storage) -> None:
+    def __init__(self, settings: SweepSettings, space: Space, storage: Storage, warm: Any = None) -> None:
         self.settings, self.space, self.storage = settings, space, storage
         self.dir = Path(settings.sweep_dir)
         self.scheduler: Scheduler = make_scheduler(settings.scheduler, settings.min_resource, settings.max_resource,
                                                    settings.eta, settings.mode)
-        self.sampler = settings.make_sampler(space)
+        self.sampler = settings.make_sampler(space, warm)
         self.pending: collections.deque[tuple[int, Job]] = collections.deque()
         self.running: dict[int, Job] = {}
         self.stopped: set[int] = set()  # trials the scheduler stopped during their current job
@@ -425,11 +426,15 @@ def check_settings(settings: SweepSettings) -> tuple[Space, list]:
 
 
 def _open(settings: SweepSettings | None, resume_dir: str | Path | None,
-          checked: tuple[Space, list] | None) -> tuple[SweepSettings, Space, list, Storage, bool]:
+          checked: tuple[Space, list] | None) -> tuple[SweepSettings, Space, list, Storage, bool, Any]:
+    """The sweep's settings, space, worker specs, database, whether it resumes, and its loaded
+    warm-start sources (a resume whose sources changed is refused)."""
     if resume_dir is None:
         space, specs = checked  # run_sweep checked a new sweep's settings before taking the lock
-        storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json()})
-        return settings, space, specs, storage, False
+        warm = settings.load_warm_start(space)
+        storage = Storage.create(settings.sweep_dir, {"settings": settings.to_dict(), "space": space.to_json(),
+                                                      "warm_start": warm.record() if warm else []})
+        return settings, space, specs, storage, False, warm
     storage = Storage.open(resume_dir)
     try:
         stored = SweepSettings.from_dict(storage.meta()["settings"])
@@ -442,11 +447,13 @@ def _open(settings: SweepSettings | None, resume_dir: str | Path | None,
         else:
             settings = dataclasses.replace(stored, sweep_dir=str(resume_dir))
         space, specs = check_settings(settings)
+        warm = settings.load_warm_start(space)
+        check_unchanged(storage.meta().get("warm_start"), warm, str(resume_dir))
         storage.set_meta("settings", settings.to_dict())
     except BaseException:
         storage.close()
         raise
-    return settings, space, specs, storage, True
+    return settings, space, specs, storage, True, warm
 
 
 def run_sweep(settings: SweepSettings | None = None, resume_dir: str | Path | None = None) -> dict[str, Any]:
@@ -493,8 +500,8 @@ def _holder_alive(directory: Path) -> bool:
 
 def _run_locked(settings: SweepSettings | None, resume_dir: str | Path | None, lock,
                 checked: tuple[Space, list] | None) -> dict[str, Any]:
-    settings, space, specs, storage, resuming = _open(settings, resume_dir, checked)
-    sweep = Sweep(settings, space, storage)
+    settings, space, specs, storage, resuming, warm = _open(settings, resume_dir, checked)
+    sweep = Sweep(settings, space, storage, warm)
     if resuming:
         sweep.replay()
     progress = Progress(settings.progress)

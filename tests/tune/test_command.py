@@ -56,9 +56,14 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
      "--space: max_steps is the resource --scheduler asha allocates"),
     (["--space", '{"num_attention_heads": [3, 5]}'],
      "no valid configuration in 100 draws (the last: num_attention_heads"),
+    (["--sampler", "gp", "--warm-start", "{tmp}/earlier", "{tmp}/nowhere"], "nowhere: not a sweep directory (no sweep.db)"),
+    (["--warm-start", "{tmp}", "--backend", "ray"], "--warm-start works with --backend local only"),
 ])
 def test_refused_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "sweep"
+    (tmp_path / "earlier").mkdir()
+    Storage.create(tmp_path / "earlier", {"settings": SweepSettings(sweep_dir="", task="ner").to_dict(),
+                                          "space": {"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3}}}).close()
     base = ["--task", "sst2", "--output-dir", out, "--no-progress"]
     if "--model" not in args:
         base += ["--preset", "tiny"]
