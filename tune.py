@@ -33,7 +33,7 @@ HELP = {
     "initial_trials": "gp: quasi-random (Sobol) trials before the model proposes (default 5)",
     "warm_start": "earlier sweep directories to learn from: the same task and model count as results of this "
                   "sweep; another task or model guides it as a prior that fades as its own results come in; "
-                  "either way the first trials try their best configurations",
+                  "either way the first trials try their best configurations (default: none, a cold start)",
     "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
              "(default: the paper's ranges, the learning rate's adapted to the starting point)",
     "workers": "parallel trials on CPU",

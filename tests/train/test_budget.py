@@ -98,6 +98,7 @@ def _run(argv: list, env: dict) -> str:
     return r.stdout + r.stderr
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes on 2 cores; run with -m slow
 def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     """The end-to-end proof: a micro run with a 60-second budget fixes its steps, writes them to
     config.json, ends within the budget, keeps them on --resume, and train.py repeats its

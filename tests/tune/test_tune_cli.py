@@ -79,6 +79,7 @@ def no_traceback(text: str) -> None:
     assert "Traceback" not in text, text[-3000:]
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes on 2 cores; run with -m slow
 def test_kill_9_mid_trial_then_resume_continues_from_its_checkpoint(inputs, tmp_path):
     """Issue 28 item 1: a trial killed after a checkpoint (kill -9 of tune.py, its workers die with
     it) goes on from that checkpoint on --resume, not from step 0; the sweep's trials end with the
@@ -133,6 +134,7 @@ def configurations(sweep: Path) -> list[tuple]:
     return [(r["id"], r["lr"]) for r in rows(sweep)]
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes on 2 cores; run with -m slow
 def test_gp_sweep_killed_and_resumed_tries_the_configurations_of_an_uninterrupted_one(inputs, tmp_path):
     """kill -9 after the GP has begun to propose, then --resume: the same configurations, in order."""
     common = ["--sampler", "gp", "--initial-trials", "2", "--budget", "4", "--min-resource", "3", "--max-resource",
@@ -199,6 +201,7 @@ def test_time_budget_stops_starting_trials(inputs, tmp_path):
     assert time.monotonic() - began < 240
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes on 2 cores; run with -m slow
 def test_a_status_line_at_least_every_10_s_off_a_terminal(inputs, tmp_path):
     """Off a terminal (a pipe) the sweep prints a status line per finished job and at least every
     10 s, with an ETA once steps have been measured. The sweep is far longer than the 30 s the

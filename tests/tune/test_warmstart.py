@@ -189,6 +189,7 @@ def proposed(sweep_dir):
     return [(i, {n: json.loads(c)[n] for n in names}, json.loads(info)["how"]) for i, c, info in rows]
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes on 2 cores; run with -m slow
 def test_warm_started_sst2_sweep_killed_and_resumed_proposes_what_an_uninterrupted_one_does(tmp_path):
     data = Path(os.environ.get("ALBERT_DATA", "data"))
     if not ((data / "glue" / "SST-2").is_dir() and (data / "conll2003").is_dir()):
