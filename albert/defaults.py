@@ -19,14 +19,10 @@ log = logging.getLogger("albert")
 # ---------------------------------------------------------------------------------------------
 # Pretraining
 
-# Peak learning rate by (optimizer, model size) and global batch: {global batch: lr}.
-# Model size: hidden sizes up to SMALL_MODEL_HIDDEN (micro, tiny, small) or larger (base and up).
-# - lamb/small 64: the tiny preset on the wiki shards, 150 steps, held-out MLM loss 7.40 at 1e-2
-#   against 9.64 at 1e-3 (uniform guessing: 10.3). LAMB normalises each layer's step by the
-#   update's norm, which gradient noise inflates at small batches: small batches want larger rates.
-# - lamb/large 4096: the ALBERT paper (0.00176 at batch 4096).
-# - adamw/small 64: the tiny preset, 150 steps: held-out MLM loss 7.38 at 1e-3.
-# - adamw/large 256: BERT's 1e-4 at batch 256.
+# Peak learning rate by (optimizer, model size) and global batch: {global batch: lr}. Model size:
+# hidden sizes up to SMALL_MODEL_HIDDEN (micro, tiny, small) or larger (base and up). LAMB scales
+# each layer's step by the update's norm, which gradient noise inflates at small batches, so small
+# batches want larger rates. Where each anchor comes from: docs/defaults.md.
 PRETRAIN_LR: dict[tuple[str, str], dict[int, float]] = {
     ("lamb", "small"): {64: 1e-2},
     ("lamb", "large"): {4096: 1.76e-3},
@@ -79,17 +75,14 @@ class Recipe:
     measured: bool
 
 
-# The CPU recipe (README, "The CPU recipe"): tiny, 8000 pieces, batch 16, mask 0.4, AdamW 1e-3,
-# warmup 600 of 24,000 steps (as a fraction, since the budget fixes the steps). On 2 cores it
-# leaves the unigram plateau after ~11,000 steps; one hour of it fine-tunes CoNLL-2003 9.6 points
-# above random weights. A budget, not a step count: a faster CPU trains more steps in the hour.
+# The CPU recipe (docs/pretraining.md): the one measured to leave the unigram plateau within an
+# hour on 2 cores. The warmup is a fraction since the budget fixes the steps; a budget, not a
+# step count, so that a faster CPU trains more steps in the hour.
 CPU_RECIPE = dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, warmup=0.025, optimizer="adamw",
                   lr=1e-3, eval_every=1000, max_seq_length=128, time_budget="1h")
-# GPU recipes by memory (GiB): not measured here. From Cramming (Geiping & Goldstein 2022) and
-# MosaicBERT (Portes et al. 2023) for short budgets: no dropout (ALBERT v2's presets have none),
-# a high mask rate (0.4: Wettig et al. 2023, and our CPU measurement), AdamW at a large rate with
-# warmup, sequence length 128, the base shape with the largest batch the memory holds. The 1-hour
-# budget is the CPU's: a GPU trains many more steps in it.
+# GPU recipes by memory (GiB), not yet measured: Cramming's and MosaicBERT's choices for short
+# budgets (no dropout, a high mask rate, AdamW at a large rate with warmup, sequence length 128),
+# the base shape with the largest batch the memory holds.
 GPU_BASE = dict(preset="base", vocab_size=30000, mask_prob=0.4, warmup=0.06, optimizer="adamw", lr=5e-4,
                 eval_every=1000, max_seq_length=128, time_budget="1h")
 GPU_RECIPES: list[tuple[float, dict[str, Any]]] = [  # (at least this many GiB, recipe), largest first
@@ -124,20 +117,15 @@ def recipes_table() -> str:
 # ---------------------------------------------------------------------------------------------
 # Fine-tuning
 
-# Peak learning rate of a random initialisation (--preset), by hidden size: {hidden size: lr}.
-# 128: the tiny preset, 300 steps, warmup 10%: SST-2 (4000 training sentences) accuracy 0.735 at
-# 1e-3, 0.729 at 3e-4, 0.509 (one class) at 3e-3 and at the paper's 1e-5; CoNLL-2003 F1 0.48 at
-# 1e-3, 0.34 at 3e-4, 0.0 at 3e-3, 0.03 at 5e-5.
+# Peak learning rate of a random initialisation (--preset), by hidden size: {hidden size: lr};
+# the paper's rates barely move a random model in a short run (docs/defaults.md).
 RANDOM_INIT_LR: dict[int, float] = {128: 1e-3, 768: 1e-4}
 # Peak learning rate of a pretrained checkpoint smaller than the published ones, by hidden size;
 # from PAPER_HIDDEN up the task's table (the ALBERT paper's, for base and larger) applies.
-# 128: the README's CPU recipe (tiny, 24,000 steps), SST-2, 1000 steps, warmup 6%: accuracy 0.734
-# at 1e-4, 0.789 at 3e-4, 0.796 at 1e-3, 0.509 (one class) at 2e-3.
 SMALL_PRETRAINED_LR: dict[int, float] = {128: 1e-3}
 PAPER_HIDDEN = 768
 # Steps of a fine-tuning run from a pretrained model smaller than the published ones (the task's
-# table, in epochs, is for base and up): the CPU recipe's model fine-tuned 1000 steps at lr 1e-3
-# reaches CoNLL-2003 F1 0.681 (random weights: 0.585) and SST-2 accuracy 0.796.
+# table, in epochs, is for base and up): the setting measured with the CPU recipe's model.
 SMALL_PRETRAINED_STEPS = 1000
 
 
@@ -159,12 +147,8 @@ def size_class(hidden_size: int) -> str:
 
 
 # The pretraining optimizer by global batch: LAMB, ALBERT's, from LAMB_FROM_BATCH (the paper trains
-# at 4096), AdamW below. Measured at batch 64 (tiny preset, wiki shards, 30000-piece vocabulary):
-# 150 LAMB steps at 1e-2 reach held-out MLM loss 7.38 but leave a model that fine-tunes CoNLL-2003
-# to F1 0.0 in 300 steps (every token "O", at lr 3e-4, 1e-3 and 3e-3); 150 AdamW steps at 1e-3
-# reach 7.37 and fine-tune to F1 0.523. Over longer runs LAMB at 1e-2 kept SOP at the majority
-# answer for 2500 steps, AdamW at 1e-3 reached SOP balanced accuracy 0.69. The threshold itself
-# is a judgment between 64 (measured) and 4096 (the paper), not a measurement.
+# at 4096), AdamW below, where LAMB left models that fine-tune worse (docs/defaults.md). The
+# threshold is a judgment between the batch measured (64) and the paper's.
 LAMB_FROM_BATCH = 1024
 
 

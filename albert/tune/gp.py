@@ -14,8 +14,8 @@ For each new trial:
    start: length scales and signal at their priors' modes). The bias term is an unknown
    constant mean learnt from the data: far from every result the model predicts the level of
    a typical result, not their average, which on a landscape with a few good regions (most of
-   tuning) keeps the search off unexplored corners and on refining what it found (Hartmann6:
-   regret 1e-4 where the model without it stopped at 1e-3).
+   tuning) keeps the search off unexplored corners and on refining what it found (measured:
+   bench/README.md, "Search").
 3. Running trials, and trials tried only below the modelled rung: their outcomes are unknown.
    The acquisition is averaged over joint posterior draws of them (fantasies.py, PENDING
    "fantasies"): next to a running trial no improvement is left in any draw, and a fantasy that
@@ -50,10 +50,8 @@ from .maximise import Maximiser
 from .sampler import Feasibility, History, Pending, Proposal, Sampler
 from .space import Space
 
-# Random restarts of the kernel fit, besides the fixed start. None: with the
-# priors, the one start finds a fit that searches better - Hartmann6 (6-D) reached its global
-# minimum on 14 of 20 seeds against 11 with one restart, and the proposal costs a third less;
-# Branin and the mixed 5-D problem were as good or better (bench_search.py).
+# Random restarts of the kernel fit, besides the fixed start. None: with the priors, the one
+# start finds a fit that searches as well or better, at a third less cost (bench/README.md, "Search").
 RESTARTS = 0
 FIT_POINTS = 80         # the kernel's hyperparameters are fitted on at most this many results
 INITIAL_TRIALS = 5      # quasi-random trials before the model proposes (--initial-trials)
@@ -82,9 +80,8 @@ TARGET = "loss-when-tied"
 
 
 def default_initial_trials(space: Space) -> int:
-    """Sobol points before the model takes over. With the bias term and the priors above, five
-    were as good as ten on Hartmann6 (6-D; as many seeds reach the global optimum) and better
-    on the mixed 5-D problem (regret at 25 evaluations 7e-4 against 5e-3): bench_search.py."""
+    """Sobol points before the model takes over: with the bias term and the priors above, five
+    did as well as ten or better on bench_search.py's problems (bench/README.md, "Search")."""
     return INITIAL_TRIALS
 
 
@@ -373,9 +370,8 @@ def _targets(obs: tuple, sign: float) -> tuple[np.ndarray, str]:
     The metric, unless more than half of the finite results share one value (early in
     training every model may still predict the majority class, or tag every word O: F1 0) and
     every one of them came with a validation loss: then the negated loss, which still ranks
-    those models (CoNLL-2003, tiny model, 50 of 200 steps: 124 of 150 configurations at F1 0;
-    rank correlation with the final F1, loss 0.71 against F1 0.58). TARGET "metric" turns
-    this off."""
+    those models better than the tied metric (bench/README.md, "Search"). TARGET "metric"
+    turns this off."""
     metric = np.array([sign * o.value for o in obs], dtype=float)
     finite = np.isfinite(metric)
     if TARGET == "metric" or not finite.any():
