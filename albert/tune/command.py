@@ -199,7 +199,7 @@ COMMAND = ("resume",)
 def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
     """Start a sweep, or resume one (`given`: the options named on the command line; by default
     those that differ from TuneArgs' defaults)."""
-    from .sampler import check_sampler_options
+    from .settings import check_sampler_options
     from .sweep import run_sweep
 
     given = set(given) if given is not None else _non_default(args)

@@ -47,6 +47,7 @@ from .acquisition import UCB_KAPPA
 from .acquisition import acquisition as acquisition_function
 from .fantasies import fantasy_score
 from .maximise import Maximiser
+from .proposals import model_recommendation
 from .sampler import Feasibility, History, Pending, Proposal, Sampler
 from .space import Space
 
@@ -87,6 +88,15 @@ def default_initial_trials(space: Space) -> int:
 
 class GPSampler(Sampler):
     name = "gp"
+    options = ("acquisition", "initial_trials")
+
+    @classmethod
+    def summary_fields(cls, settings: Any) -> dict[str, Any]:
+        return {"acquisition": settings.acquisition, "initial_trials": settings.initial_trials or INITIAL_TRIALS}
+
+    @classmethod
+    def recommendation(cls, storage: Any, space: Space, rungs: list[int], mode: str, seed: int) -> dict[str, Any] | None:
+        return model_recommendation(storage, space, rungs, mode, seed)
 
     def __init__(self, space: Space, master_seed: int = 0, feasible: Feasibility | None = None, *,
                  acquisition: str = "ei", initial_trials: int | None = None) -> None:

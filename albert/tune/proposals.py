@@ -73,7 +73,7 @@ def recompute(storage: Storage, sampler: Sampler, rungs: list[int], mode: str) -
     return rows
 
 
-def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
+def sampler_summary(storage: Storage, settings: Any, sampler: type[Sampler]) -> dict[str, Any]:
     """summary.json's "sampler": which, how its proposals were made, and what they cost.
 
     `proposal_s` is wall time the sweep loop spent proposing; `loop_share` is its share of the
@@ -88,9 +88,7 @@ def sampler_summary(storage: Storage, settings: Any) -> dict[str, Any]:
                            "proposal_ms": {"median": ms[len(ms) // 2] if ms else None, "max": ms[-1] if ms else None}}
     if settings.warm_start:
         out["warm_start"] = storage.meta().get("warm_start", [])
-    if settings.sampler == "gp":
-        from .gp import INITIAL_TRIALS
-        out.update(acquisition=settings.acquisition, initial_trials=settings.initial_trials or INITIAL_TRIALS)
+    out.update(sampler.summary_fields(settings))
     return out
 
 

@@ -25,7 +25,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..errors import AlbertError
 from .space import Space
 
-SAMPLERS = ("random", "gp")
 MAX_ATTEMPTS = 100  # draws per proposal before a space whose configurations are all invalid is refused
 
 # Why a configuration cannot run (e.g. heads that do not divide the hidden size), or None.
@@ -76,6 +75,7 @@ class Sampler:
     """Proposes configurations from `space`; subclasses implement `propose`."""
 
     name = "base"
+    options: tuple[str, ...] = ()  # the sweep options (settings fields) its constructor takes as keywords
 
     def __init__(self, space: Space, master_seed: int = 0, feasible: Feasibility | None = None) -> None:
         self.space, self.master_seed = space, master_seed
@@ -84,6 +84,17 @@ class Sampler:
 
     def propose(self, index: int, history: History) -> Proposal:
         raise NotImplementedError
+
+    @classmethod
+    def summary_fields(cls, settings: Any) -> dict[str, Any]:
+        """What summary.json's "sampler" says of this sampler's own options (none by default)."""
+        return {}
+
+    @classmethod
+    def recommendation(cls, storage: Any, space: Space, rungs: list[int], mode: str, seed: int) -> dict[str, Any] | None:
+        """summary.json's "model_best": the configuration a model of the results recommends (a
+        sampler without a model: None)."""
+        return None
 
     def random_config(self, index: int) -> Proposal:
         """`Space.sample(master_seed, index)`, drawn again (attempt 1, 2, ...) while it is infeasible."""
@@ -121,19 +132,6 @@ class RandomSampler(Sampler):
         if self.warm is not None and index < TOP_CONFIGS:
             return self.warm_config(index, self.random_config(index))
         return self.random_config(index)
-
-
-def check_sampler_options(sampler: str, acquisition: str, initial_trials: int | None) -> None:
-    """The option values alone, before any sweep state exists."""
-    from .acquisition import ACQUISITIONS
-
-    if sampler not in SAMPLERS:
-        raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if acquisition not in ACQUISITIONS:
-        raise AlbertError(f"--acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
-    if initial_trials is not None and (isinstance(initial_trials, bool) or not isinstance(initial_trials, int)
-                                       or initial_trials < 1):
-        raise AlbertError(f"--initial-trials must be a positive integer, got {initial_trials!r}")
 
 
 # --- building the history from what a sweep recorded -------------------------------------------

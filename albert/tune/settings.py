@@ -10,7 +10,9 @@ import numpy as np
 
 from ..errors import AlbertError
 from .asha import make_scheduler
-from .sampler import SAMPLERS, Feasibility, RandomSampler, Sampler, check_sampler_options
+from .acquisition import ACQUISITIONS
+from .gp import GPSampler
+from .sampler import Feasibility, RandomSampler, Sampler
 from .space import ARCHITECTURE, Space, architecture_problem, default_space
 from .warmstart import load
 
@@ -129,12 +131,26 @@ def identity_differences(stored: SweepSettings, settings: SweepSettings) -> list
             if getattr(stored, name) != getattr(settings, name)]
 
 
-def make_sampler(name: str, space: Space, master_seed: int = 0, *, acquisition: str = "ei",
-                 initial_trials: int | None = None, feasible: Feasibility | None = None) -> Sampler:
-    """The sampler `name` (random | gp) for `space`."""
-    if name == "random":
-        return RandomSampler(space, master_seed, feasible)
-    if name == "gp":
-        from .gp import GPSampler  # scikit-learn and scipy: only for GP sweeps
-        return GPSampler(space, master_seed, feasible, acquisition=acquisition, initial_trials=initial_trials)
-    raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+# The samplers by --sampler name: a new one is its own module and a line here.
+SAMPLERS: dict[str, type[Sampler]] = {"random": RandomSampler, "gp": GPSampler}
+
+
+def check_sampler_options(sampler: str, acquisition: str, initial_trials: int | None) -> None:
+    """The option values alone, before any sweep state exists."""
+    if sampler not in SAMPLERS:
+        raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if acquisition not in ACQUISITIONS:
+        raise AlbertError(f"--acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
+    if initial_trials is not None and (isinstance(initial_trials, bool) or not isinstance(initial_trials, int)
+                                       or initial_trials < 1):
+        raise AlbertError(f"--initial-trials must be a positive integer, got {initial_trials!r}")
+
+
+def make_sampler(name: str, space: Space, master_seed: int = 0, *, feasible: Feasibility | None = None,
+                 **options: Any) -> Sampler:
+    """The sampler `name` (a key of SAMPLERS) for `space`; `options` (e.g. acquisition,
+    initial_trials) go to the samplers that take them."""
+    if name not in SAMPLERS:
+        raise AlbertError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+    cls = SAMPLERS[name]
+    return cls(space, master_seed, feasible, **{k: v for k, v in options.items() if k in cls.options})

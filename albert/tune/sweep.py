@@ -392,7 +392,7 @@ class Sweep:
         if confirm:
             best = self.storage.trial(confirm[0]["trial_id"])
         elapsed = time.monotonic() - self.started
-        sampler = proposals.sampler_summary(self.storage, s)
+        sampler = proposals.sampler_summary(self.storage, s, type(self.sampler))
         sampler["loop_share"] = round(sampler["proposal_s"] / elapsed, 4) if elapsed > 0 else None
         summary: dict[str, Any] = {
             "sweep_dir": str(self.dir), "task": s.task, "metric": metric, "mode": s.mode,
@@ -401,9 +401,8 @@ class Sweep:
             "tried": self.storage.count("search"), "budget": s.budget,
             "states": dict(collections.Counter(t.state for t in trials if t.kind == "search")),
             "compute": compute, "rungs": rungs, "confirm": confirm, "best": None,
-            # The GP's pick among the tried configurations (posterior mean at full resource).
-            "model_best": proposals.model_recommendation(self.storage, self.space, rungs, s.mode, s.master_seed)
-            if s.sampler == "gp" else None,
+            # A model's pick among the tried configurations (the GP's: posterior mean at full resource).
+            "model_best": type(self.sampler).recommendation(self.storage, self.space, rungs, s.mode, s.master_seed),
         }
         if best is not None:
             extra = {"confirm": confirm[0]} if confirm else {}

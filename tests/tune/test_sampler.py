@@ -5,7 +5,8 @@ import math
 import pytest
 
 from albert.errors import AlbertError
-from albert.tune.sampler import (History, Observation, RandomSampler, build_history, check_sampler_options,
+from albert.tune.settings import check_sampler_options
+from albert.tune.sampler import (History, Observation, RandomSampler, build_history,
                                  rung_observations)
 from albert.tune.settings import make_sampler
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform, default_space
