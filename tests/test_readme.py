@@ -30,11 +30,14 @@ SKIPPED: dict[str, str] = {
     r"^torchrun --nproc_per_node 8": "needs 8 GPUs (two CPU processes under torchrun are tested in tests/train)",
 }
 
-# Appended to every command of a script: they bound its size and change nothing else.
-PRETRAIN_SIZE = ["--max-steps", "4", "--max-docs", "60", "--vocab-size", "400", "--tokenizer-sample", "3000",
-                 "--eval-examples", "16", "--no-progress"]
-FINETUNE_SIZE = ["--max-steps", "4", "--max-train-samples", "64", "--max-eval-samples", "32", "--no-progress"]
+# Appended to every command of a script: they bound its size and change nothing else. A budgeted
+# command gets a shorter budget instead of STEPS (--max-steps beside --time-budget is refused).
+STEPS = ["--max-steps", "4"]
+PRETRAIN_SIZE = ["--max-docs", "60", "--vocab-size", "400", "--tokenizer-sample", "3000", "--eval-examples", "16",
+                 "--no-progress"]
+FINETUNE_SIZE = ["--max-train-samples", "64", "--max-eval-samples", "32", "--no-progress"]
 TUNE_SIZE = ["--budget", "2", "--max-resource", "4", "--max-train-samples", "64", "--max-eval-samples", "32"]
+BUDGET = {"pretrain.py": "25s", "finetune.py": "20s"}
 
 
 def readme_commands(text: str) -> list[str]:
@@ -59,17 +62,13 @@ def skip_reason(command: str) -> str | None:
 
 def sized(argv: list[str]) -> list[str]:
     """The command with the size-limiting options for its script appended (the last occurrence of
-    an option wins in argparse, so an appended --budget or --max-steps replaces the README's). A
-    budgeted run keeps its budget, shortened: --max-steps beside --time-budget is refused."""
+    an option wins in argparse, so an appended --budget or --max-steps replaces the README's)."""
     script = Path(argv[1]).name
-    budgeted = "--time-budget" in argv
+    length = ["--time-budget", BUDGET[script]] if "--time-budget" in argv else STEPS
     if script == "pretrain.py":
-        size = [o for o in PRETRAIN_SIZE if not budgeted or o not in ("--max-steps", "4")]
-        return argv + size + (["--time-budget", "25s"] if budgeted else [])
+        return argv + PRETRAIN_SIZE + length
     if script == "finetune.py":
-        size = [o for o in FINETUNE_SIZE if not budgeted or o not in ("--max-steps", "4")]
-        return argv + size + (["--vocab-size", "400"] if "--preset" in argv else []) \
-            + (["--time-budget", "20s"] if budgeted else [])
+        return argv + FINETUNE_SIZE + (["--vocab-size", "400"] if "--preset" in argv else []) + length
     if script == "tune.py":
         if "--resume" in argv:  # the search is fixed by the sweep; only its budget may grow
             return argv + ["--budget", "3"]

@@ -107,7 +107,6 @@ class Sampler:
         raise AlbertError(f"the search space gave no valid configuration in {MAX_ATTEMPTS} draws "
                           f"(the last: {problem}); narrow --space")
 
-
     def warm_config(self, index: int, filler: Proposal) -> Proposal:
         """Proposal `index` from the warm-start sources' best configurations (the index-th of
         them, projected on this space with `filler` for what a source lacks), or `filler` when
