@@ -83,7 +83,7 @@ class Table:
         self.losses = [{int(s): float(rest[0]) if rest else math.nan for s, _, *rest in row["curve"]}
                        for row in data["configs"]]
         # The GP's own input scaling: two different options of a choice 1 apart, as two ends of a range are.
-        self.scale = input_scale(self.space, self.space.width)
+        self.scale = input_scale(self.space)
         self.encoded = np.array([self.space.encode(c) for c in self.configs])  # the unit cube
         self.points = self.encoded * self.scale
 

@@ -32,7 +32,7 @@ def fantasy_score(model, pending_points: np.ndarray, best: float, score: Callabl
                   draws: int = FANTASIES) -> Callable[[np.ndarray], np.ndarray]:
     """points -> log mean over `draws` joint fantasies at `pending_points` of score(mu_s, sigma_s,
     best_s), with `model` a fitted gp.Surrogate and `score` a log acquisition (log EI or log PI).
-    Points are model inputs (at_full already applied)."""
+    Points are model inputs (encoded configurations)."""
     P = np.atleast_2d(pending_points)
     mu_p, _ = model.predict(P)
     cov = model.covariance(P, P)

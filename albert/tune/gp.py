@@ -5,8 +5,7 @@ For each new trial:
    log-uniform, integers at their bin's centre, choices one-hot; the model sees one-hot
    coordinates scaled by 1/sqrt(2), so two options differ by a Hamming distance of 1). Under a
    multi-rung scheduler the model is fitted on the highest rung with d + 1 results (BOHB), the
-   rungs of pruned trials included, and predicts what that rung will show (FIDELITY "rung"; the
-   alternative "input" tags each result with its resource and predicts a full training).
+   rungs of pruned trials included, and predicts what that rung will show.
    Diverged or failed trials count as the worst value seen: they mark a bad region.
 2. Surrogate. scikit-learn's GaussianProcessRegressor: bias + constant x Matern 5/2 with one
    length scale per coordinate (ARD) + white noise, outputs standardised, kernel
@@ -17,11 +16,11 @@ For each new trial:
    tuning) keeps the search off unexplored corners and on refining what it found (measured:
    bench/README.md, "Search").
 3. Running trials, and trials tried only below the modelled rung: their outcomes are unknown.
-   The acquisition is averaged over joint posterior draws of them (fantasies.py, PENDING
-   "fantasies"): next to a running trial no improvement is left in any draw, and a fantasy that
-   beats the incumbent raises it, so parallel workers do not pile onto one point and a paused
-   trial is not proposed again. UCB (and PENDING "believer") instead conditions on their
-   posterior means ("kriging believer") and penalises points near them by the model's correlation.
+   The acquisition is averaged over joint posterior draws of them (fantasies.py): next to a
+   running trial no improvement is left in any draw, and a fantasy that beats the incumbent
+   raises it, so parallel workers do not pile onto one point and a paused trial is not proposed
+   again. UCB, which has no improvement to average, instead conditions on their posterior means
+   ("kriging believer") and penalises points near them by the model's correlation.
 4. Acquisition (log EI by default, log PI or UCB) of the noise-free objective, against the best
    result observed (as Optuna's GPSampler), maximised by maximise.py: scrambled Sobol
    candidates, then local searches from ten of them (continuous and discrete moves in turn).
@@ -66,18 +65,6 @@ INITIAL_TRIALS = 5      # quasi-random trials before the model proposes (--initi
 # variance). ("gamma", shape, rate) or ("inverse_square", weight).
 PRIORS = {"length_scale": ("inverse_square", 0.1), "constant_value": ("gamma", 2.0, 1.0),
           "noise_level": ("gamma", 1.1, 30.0)}
-# The multi-fidelity model: "rung" fits the highest rung with d + 1 results (BOHB); "input"
-# fits every result with log(resource) as one more input and predicts at a full training.
-FIDELITY = "rung"
-# Trials running (or paused below the modelled rung) when a proposal is made: "fantasies" scores
-# the acquisition averaged over joint draws of their outcomes (fantasies.py; log EI and log PI),
-# "believer" conditions on their posterior means and penalises points near them (UCB always).
-PENDING = "fantasies"
-# The model proposes once initial_trials results are in (True), or two (False), whatever the index.
-WAIT_FOR_RESULTS = True
-# What a rung's model fits: "loss-when-tied" (the validation loss where the metric cannot rank
-# the results, see _targets) or "metric" (always the metric).
-TARGET = "loss-when-tied"
 
 
 def default_initial_trials(space: Space) -> int:
@@ -118,7 +105,7 @@ class GPSampler(Sampler):
         # While trials run, index >= initial_trials can come with few results: a model of two
         # points in six dimensions sends the parallel workers into one basin. A prior mean from
         # earlier sweeps informs the model from two.
-        needed = 2 if not WAIT_FOR_RESULTS or (warm is not None and warm.has_prior) else self.initial_trials
+        needed = 2 if warm is not None and warm.has_prior else self.initial_trials
         if design or len(finite) < needed:
             if warm is not None and index < self.initial_trials:
                 return self.warm_config(index, self.initial_design(index))
@@ -146,17 +133,15 @@ class GPSampler(Sampler):
             weight = self.warm.prior_weight(own)
             offset = lambda points: weight * prior(points)  # noqa: E731
         model = Surrogate.fit(self.space, history, seed=seed, min_points=min_points, offset=offset)
-        believed_best, incumbent = model.incumbent()
-        # The threshold is the best result observed, as Optuna's GPSampler; with the resource as
-        # an input, the results include partial trainings, so it is the best mean at full resource.
-        best = believed_best if model.multi_fidelity else float(model.z.max())
+        _, incumbent = model.incumbent()
+        best = float(model.z.max())  # the best result observed, as Optuna's GPSampler
         # Trials tried only below the modelled rung (paused by the scheduler, or on their way up)
         # are, to this model, configurations whose result is not known yet: like running ones.
         # Left out, the model proposes one of them again and again, as it never sees them.
         waiting = history.pending + model.unseen(history)
-        if waiting and PENDING == "fantasies" and self.acquisition != "ucb":
+        if waiting and self.acquisition != "ucb":
             # The pending trials' outcomes are unknown: score jointly over draws of them (fantasies.py).
-            points = model.at_full(np.array([self.space.encode(p.config) for p in waiting]))
+            points = np.array([self.space.encode(p.config) for p in waiting])
             score = fantasy_score(model, points, best, self.score, rng)
         else:
             believer, believed = model.believing(waiting)
@@ -169,14 +154,14 @@ class GPSampler(Sampler):
                 mu, sigma = believer.predict(points)
                 return self.score(mu, sigma, best) + penalty(points)
 
-        point, value = self.maximiser.maximise(lambda points: score(model.at_full(points)), rng, incumbent)
+        point, value = self.maximiser.maximise(score, rng, incumbent)
         config = self.space.decode(point)
         return Proposal(config, {
             "how": "model", "acquisition": self.acquisition, "value": float(value), "incumbent": float(best),
             "observations": len(model.z), "pending": len(history.pending),
             "unseen": len(waiting) - len(history.pending), "rung": model.level, "target": model.target,
-            "fidelity": model.multi_fidelity, "kernel": str(model.gp.kernel_),
-            "length_scales": [round(float(v), 4) for v in model.length_scales()[:self.space.width]],
+            "kernel": str(model.gp.kernel_),
+            "length_scales": [round(float(v), 4) for v in model.length_scales()],
             **({"prior_weight": round(weight, 4)} if weight is not None else {}),
             "ms": round(1000 * (time.process_time() - started), 1)})
 
@@ -194,18 +179,18 @@ class GPSampler(Sampler):
         return self.random_config(index)
 
 class Surrogate:
-    """A fitted GP over (unit-cube configuration[, resource]) -> standardised metric, larger is
-    better (a minimised metric is negated).
+    """A fitted GP over unit-cube configurations -> standardised metric, larger is better (a
+    minimised metric is negated).
 
     Predictions, the incumbent and acquisition values are all in standardised units; `metric`
     maps a mean back. The scaling is fitted once per proposal, so a model conditioned on extra
-    believed points keeps the units of the fit. `level` is the rung modelled (FIDELITY "rung")."""
+    believed points keeps the units of the fit. `level` is the rung modelled."""
 
-    def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, multi_fidelity: bool, space: Space,
+    def __init__(self, gp: Any, X: np.ndarray, z: np.ndarray, scaler: Any, space: Space,
                  level: int | None, scale: np.ndarray) -> None:
         self.gp, self.X, self.z, self.scaler = gp, X, z, scaler
-        self.multi_fidelity, self.space, self.level = multi_fidelity, space, level
-        self.scale = scale  # input_scale(space, width): what the kernel was fitted on
+        self.space, self.level = space, level
+        self.scale = scale  # input_scale(space): what the kernel was fitted on
         self._factors: tuple | None = None  # predict's cache of the fitted posterior
         self.trials: frozenset[int] = frozenset()  # the trials whose results were modelled
         self.target = "metric"  # what the model predicts: "metric", or "loss" (see _targets)
@@ -221,19 +206,14 @@ class Surrogate:
         from sklearn.preprocessing import StandardScaler
 
         sign = 1.0 if history.mode == "max" else -1.0
-        obs, level = history.observations, None
-        if FIDELITY == "rung":
-            obs, level = _model_rung(history, min_points)
+        obs, level = _model_rung(history, min_points)
         values, target = _targets(obs, sign)
         finite = np.isfinite(values)
         # A diverged or failed trial is as bad as the worst seen: the model learns to avoid its region.
         values[~finite] = values[finite].min()
         scaler = StandardScaler()  # all values equal: a zero scale, which scikit-learn makes 1
         z = scaler.fit_transform(values[:, None])[:, 0]
-        multi = FIDELITY == "input" and len({o.resource for o in obs}) > 1 and history.max_resource > history.min_resource
         X = np.array([space.encode(o.config) for o in obs])
-        if multi:
-            X = np.hstack([X, _fidelity(np.array([o.resource for o in obs], dtype=float), history)[:, None]])
         d = X.shape[1]
         kernel = (ConstantKernel(0.1, (1e-3, 1e1)) + ConstantKernel(1.0, (1e-2, 1e2))
                   * Matern(length_scale=np.ones(d), length_scale_bounds=(1e-2, 2e1), nu=2.5)
@@ -246,9 +226,9 @@ class Surrogate:
                                       random_state=rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hyperparameter at its bound is fine (e.g. no noise)
-            scale = input_scale(space, d)
+            scale = input_scale(space)
             gp.fit(X[rows] * scale, z[rows] - (offset(X[rows]) if offset is not None else 0.0))
-        model = cls(gp, X, z, scaler, multi, space, level, scale)
+        model = cls(gp, X, z, scaler, space, level, scale)
         model.offset = offset
         model = model.conditioned(X, z) if len(rows) < len(z) else model
         model.trials = frozenset(o.trial_id for o in obs)
@@ -263,15 +243,9 @@ class Surrogate:
             warnings.simplefilter("ignore")
             gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(
                 X * self.scale, z - (self.offset(X) if self.offset is not None else 0.0))
-        model = Surrogate(gp, X, z, self.scaler, self.multi_fidelity, self.space, self.level, self.scale)
+        model = Surrogate(gp, X, z, self.scaler, self.space, self.level, self.scale)
         model.offset = self.offset
         return model
-
-    def at_full(self, points: np.ndarray) -> np.ndarray:
-        """Unit-cube points, tagged with a full training's resource when the model has that input."""
-        if not self.multi_fidelity:
-            return points
-        return np.hstack([points, np.ones((len(points), 1))])
 
     def predict(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the noise-free objective, in standardised
@@ -326,10 +300,10 @@ class Surrogate:
         return self.scaler.inverse_transform(np.asarray(standardised, dtype=float).reshape(-1, 1))[:, 0]
 
     def incumbent(self, k: int = 3) -> tuple[float, np.ndarray]:
-        """The best posterior mean at full resource over the configurations tried (robust to a
-        lucky noisy result), and the k configurations with the best means (unit cube)."""
-        configs = np.unique(self.X[:, :self.space.width], axis=0)
-        mu, _ = self.predict(self.at_full(configs))
+        """The best posterior mean over the configurations tried (robust to a lucky noisy result),
+        and the k configurations with the best means (unit cube)."""
+        configs = np.unique(self.X, axis=0)
+        mu, _ = self.predict(configs)
         order = np.argsort(-mu, kind="stable")[:k]
         return float(mu[order[0]]), configs[order]
 
@@ -341,11 +315,11 @@ class Surrogate:
         return tuple(Pending(t, c, history.max_resource) for t, c in sorted(configs.items()))
 
     def believing(self, pending: tuple) -> tuple["Surrogate", list[float]]:
-        """The model conditioned also on the pending configurations, at full resource, as if they
-        had scored the posterior mean there ("kriging believer"); and those means."""
+        """The model conditioned also on the pending configurations, as if they had scored the
+        posterior mean there ("kriging believer"); and those means."""
         if not pending:
             return self, []
-        P = self.at_full(np.array([self.space.encode(p.config) for p in pending]))
+        P = np.array([self.space.encode(p.config) for p in pending])
         mu, _ = self.predict(P)
         model = self.conditioned(np.vstack([self.X, P]), np.concatenate([self.z, mu]))
         model.X, model.z = self.X, self.z  # the incumbent stays among the real results
@@ -362,7 +336,7 @@ class Surrogate:
         as is, and to UCB in units of its exploration bonus at the prior's spread."""
         if not pending:
             return lambda points: 0.0
-        P = self.at_full(np.array([self.space.encode(p.config) for p in pending]))
+        P = np.array([self.space.encode(p.config) for p in pending])
         correlation = self.gp.kernel_.k1.k2.k2  # the Matern part: 1 at distance 0
         weight = UCB_KAPPA * math.sqrt(self.gp.kernel_.k1.k2.k1.constant_value) \
             if acquisition == "ucb" else 1.0
@@ -380,11 +354,10 @@ def _targets(obs: tuple, sign: float) -> tuple[np.ndarray, str]:
     The metric, unless more than half of the finite results share one value (early in
     training every model may still predict the majority class, or tag every word O: F1 0) and
     every one of them came with a validation loss: then the negated loss, which still ranks
-    those models better than the tied metric (bench/README.md, "Search"). TARGET "metric"
-    turns this off."""
+    those models better than the tied metric (bench/README.md, "Search")."""
     metric = np.array([sign * o.value for o in obs], dtype=float)
     finite = np.isfinite(metric)
-    if TARGET == "metric" or not finite.any():
+    if not finite.any():
         return metric, "metric"
     loss = np.array([-o.loss for o in obs], dtype=float)
     _, counts = np.unique(metric[finite], return_counts=True)
@@ -420,11 +393,6 @@ def _model_rung(history: History, min_points: int) -> tuple[tuple, int | None]:
             chosen.append(o)
             present.add(o.trial_id)
     return tuple(chosen), level
-
-
-def _fidelity(resource: np.ndarray, history: History) -> np.ndarray:
-    lo, hi = history.min_resource, history.max_resource
-    return np.clip(np.log(np.maximum(resource, lo) / lo) / math.log(hi / lo), 0.0, 1.0)
 
 
 def _map_optimizer(kernel: Any):
@@ -474,9 +442,7 @@ def _fit_subset(values: np.ndarray, limit: int, rng: np.random.RandomState) -> n
     return np.sort(np.concatenate([best, rng.choice(rest, limit - len(best), replace=False)]))
 
 
-def input_scale(space: Space, width: int) -> np.ndarray:
+def input_scale(space: Space) -> np.ndarray:
     """Per model input: 1, or 1/sqrt(2) on a choice's one-hot coordinates, so that two different
     options are at distance 1 (a Hamming distance) like two ends of a numeric range, not sqrt(2)."""
-    scale = np.ones(width)
-    scale[:space.width] = [math.sqrt(0.5) if k == "onehot" else 1.0 for k in space.kinds()]
-    return scale
+    return np.array([math.sqrt(0.5) if k == "onehot" else 1.0 for k in space.kinds()])

@@ -108,7 +108,7 @@ def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode:
         return None
     model = Surrogate.fit(space, history, seed, min_points=3)
     configs = {o.trial_id: o.config for o in history.observations}
-    mu, _ = model.predict(model.at_full(np.array([space.encode(configs[t]) for t in full])))
+    mu, _ = model.predict(np.array([space.encode(configs[t]) for t in full]))
     k = int(np.argmax(mu))
     sign = 1.0 if mode == "max" else -1.0
     # A choice's options share one hyperparameter: its shortest length scale speaks for it.

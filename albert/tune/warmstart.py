@@ -147,7 +147,7 @@ class WarmStart:
         if means:
             def prior(points: np.ndarray) -> np.ndarray:
                 points = np.atleast_2d(points)
-                return np.mean([m.predict(m.at_full(points[:, cols]))[0] for m, cols in means], axis=0)
+                return np.mean([m.predict(points[:, cols])[0] for m, cols in means], axis=0)
             self._prior = prior
         self._prior_fitted = True
         return self._prior

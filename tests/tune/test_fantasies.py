@@ -3,7 +3,6 @@ trials' outcomes spreads proposals, and is the plain acquisition far from them."
 import numpy as np
 import pytest
 
-import albert.tune.gp as gp
 from albert.tune.acquisition import log_ei
 from albert.tune.fantasies import fantasy_score
 from albert.tune.gp import GPSampler, Surrogate
@@ -51,10 +50,9 @@ def min_gap(points):
     return min(float(np.linalg.norm(a - b)) for i, a in enumerate(points) for b in points[i + 1:])
 
 
-@pytest.mark.parametrize("pending_mode", ["fantasies", "believer"])
-def test_proposals_made_while_others_run_spread(monkeypatch, pending_mode):
-    monkeypatch.setattr(gp, "PENDING", pending_mode)
-    sampler = GPSampler(SPACE, master_seed=0)
+@pytest.mark.parametrize("acquisition", ["ei", "ucb"])  # fantasies; UCB's believer and penalty
+def test_proposals_made_while_others_run_spread(acquisition):
+    sampler = GPSampler(SPACE, master_seed=0, acquisition=acquisition)
     # Blind to the running trials, the sampler proposes (nearly) one point four times...
     assert min_gap(four_proposals(sampler, tell_pending=False)) < 0.005
     # ...told of them, four distinct points, each where the others' fantasies leave improvement.
