@@ -6,11 +6,14 @@ decided on the device, handed to the optimizer as a `found_inf` flag (the protoc
 uses: torch's fused AdamW and our LAMB skip the whole update, state included, when it is 1),
 and the losses, gradient norms and counts of skipped steps are summed on the device. The host
 reads them all at once (`read`), on logging steps and before the loop evaluates, saves or stops.
+The training loop keeps the optimizer step; the guard only supplies the flag.
 
 Contract:
-- `step(loss, grad_norm)` after backward, unscale and clipping: flags the step, steps the
-  optimizer (or skips it), and adds the step to the sums. Nothing is read back, unless the
-  optimizer cannot take a `found_inf` flag (then one read decides whether to call step()).
+- `check(loss, grad_norm)` after backward, unscale and clipping: the step's skip flag (a device
+  tensor), with the step added to the sums. Nothing is read back.
+- `with flagged(optimizer, skip) as apply: if apply: optimizer.step()`: the optimizer sees the
+  flag and skips the update itself, or (an optimizer that cannot take a flag) one read back
+  decides `apply`.
 - A step is *bad* (skipped, and counted towards --max-bad-steps) when its loss is not finite,
   or, except under fp16, its gradient norm; under fp16 a gradient overflow is the GradScaler's
   business (the update is skipped, the scale lowered) and the step is not bad.
@@ -18,7 +21,8 @@ Contract:
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple
 
 import torch
 
@@ -38,33 +42,38 @@ class Reading(NamedTuple):
     metrics: dict[str, float]
 
 
+@contextmanager
+def flagged(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> Iterator[bool]:
+    """Hand `skip` to the optimizer for the step taken inside (GradScaler's protocol: such an
+    optimizer reads `found_inf` and `grad_scale` in step() and skips the whole update when the
+    flag is 1); yields whether to call step(). An optimizer without the protocol: one read back."""
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        yield not bool(skip)
+        return
+    optimizer.grad_scale = None  # the gradients are unscaled already
+    optimizer.found_inf = skip.to(torch.float32)  # exactly 0 or 1, as the fused kernels expect
+    try:
+        yield True
+    finally:
+        del optimizer.grad_scale, optimizer.found_inf
+
+
 class StepGuard:
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, *, fp16: bool,
-                 bad_in_a_row: int = 0, skipped: int = 0):
-        self.optimizer, self.device, self.fp16 = optimizer, device, fp16
-        # GradScaler's protocol: such an optimizer reads `found_inf` (and `grad_scale`) in step().
-        self.takes_flag = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+    def __init__(self, device: torch.device, *, fp16: bool, bad_in_a_row: int = 0, skipped: int = 0):
+        self.device, self.fp16 = device, fp16
         self.acc = torch.zeros(9, dtype=torch.float64, device=device)
         self.acc[BAD_IN_A_ROW], self.acc[SKIPPED] = bad_in_a_row, skipped
         self.acc[SINCE_BAD] = 0 if bad_in_a_row else 2**31  # "long ago" when none is recorded
         self.acc[LAST_BAD_LOSS] = float("nan")
         self.metrics: dict[str, torch.Tensor | float] = {}
 
-    def step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        """Flag this step, step the optimizer unless it is flagged, and add it to the sums."""
+    def check(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+        """This step's skip flag (a device bool: its loss or gradient norm is not finite); the
+        step is added to the sums."""
         loss_bad = ~torch.isfinite(loss)
         norm_bad = ~torch.isfinite(grad_norm)
         skip = loss_bad | norm_bad  # the update is never applied with these gradients
         bad = loss_bad if self.fp16 else skip
-        if self.takes_flag:
-            self.optimizer.grad_scale = None  # the gradients are unscaled already
-            self.optimizer.found_inf = skip.to(torch.float32)  # exactly 0 or 1, as the fused kernels expect
-            try:
-                self.optimizer.step()
-            finally:
-                del self.optimizer.grad_scale, self.optimizer.found_inf
-        elif not bool(skip):  # an optimizer without the flag: one read back
-            self.optimizer.step()
         acc, good = self.acc, (~bad).to(torch.float64)
         zero = torch.zeros((), dtype=torch.float64, device=self.device)
         loss64, norm64 = loss.to(torch.float64), grad_norm.to(torch.float64)
@@ -77,6 +86,7 @@ class StepGuard:
         acc[SINCE_BAD] = (acc[SINCE_BAD] + 1) * good
         acc[LAST_BAD_LOSS] = torch.where(bad, loss64, acc[LAST_BAD_LOSS])
         acc[LAST_BAD_WAS_LOSS] = torch.where(bad, loss_bad.to(torch.float64), acc[LAST_BAD_WAS_LOSS])
+        return skip
 
     def add_metrics(self, values: dict[str, torch.Tensor | float], weight: float) -> None:
         """A micro-batch's step metrics (floats or device tensors), weighted by its share of rows."""

@@ -44,7 +44,7 @@ from .checkpoints import CheckpointStore, refuse_earlier_run
 from .decision import Decision, decide, judge
 from .distributed import Distributed, resolve_device
 from .feed import Feed, MicroBatch, default_workers
-from .guard import Reading, StepGuard
+from .guard import Reading, StepGuard, flagged
 from .options import TrainingOptions
 from .precision import autocast, peak_flops, resolve_precision
 from .rng import preserved_rng, rng_state, seed_everything, set_rng_state
@@ -199,7 +199,7 @@ class Trainer:
         # A bar on a terminal; off one (a log file, a pipe), a line every 10 s with the same figures.
         bar = Meter("train", total=self.total_steps, unit="steps", initial=p.step,
                     enabled=opt.progress and self.dist.is_main)
-        self.guard = StepGuard(self.optimizer, self.device, fp16=self.precision == "fp16",
+        self.guard = StepGuard(self.device, fp16=self.precision == "fp16",
                                bad_in_a_row=p.bad_steps, skipped=p.skipped_steps)
         window, run = Window(), Window()  # since the last logged step; since the start
         stop = p.step >= self.total_steps
@@ -277,8 +277,9 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
     def _train_step(self, micro: list[MicroBatch], want_metrics: bool) -> Step:
-        """Forward/backward every micro-batch, then clip and step (guard.py decides on the device
-        whether the update is applied). Reads nothing back from the device."""
+        """Forward/backward every micro-batch, then unscale, clip and step the optimizer (the guard
+        flags a non-finite step on the device; the optimizer then skips it). Reads nothing back
+        from the device."""
         total_rows = sum(mb.rows for mb in micro)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
         metrics = []  # handed to the guard once the step is through (not when it runs out of memory)
@@ -304,7 +305,10 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.options.max_grad_norm if self.options.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        self.guard.step(loss, grad_norm)
+        skip = self.guard.check(loss, grad_norm)
+        with flagged(self.optimizer, skip) as apply:
+            if apply:
+                self.optimizer.step()
         for values, weight in metrics:
             self.guard.add_metrics(values, weight)
         if self.scaler.is_enabled():

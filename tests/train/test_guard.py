@@ -15,7 +15,7 @@ from albert.data.batch_order import LengthGroupedSampler
 from albert.errors import TrainingDiverged, TrainingWarning
 from albert.optim import make_optimizer, make_schedule
 from albert.train import Trainer
-from albert.train.guard import StepGuard
+from albert.train.guard import StepGuard, flagged
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from count_syncs import counting_steps  # noqa: E402
@@ -27,6 +27,12 @@ def _state(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v.clone() for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
 
 
+def _optimizer_step(optimizer, skip):
+    with flagged(optimizer, skip) as apply:
+        if apply:
+            optimizer.step()
+
+
 def _step(model, optimizer, guard, scaler=None, nan_loss=False, inf_grad=False):
     loss = model(**BATCH).loss * (float("nan") if nan_loss else 1.0)
     (scaler.scale(loss) if scaler else loss).backward()
@@ -35,10 +41,19 @@ def _step(model, optimizer, guard, scaler=None, nan_loss=False, inf_grad=False):
     if scaler:
         scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters()], 1.0)
-    guard.step(loss.detach().double(), norm)
+    _optimizer_step(optimizer, guard.check(loss.detach().double(), norm))
     if scaler:
         scaler.update()
     optimizer.zero_grad(set_to_none=True)
+
+
+def test_an_optimizer_without_the_flag_is_told_by_one_read():
+    model = Toy()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # no found_inf protocol
+    for skip, expected in ((torch.tensor(True), False), (torch.tensor(False), True)):
+        with flagged(optimizer, skip) as apply:
+            assert apply is expected
+    assert not hasattr(optimizer, "found_inf")
 
 
 @pytest.mark.parametrize("fp16", [False, True])
@@ -47,7 +62,7 @@ def test_a_bad_step_changes_neither_weights_nor_optimizer_state(name, fp16):
     model = Toy()
     optimizer = make_optimizer(model, name, 0.05)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8) if fp16 else None
-    guard = StepGuard(optimizer, torch.device("cpu"), fp16=fp16)
+    guard = StepGuard(torch.device("cpu"), fp16=fp16)
     _step(model, optimizer, guard, scaler)
     weights, state = copy.deepcopy(model.state_dict()), _state(optimizer)
     _step(model, optimizer, guard, scaler, nan_loss=True)
@@ -70,7 +85,7 @@ def test_a_bad_step_changes_neither_weights_nor_optimizer_state(name, fp16):
 def test_reading_averages_the_window_and_resets():
     model = Toy()
     optimizer = make_optimizer(model, "adamw", 0.05)
-    guard = StepGuard(optimizer, torch.device("cpu"), fp16=False, bad_in_a_row=1, skipped=4)
+    guard = StepGuard(torch.device("cpu"), fp16=False, bad_in_a_row=1, skipped=4)
     losses, norms = [], []
     for bad in (False, True, False):
         loss = model(**BATCH).loss * (float("nan") if bad else 1.0)
@@ -79,7 +94,7 @@ def test_reading_averages_the_window_and_resets():
         if not bad:
             losses.append(float(loss.detach())), norms.append(float(norm))
         guard.add_metrics({"acc": torch.tensor(0.5), "n": 2.0}, weight=0.5)
-        guard.step(loss.detach().double(), norm)
+        _optimizer_step(optimizer, guard.check(loss.detach().double(), norm))
         optimizer.zero_grad()
     r = guard.read()
     assert r.loss == sum(losses) / 2 and r.grad_norm == sum(norms) / 2
