@@ -357,16 +357,19 @@ def run(args: FinetuneArgs, resume: bool = False,
     # so a start that fails leaves the directory as it was (albert/rundir.py).
     with run_directory(args.output_dir, enabled=dist.is_main) as rundir:
         try:
-            results = _run(args, task, model_dir, notes, dist, resume, report, rundir.started, budget)
+            results = _recipe(args, task, model_dir, notes, dist, resume, report, rundir.started, budget)
         finally:
             dist.teardown()
     # The directory goes back to the caller (it may be a default one), not into results.json.
     return {**results, "output_dir": args.output_dir}
 
 
-def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dist, resume: bool,
-         report: Callable[[int, dict[str, float]], bool] | None, started_run: Callable[[], None],
-         budget: Budget | None = None) -> dict[str, Any]:
+def _recipe(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dist, resume: bool,
+            report: Callable[[int, dict[str, float]], bool] | None, started_run: Callable[[], None],
+            budget: Budget | None = None) -> dict[str, Any]:
+    """The fine-tuning recipe, top to bottom: data, tokenizer and features, the model, the
+    trainer (which makes the optimizer and schedule), training, and the best model's predictions."""
+    from .train import Trainer
     from .train.checkpoints import refuse_earlier_run
 
     out = Path(args.output_dir)
@@ -391,18 +394,6 @@ def _run(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], dis
     for line in notes:  # now that the run has started: a user error before it stays one line on stderr
         log.info("%s", line)
 
-    def start(final: FinetuneArgs) -> None:  # the trainer has restored its checkpoint or started over
-        save_run_config(out / "config.json", "finetune", final)
-        started_run()
-
-    return _train(args, task, model, tokenizer, raw, features, dist, resume, report, start, budget)
-
-
-def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, features, dist, resume: bool,
-           report: Callable[[int, dict[str, float]], bool] | None, on_start: Callable[[FinetuneArgs], None],
-           budget: Budget | None = None) -> dict[str, Any]:
-    from .train import Trainer
-
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         # The trainer already runs evaluation under its autocast.
         metrics, _ = task.evaluate(m, features["validation"], raw["validation"], batch_size=args.eval_batch_size)
@@ -415,21 +406,27 @@ def _train(args: FinetuneArgs, task, model: torch.nn.Module, tokenizer, raw, fea
     train_rows = features["train"]
     lengths = task.lengths(train_rows)
     seq_len = int(sum(lengths) / max(1, len(lengths)))
+
     def make_trainer(m: torch.nn.Module, options: FinetuneArgs, on_start: Callable[[], None] | None = None):
         return Trainer(m, options, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
                        save_best=save_best, flops_per_token=m.flops_per_token(seq_len),
                        on_evaluate=report if on_start else None, on_start=on_start)
 
-    if budget is not None:
+    if budget is not None:  # a probe of a copy of the model fixes the steps
         args = fix_budget_steps(budget, make_trainer, model, args, dist)
     final = args
-    trainer = make_trainer(model, args, on_start=lambda: on_start(final))
+
+    def start() -> None:  # the trainer has restored its checkpoint or started over
+        save_run_config(out / "config.json", "finetune", final)
+        started_run()
+
+    trainer = make_trainer(model, args, on_start=start)
     started = time.time()
     results = {"task": args.task, "main_metric": task.main_metric, **trainer.train(resume=resume)}
     if args.predict:
         results["best"] = predict(args, task, trainer, features, raw, save_best)
     results["run_wall_time_s"] = round(time.time() - started, 2)
-    write_json(Path(args.output_dir) / "results.json", results)
+    write_json(out / "results.json", results)
     return results
 
 
