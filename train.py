@@ -1,6 +1,5 @@
 #!/usr/bin/env python
 """Re-run a saved run configuration: python train.py RUN/config.json [--set lr=3e-5 ...] [--output-dir DIR]"""
-import argparse
 
 from albert.errors import AlbertError, cli_main
 from albert.runconfig import UsageParser, apply_overrides, build_args, load_run_config

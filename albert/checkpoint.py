@@ -18,9 +18,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import as_os_error, atomic_path
@@ -309,12 +311,9 @@ def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> None:
     """Write config.json + model.safetensors that `transformers.<Cls>.from_pretrained` loads
     with no missing or unexpected keys."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.replace(architectures=[type(model).__name__])
-    from safetensors import SafetensorError
 
     with atomic_path(directory / "model.safetensors") as tmp:
         try:

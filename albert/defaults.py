@@ -11,8 +11,11 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 log = logging.getLogger("albert")
 
@@ -50,10 +53,6 @@ class Device:
 
 def detect_device(device: str = "auto") -> Device:
     """The device a run with `--device device` trains on, described for the recipe table."""
-    import os
-
-    import torch
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if not wants_cuda:

@@ -37,6 +37,7 @@ import os
 import socket
 import sys
 import time
+from multiprocessing import reduction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -139,8 +140,6 @@ class DirectoryLock:
 
     def __reduce__(self):
         """Pickled for a multiprocessing child, the lock travels as a duplicate of its descriptor."""
-        from multiprocessing import reduction
-
         if not self.held:
             raise RuntimeError(f"{self.directory}: handing over a lock that is not held")
         return _adopt, (str(self.directory), self.advice, reduction.DupFd(self.fd))

@@ -8,7 +8,9 @@ checkpoint) is a `TrainingWarning`, printed as one `warning: ...` line.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
+import warnings
 from typing import Callable, TypeVar
 
 EXIT_USAGE = 2
@@ -44,8 +46,6 @@ def located(path: object, line: int | None, problem: str) -> AlbertError:
 
 def _show_albert_log() -> None:
     """Our INFO/WARNING messages go to stderr, one line each; other libraries keep their own setting."""
-    import logging
-
     logger = logging.getLogger("albert")
     if not logger.handlers:
         handler = logging.StreamHandler()
@@ -57,8 +57,6 @@ def _show_albert_log() -> None:
 
 def _one_line_warnings() -> None:
     """Our warnings (a skipped step, a damaged checkpoint) print as `warning: ...`, one line each."""
-    import warnings
-
     default = warnings.showwarning
     if getattr(default, "_albert", False):
         return

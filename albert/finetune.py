@@ -21,14 +21,22 @@ from typing import Any, Callable
 
 import torch
 
+from . import defaults
+from . import model as models
 from .atomic import atomic_dir, write_json
 from .cache import cache_root
+from .checkpoint import load_config
+from .checkpoint import resolve as resolve_checkpoint
 from .config import PRESETS, preset
 from .errors import AlbertError, require
 from .progress import Meter
 from .runconfig import save_run_config
-from .rundir import output_dir_or_claim, run_directory
+from .rundir import default_model, hub_unavailable, output_dir_or_claim, run_directory
+from .tasks import TASK_NAMES, get_task
+from .tokenizer import Tokenizer, train_tokenizer
+from .train import Distributed, Trainer
 from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
+from .train.checkpoints import refuse_earlier_run
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -150,8 +158,6 @@ def resolve(args: FinetuneArgs, task, model_config: Any = None) -> tuple[Finetun
     max_seq_length cut to the model's positions; and the task's metric. `model_config` is the
     --model checkpoint's AlbertConfig (None for a --preset run). Returns the filled-in options and
     lines that say what was chosen, for the log."""
-    from . import defaults
-
     if args.preset is None and args.model is None:
         raise AlbertError("give --model (a checkpoint directory or hub name) or --preset (random initialisation)")
     d = task.defaults
@@ -196,9 +202,6 @@ def resolve(args: FinetuneArgs, task, model_config: Any = None) -> tuple[Finetun
 
 def defaults_table() -> str:
     """The per-task defaults and the rules that adapt them, as `finetune.py --help` shows them."""
-    from . import defaults
-    from .tasks import TASK_NAMES, get_task
-
     rows = [("task", "metric", "lr (base+)", "batch", "length", "warmup", "max_seq_length", "dropout")]
     for name in TASK_NAMES:
         task = get_task(name)
@@ -230,8 +233,6 @@ def _preset_value(args: FinetuneArgs, key: str, default: Any) -> Any:
 
 def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Callable[[], Any]):
     """The model's own tokenizer, an explicit one, or (random-init runs) one trained on the task text."""
-    from .tokenizer import Tokenizer, train_tokenizer
-
     if args.tokenizer:
         return Tokenizer.load(args.tokenizer)
     if model_dir is not None:
@@ -250,8 +251,6 @@ def load_tokenizer(args: FinetuneArgs, model_dir: Path | None, train_texts: Call
 
 def build_model(args: FinetuneArgs, task, raw, tokenizer, model_dir: Path | None):
     """The task's model: from the resolved checkpoint `model_dir`, else a random `--preset`."""
-    from . import model as models
-
     cls = getattr(models, HEAD_CLASSES[task.head])
     num_labels = task.num_labels(raw)
     names = task.label_names(raw)
@@ -300,9 +299,6 @@ def load_data(args: FinetuneArgs, task):
 def _starting_point(args: FinetuneArgs) -> tuple[str | None, Path | None, Any]:
     """(--model, its directory, its config); all None for a --preset run. With neither given, the
     newest local pretraining run (by its absolute path), else the hub's albert-base-v2 (rundirs.py)."""
-    from .checkpoint import load_config, resolve as resolve_checkpoint
-    from .rundir import default_model, hub_unavailable
-
     if args.preset is not None:
         return None, None, None
     name, defaulted = args.model, args.model is None
@@ -332,9 +328,6 @@ def run(args: FinetuneArgs, resume: bool = False,
 
     `report(step, metrics)` is called after every evaluation (the tuner uses it to prune).
     `started` (time.time()): when the command started, the start of a --time-budget (default: now)."""
-    from .tasks import get_task
-    from .train import Distributed
-
     started = time.time() if started is None else started
     task = get_task(args.task)
     args.validate()  # the user's options, before anything is fetched or written
@@ -369,9 +362,6 @@ def _recipe(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], 
             budget: Budget | None = None) -> dict[str, Any]:
     """The fine-tuning recipe, top to bottom: data, tokenizer and features, the model, the
     trainer (which makes the optimizer and schedule), training, and the best model's predictions."""
-    from .train import Trainer
-    from .train.checkpoints import refuse_earlier_run
-
     out = Path(args.output_dir)
     if not resume and not args.overwrite:
         refuse_earlier_run(out)  # before config.json is replaced: it must keep describing that run

@@ -8,6 +8,7 @@ Parameter names are our own (`embed`, `encoder.groups.{g}.layers.{i}.qkv`, ...);
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,8 +484,6 @@ HEADS: dict[str, type[AlbertPreTrainedModel]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Check that a checkpoint loads: print its shape, parameter count and what did not match."""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m albert.model", description=main.__doc__)
     ap.add_argument("path", help="checkpoint directory or hub name")
     ap.add_argument("--head", choices=sorted(HEADS), help="class to load (default: the config's architectures)")

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +24,24 @@ from typing import Any, Callable
 
 import torch
 
+from . import defaults
 from .atomic import atomic_dir, write_json
 from .cache import cache_root
 from .config import PRESETS, preset
+from .data.corpus import resolve_corpus
+from .data.pretraining import IndexedExamples, NgramMasker, build_pretraining_dataset, pretraining_collate
 from .defaults import Device, detect_device, pretrain_lr, pretrain_optimizer, pretrain_recipe, recipes_table
 from .errors import AlbertError, require
+from .model import AlbertForPreTraining
 from .progress import Meter, counted
 from .runconfig import save_run_config
 from .rundir import output_dir_or_claim, run_directory
+from .tasks.pretraining import HeldOut, step_metrics
+from .tokenizer import Tokenizer, train_tokenizer
+from .train import Distributed, Trainer
 from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
+from .train.checkpoints import refuse_earlier_run
+from .train.distributed import resolve_device
 from .train.options import TrainingOptions
 
 log = logging.getLogger("albert")
@@ -130,8 +140,6 @@ HELP = {
 
 def defaults_table() -> str:
     """The learning-rate rule, as `pretrain.py --help` shows it."""
-    from . import defaults
-
     rows = "\n".join(f"  {opt:6} {'hidden size <= ' if size == 'small' else 'hidden size >  '}"
                       f"{defaults.SMALL_MODEL_HIDDEN}: " + ", ".join(f"{lr:g} at global batch {b}" for b, lr in
                                                                      sorted(anchors.items()))
@@ -191,8 +199,6 @@ def predictions(mask_prob: float, args: PretrainArgs) -> int:
 
 
 def _global_batch(args: PretrainArgs) -> int:
-    import os
-
     return args.batch_size * args.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -217,8 +223,6 @@ def _default_lr(args: PretrainArgs) -> float:
 
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):
     """This run's vocabulary: tokenizer/ in the output directory, made once."""
-    from .tokenizer import Tokenizer, train_tokenizer
-
     own = out / "tokenizer"
     if args.tokenizer:
         tok = Tokenizer.load(args.tokenizer)
@@ -252,13 +256,6 @@ def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
         device: Device | None = None) -> dict[str, Any]:
     """Pretrain. `started` (time.time()): when the command started, the start of a time budget
     (default: now); `device`: the description the recipe is chosen by (default: detected)."""
-    from .data.corpus import resolve_corpus
-    from .tasks.pretraining import HeldOut
-    from .tokenizer import Tokenizer
-    from .train import Distributed
-    from .train.checkpoints import refuse_earlier_run
-    from .train.distributed import resolve_device
-
     started = time.time() if started is None else started
     args.validate()
     if not args.progress:
@@ -307,11 +304,6 @@ def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
 
 def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started_run: Callable[[], None],
               budget: Budget | None = None) -> dict[str, Any]:
-    from .data.pretraining import IndexedExamples, NgramMasker, pretraining_collate
-    from .model import AlbertForPreTraining
-    from .tasks.pretraining import HeldOut, step_metrics
-    from .train import Trainer
-
     out = Path(args.output_dir)
     config = _model_config(args, tokenizer, resume)
     train, held = _examples(args, corpus, tokenizer, dist)
@@ -379,8 +371,6 @@ def _model_config(args: PretrainArgs, tokenizer, resume: bool):
 
 def _examples(args: PretrainArgs, corpus, tokenizer, dist):
     """The training and held-out sentence-order pairs (from the cache when built before)."""
-    from .data.pretraining import build_pretraining_dataset
-
     build = functools.partial(build_pretraining_dataset, corpus, tokenizer, max_seq_length=args.max_seq_length,
                               cache_dir=cache_root() / "pretraining", num_proc=args.num_proc, seed=args.seed,
                               dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob,

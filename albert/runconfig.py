@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import math
+import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 from . import __version__
 from .atomic import read_json_object, write_json
 from .errors import AlbertError
+from .schema import check_values
+from .train.options import CHOICES, HELP, TrainingOptions
 
 KINDS = ("finetune", "pretrain", "tune")
 
@@ -45,7 +50,6 @@ def build_args(cls: type, values: dict[str, Any], source: str) -> Any:
     unknown = sorted(set(values) - names)
     if unknown:
         raise AlbertError(f"{source}: unknown option(s) {', '.join(unknown)}")
-    from .schema import check_values  # issue 12 item 8 (lockcfg): types, NaN/inf and required keys
     return cls(**check_values(cls, values, source))
 
 
@@ -126,8 +130,6 @@ def _all_finite(value: Any) -> bool:
 
 
 def _is_union(hint: Any) -> bool:
-    import types
-
     return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
@@ -137,8 +139,6 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, helps: dict[str, s
     (`helps`, else the training options' own), its default and its allowed values. Options left
     out are absent from the namespace, so the dataclass default applies. A recipe's own options
     (`title`) are listed before the training options it shares with the others."""
-    from .train.options import CHOICES, HELP, TrainingOptions
-
     shared = {f.name for f in dataclasses.fields(TrainingOptions)} if issubclass(cls, TrainingOptions) else set()
     helps = {**HELP, **(helps or {})}
     hints = typing.get_type_hints(cls)
@@ -218,8 +218,6 @@ def option_hint(name: str, known: typing.Iterable[str], as_key: bool = False) ->
     `known` (with dashes): our spelling of a Hugging Face name, the dashed form of an underscore
     spelling, or a close match; None when there is nothing to suggest. `as_key` names the
     suggestion as a config key (`lr`, `precision=fp16`) for `--set`."""
-    import difflib
-
     def spell(ours: str) -> str:
         if not as_key:
             return ours
@@ -247,8 +245,6 @@ class UsageParser:
 
     @staticmethod
     def make(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        import sys
-
         class Parser(argparse.ArgumentParser):
             def error(self, message: str) -> typing.NoReturn:
                 self.exit(2, f"{self.prog}: error: {message}\n")

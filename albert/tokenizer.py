@@ -29,8 +29,9 @@ import functools
 import hashlib
 import io
 import json
+import threading
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import sentencepiece as spm
@@ -386,12 +387,12 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     spm.set_random_generator_seed(seed)
     model = io.BytesIO()
     try:
-        spm.SentencePieceTrainer.train(
+        _interruptible(lambda: spm.SentencePieceTrainer.train(
             sentence_iterator=sentences(), model_writer=model, model_type="unigram", vocab_size=vocab_size,
             character_coverage=character_coverage, input_sentence_size=sample_size, shuffle_input_sentence=True,
             pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, pad_piece="<pad>", unk_piece="<unk>",
             control_symbols=list(SPECIAL_PIECES[CLS_ID:]), num_threads=num_threads, minloglevel=2,
-        )
+        ))
     except RuntimeError as e:
         if "Vocabulary size too high" in str(e):
             raise AlbertError(f"the text cannot support a vocabulary of {vocab_size} pieces ({e}); "
@@ -404,3 +405,25 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     tokenizer = Tokenizer(model.getvalue(), source=out_dir / MODEL_FILE)
     tokenizer.save(out_dir)
     return tokenizer
+
+
+def _interruptible(fn: Callable[[], Any]) -> Any:
+    """fn() in a daemon thread while this one waits in short joins. Python runs a signal's
+    handler in the main thread between bytecodes, so a Ctrl-C during a minutes-long C++ call
+    (SentencePiece's training) would wait for the call to return; here it interrupts at once,
+    and the abandoned thread ends with the process."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=target, name="sentencepiece", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import json
 import re
 import sys

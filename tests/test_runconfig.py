@@ -4,7 +4,6 @@ exit status 2."""
 from __future__ import annotations
 
 import argparse
-import logging
 import runpy
 import sys
 from pathlib import Path

@@ -3,7 +3,6 @@ run-configuration classes (FinetuneArgs, PretrainArgs) as train.py reads them, o
 classes for the hints those do not use, and once end to end through `train.py`."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os

@@ -520,3 +520,39 @@ def test_pretrain_vocabulary_matches_transformers_on_all_of_wiki_valid(tmp_path)
                       "digit_comma_pieces": sum(map(is_digit_comma, ours.convert_ids_to_tokens(range(ours.vocab_size)))),
                       **counts}))
     assert counts["lines"] == 13239
+
+
+CHILD_TRAINS_A_LARGE_VOCABULARY = """
+import random, sys
+from albert.tokenizer import train_tokenizer
+rng = random.Random(0)
+words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12))) for _ in range(50000)]
+lines = [" ".join(rng.choice(words) for _ in range(14)) for _ in range(300000)]
+print("training", flush=True)
+train_tokenizer(iter(lines), sys.argv[1], vocab_size=8000)
+print("done", flush=True)
+"""
+
+
+def test_ctrl_c_stops_vocabulary_training_at_once(tmp_path):
+    """SentencePiece trains in one long C++ call; a Ctrl-C must not wait for it to return."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD_TRAINS_A_LARGE_VOCABULARY, str(tmp_path / "vocab")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "training"
+        time.sleep(3)  # inside the C++ call by now
+        assert child.poll() is None, "the training ended before the signal: the test measures nothing"
+        child.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        child.wait(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        child.kill()
+    out, err = child.communicate()
+    assert "done" not in out and "KeyboardInterrupt" in err
+    assert waited < 3, f"Ctrl-C took {waited:.1f} s to stop the training"

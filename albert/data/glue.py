@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Features, Value
 
 from ..errors import AlbertError, located
 from .sources import load_from_hub, numbered_lines, resolve_files
@@ -165,8 +165,6 @@ def load_glue(task: str, data_dir: str | os.PathLike | None = None, train_file: 
 
 
 def _to_dataset(rows: list[dict], lay: Layout) -> Dataset:
-    from datasets import Features, Value
-
     features = Features({"id": Value("string"), "sentence1": Value("string"), "sentence2": Value("string"),
                          "label": Value("float64") if lay.label_names is None else Value("int64")})
     return Dataset.from_list(rows, features=features)

@@ -9,7 +9,6 @@ training set out of the dev articles.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict, Features, Sequence, Value

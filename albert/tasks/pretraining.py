@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from ..tokenizer import MASK_ID
 
@@ -33,8 +34,6 @@ class HeldOut:
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        from sklearn.metrics import balanced_accuracy_score  # only evaluation needs scikit-learn
-
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from scipy.special import erfcx, log_ndtr, ndtr
 
+from ..errors import AlbertError
+
 ACQUISITIONS = ("ei", "pi", "ucb")
 UCB_KAPPA = 2.0  # standard deviations of optimism: about the 98th percentile of the posterior
 
@@ -77,8 +79,6 @@ FUNCTIONS = {"ei": log_ei, "pi": log_pi, "ucb": ucb}
 
 def acquisition(name: str):
     """The scoring function for --acquisition `name` (ei | pi | ucb)."""
-    from ..errors import AlbertError
-
     if name not in FUNCTIONS:
         raise AlbertError(f"--acquisition must be one of {', '.join(ACQUISITIONS)}, got {name!r}")
     return FUNCTIONS[name]

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import torch
+
+from ..checkpoint import resolve
+from ..config import PRESETS
+from ..defaults import tune_lr_range
+from ..dirlock import lock_directory
 from ..errors import AlbertError, require
+from ..finetune import FinetuneArgs
+from ..rundir import claim_run_dir, default_model, hub_unavailable
+from ..tasks import get_task
+from .settings import check_sampler_options
 from .space import HYPERPARAMETERS, Space, default_space
+from .storage import Storage
+from .sweep import SweepSettings, check_settings, lock_sweep_dir, run_sweep
 
 OBJECTIVE = "albert.tune.objective:finetune"
 REPORT_TO = ("none", "tensorboard")
@@ -68,9 +81,6 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
     """The sweep's settings from tune.py's options, defaults resolved (task, model, search space;
     `say` gets a line for each default chosen). The sweep directory is left empty ("") when no
     --output-dir is given: `run` claims a new one once everything has been checked."""
-    from ..tasks import get_task
-    from .sweep import SweepSettings
-
     if not args.task:
         say(f"no --task: tuning {DEFAULT_TASK} (CoNLL-2003 named entities, as `finetune.py --task {DEFAULT_TASK}`)")
     task = get_task(args.task or DEFAULT_TASK)
@@ -114,8 +124,6 @@ def _warm_paths(paths: list[str] | None) -> list[str] | None:
 def check_numbers(args: TuneArgs) -> None:
     """Every number tune.py takes, checked before any is used (the rungs, the workers, the trials'
     fine-tuning options): a bad one is one line naming the option, before anything is written."""
-    from ..finetune import FinetuneArgs
-
     require(args.eta >= 2, f"--eta must be an integer >= 2, got {args.eta}")
     require(args.max_resource >= 1, f"--max-resource must be >= 1 step, got {args.max_resource}")
     require(args.min_resource is None or 1 <= args.min_resource <= args.max_resource,
@@ -136,9 +144,6 @@ def check_numbers(args: TuneArgs) -> None:
 def _default_model(say: Callable[[str], None]) -> str:
     """rundir.default_model: the newest local pretraining run's final/, else the hub's model
     (fetched now, in the sweep process, so that offline the sweep stops before it starts)."""
-    from ..checkpoint import resolve
-    from ..rundir import default_model, hub_unavailable
-
     name, line = default_model()
     if Path(name).is_dir():
         name = str(Path(name).resolve())  # every trial (and best/config.json) must find it from anywhere
@@ -154,9 +159,6 @@ def _default_model(say: Callable[[str], None]) -> str:
 def _default_space(task, model: str | None, preset: str | None, say: Callable[[str], None]) -> Space:
     """default_space for this starting point: a random initialisation (--preset), a small
     pretrained model, or one of the published size; says which range it chose and why."""
-    from ..config import PRESETS
-    from ..defaults import tune_lr_range
-
     if model is not None:
         from ..checkpoint import load_config, resolve
         pretrained, hidden = True, load_config(resolve(model)).hidden_size
@@ -199,9 +201,6 @@ COMMAND = ("resume",)
 def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
     """Start a sweep, or resume one (`given`: the options named on the command line; by default
     those that differ from TuneArgs' defaults)."""
-    from .settings import check_sampler_options
-    from .sweep import run_sweep
-
     given = set(given) if given is not None else _non_default(args)
     if args.backend not in ("local", "ray"):
         raise AlbertError(f"--backend must be local or ray, got {args.backend!r}")
@@ -211,9 +210,6 @@ def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
     check_sampler_options(args.sampler, args.acquisition, args.initial_trials)
     if args.resume:
         return resume(args, given)
-    from ..dirlock import lock_directory
-    from ..rundir import claim_run_dir
-    from .sweep import check_settings
 
     # What the defaults chose is said once the start cannot be refused any more (a refusal is one line).
     notes: list[str] = []
@@ -238,8 +234,6 @@ def resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
     """--resume DIR: refuse options that would change the search (one line listing them all),
     apply those that may change (ADJUSTABLE) and say so, then continue the sweep. The directory's
     lock is taken first: while another process runs the sweep, nothing else is said or done."""
-    from .sweep import lock_sweep_dir
-
     if not Path(args.resume).is_dir():
         raise AlbertError(f"{args.resume}: no sweep.db; not a sweep directory")
     with lock_sweep_dir(args.resume):
@@ -247,11 +241,6 @@ def resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
 
 
 def _resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
-    import sys
-
-    from .storage import Storage
-    from .sweep import SweepSettings, run_sweep
-
     sweep_dir = Path(args.resume)
     ray_file = sweep_dir / "ray_sweep.json"
     if ray_file.exists():
@@ -290,9 +279,6 @@ def _resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
 def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: bool = False) -> list[str]:
     """"option recorded, not given" for each option on the command line that defines the search
     and differs from what the sweep recorded."""
-    from ..tasks import get_task
-    from .sweep import SweepSettings
-
     defaults = {f.name: f.default for f in dataclasses.fields(SweepSettings) if f.default is not dataclasses.MISSING}
     fixed = recorded.get("fixed")
     task = recorded.get("task")
@@ -328,8 +314,6 @@ def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: 
 
 
 def _say(line: str) -> None:
-    import sys
-
     print(line, file=sys.stderr, flush=True)
 
 
@@ -339,6 +323,4 @@ def _non_default(args: TuneArgs) -> set[str]:
 
 
 def _auto_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -40,13 +40,19 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
+from scipy.spatial.distance import cdist
+from scipy.stats import qmc
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.preprocessing import StandardScaler
 
 from .acquisition import UCB_KAPPA
 from .acquisition import acquisition as acquisition_function
 from .fantasies import fantasy_score
 from .maximise import Maximiser
-from .proposals import model_recommendation
+from .proposals import history_at
 from .sampler import Feasibility, History, Pending, Proposal, Sampler
 from .space import Space
 
@@ -83,7 +89,24 @@ class GPSampler(Sampler):
 
     @classmethod
     def recommendation(cls, storage: Any, space: Space, rungs: list[int], mode: str, seed: int) -> dict[str, Any] | None:
-        return model_recommendation(storage, space, rungs, mode, seed)
+        """Of the configurations trained to full resource, the one a GP fitted on their results
+        predicts best: a recommendation that does not chase one lucky noisy evaluation; and that
+        GP's length scale per hyperparameter (on the unit cube: short where the metric changes
+        quickly, long where it hardly depends on it). None with fewer than 3 such configurations."""
+        history = history_at(storage, space, rungs, mode, storage.last_seq(), [])
+        full = sorted({o.trial_id for o in history.observations if o.resource >= max(rungs) and math.isfinite(o.value)})
+        if len(full) < 3:
+            return None
+        model = Surrogate.fit(space, history, seed, min_points=3)
+        configs = {o.trial_id: o.config for o in history.observations}
+        mu, _ = model.predict(np.array([space.encode(configs[t]) for t in full]))
+        k = int(np.argmax(mu))
+        sign = 1.0 if mode == "max" else -1.0
+        # A choice's options share one hyperparameter: its shortest length scale speaks for it.
+        scales = model.length_scales()
+        lengths = {name: round(float(scales[where].min()), 3) for name, where in space.coordinates().items()}
+        return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
+                "hyperparameters": dict(configs[full[k]]), "results": len(full), "length_scales": lengths}
 
     def __init__(self, space: Space, master_seed: int = 0, feasible: Feasibility | None = None, *,
                  acquisition: str = "ei", initial_trials: int | None = None) -> None:
@@ -168,8 +191,6 @@ class GPSampler(Sampler):
     def initial_design(self, index: int) -> Proposal:
         """Point `index` of a scrambled Sobol sequence seeded by master_seed (a random draw when
         that configuration is infeasible)."""
-        from scipy.stats import qmc
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "balance properties": we take single points by design
             points = qmc.Sobol(len(self.space), scramble=True, seed=self.master_seed).random(index + 1)
@@ -201,10 +222,6 @@ class Surrogate:
     @classmethod
     def fit(cls, space: Space, history: History, seed: int, min_points: int = 1, offset: Any = None) -> "Surrogate":
         """The GP over `history` (see the class); `offset`: a prior mean it models the residual from."""
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-        from sklearn.preprocessing import StandardScaler
-
         sign = 1.0 if history.mode == "max" else -1.0
         obs, level = _model_rung(history, min_points)
         values, target = _targets(obs, sign)
@@ -237,8 +254,6 @@ class Surrogate:
 
     def conditioned(self, X: np.ndarray, z: np.ndarray) -> "Surrogate":
         """The fitted kernel, conditioned on (X, z) (standardised outputs) instead."""
-        from sklearn.gaussian_process import GaussianProcessRegressor
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gp = GaussianProcessRegressor(self.gp.kernel_, optimizer=None).fit(
@@ -256,8 +271,6 @@ class Surrogate:
         # weights, without its per-call validation and kernel bookkeeping: the acquisition is
         # scored on a few points at a time thousands of times per proposal, where that overhead
         # was most of the cost (tests/tune/test_gp.py checks it against predict).
-        from scipy.linalg import solve_triangular
-        from scipy.spatial.distance import cdist
 
         if self._factors is None:
             kernel, gp = self.gp.kernel_, self.gp
@@ -275,9 +288,6 @@ class Surrogate:
     def covariance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The posterior covariance of the noise-free objective between the rows of `a` and of
         `b` (model inputs; standardised units): k(a, b) - k(a, X) K^-1 k(X, b)."""
-        from scipy.linalg import solve_triangular
-        from scipy.spatial.distance import cdist
-
         self.predict(np.atleast_2d(a)[:1])  # fills the cache of the fitted factors
         bias, signal, length, train, _, L = self._factors
         ua, ub = np.atleast_2d(a) * self.scale / length, np.atleast_2d(b) * self.scale / length

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.stats import qmc
 
 from .sampler import Feasibility
 from .space import Choice, IntUniform, Space
@@ -40,8 +41,6 @@ class Maximiser:
         the best candidate, the best configurations so far, and candidates drawn with
         probability proportional to their acquisition (exp of log EI), so that other modes than
         the incumbent's get a local search too."""
-        from scipy.stats import qmc
-
         # A scrambled Sobol set covers the cube more evenly than as many uniform draws.
         sobol = qmc.Sobol(len(self.space), scramble=True, seed=rng).random(CANDIDATES)
         uniform = _encode_quantiles(self.space, sobol)

@@ -13,6 +13,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from ..finetune import FinetuneArgs, run
+from ..tasks import get_task
+
 # Search-space names that differ from fine-tuning option names (the space speaks the model
 # config's names for the dropouts, as the ALBERT config.json does).
 RENAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout", "hidden_dropout_prob": "hidden_dropout",
@@ -20,8 +23,6 @@ RENAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout", "hidden_dr
 
 
 def finetune_args(config: dict[str, Any], trial_dir: str, to_resource: int, max_resource: int, seed: int):
-    from ..finetune import FinetuneArgs
-
     names = {f.name for f in dataclasses.fields(FinetuneArgs)}
     values = {RENAMES.get(k, k): v for k, v in config.items()}
     unknown = sorted(set(values) - names)
@@ -40,9 +41,6 @@ def finetune(config: dict[str, Any], trial_dir: str, from_resource: int, to_reso
              seed: int, report: Callable[..., bool]) -> float:
     """Fine-tune to `to_resource` steps (resuming from `from_resource`) and return the task's
     main metric on the validation split; each evaluation is reported with its validation loss."""
-    from ..finetune import run
-    from ..tasks import get_task
-
     args = finetune_args(config, trial_dir, to_resource, max_resource, seed)
     task = get_task(args.task)
     # Whatever job this is: a job cut short (kill -9 of the sweep, a worker that died) left its

@@ -90,29 +90,3 @@ def sampler_summary(storage: Storage, settings: Any, sampler: type[Sampler]) -> 
         out["warm_start"] = storage.meta().get("warm_start", [])
     out.update(sampler.summary_fields(settings))
     return out
-
-
-def model_recommendation(storage: Storage, space: Space, rungs: list[int], mode: str,
-                         seed: int = 0) -> dict[str, Any] | None:
-    """Of the configurations trained to full resource, the one a GP fitted on their results
-    predicts best: a recommendation that does not chase one lucky noisy evaluation; and that
-    GP's length scale per hyperparameter (on the unit cube: short where the metric changes
-    quickly, long where it hardly depends on it). None with fewer than 3 such configurations."""
-    import numpy as np
-
-    from .gp import Surrogate
-
-    history = history_at(storage, space, rungs, mode, storage.last_seq(), [])
-    full = sorted({o.trial_id for o in history.observations if o.resource >= max(rungs) and math.isfinite(o.value)})
-    if len(full) < 3:
-        return None
-    model = Surrogate.fit(space, history, seed, min_points=3)
-    configs = {o.trial_id: o.config for o in history.observations}
-    mu, _ = model.predict(np.array([space.encode(configs[t]) for t in full]))
-    k = int(np.argmax(mu))
-    sign = 1.0 if mode == "max" else -1.0
-    # A choice's options share one hyperparameter: its shortest length scale speaks for it.
-    scales = model.length_scales()
-    lengths = {name: round(float(scales[where].min()), 3) for name, where in space.coordinates().items()}
-    return {"trial_id": full[k], "predicted": float(sign * model.metric(mu[k:k + 1])[0]),
-            "hyperparameters": dict(configs[full[k]]), "results": len(full), "length_scales": lengths}

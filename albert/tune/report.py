@@ -6,6 +6,7 @@ directory, finished or not.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import sys
@@ -94,8 +95,6 @@ def sensitivity(model_best: dict[str, Any] | None) -> str | None:
 def _point_run_config_at(path: Path, output_dir: Path) -> None:
     """`python train.py best/config.json` must retrain into best/retrain, not over the trial's own
     directory (which the copy came from)."""
-    import json
-
     if not path.is_file():
         return
     try:

@@ -27,6 +27,7 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import traceback
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
@@ -196,8 +197,6 @@ def _thread_lock_for_tqdm() -> None:
     one). A worker killed when a sweep is aborted (a second Ctrl-C) leaves it behind, and Python's
     resource tracker warns about "leaked semaphore objects" as the command exits. A worker draws
     no bar that another process shares, so a thread lock serves."""
-    import threading
-
     try:
         from tqdm import tqdm
     except ImportError:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..errors import AlbertError
 from .space import Space
 
+TOP_CONFIGS = 5  # with --warm-start, the random sampler's first proposals: this many of the sources' best
 MAX_ATTEMPTS = 100  # draws per proposal before a space whose configurations are all invalid is refused
 
 # Why a configuration cannot run (e.g. heads that do not divide the hidden size), or None.
@@ -126,8 +127,6 @@ class RandomSampler(Sampler):
     name = "random"
 
     def propose(self, index: int, history: History) -> Proposal:
-        from .warmstart import TOP_CONFIGS
-
         if self.warm is not None and index < TOP_CONFIGS:
             return self.warm_config(index, self.random_config(index))
         return self.random_config(index)

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AlbertError
-from .asha import make_scheduler
+from ..tasks import get_task
 from .acquisition import ACQUISITIONS
+from .asha import make_scheduler
 from .gp import GPSampler
 from .sampler import Feasibility, RandomSampler, Sampler
 from .space import ARCHITECTURE, Space, architecture_problem, default_space
@@ -96,7 +97,6 @@ class SweepSettings:
         """The name of the metric trials are ranked by (`f1`, `accuracy`), "metric" when unknown."""
         if self.metric_name:
             return self.metric_name
-        from ..tasks import get_task
         try:
             return get_task(self.task).main_metric
         except AlbertError:

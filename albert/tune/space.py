@@ -14,7 +14,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..config import PRESETS
+from ..defaults import tune_lr_range
 from ..errors import AlbertError, located
+from ..tasks import get_task
 
 
 def _is_number(x: object) -> bool:
@@ -303,8 +306,6 @@ class Space(Mapping[str, Distribution]):
 def architecture_problem(config: Mapping[str, Any]) -> str | None:
     """Why a trial's configuration (fixed options merged with the sampled ones) cannot be built,
     or None. The preset's shape fills in what the configuration leaves out."""
-    from ..config import PRESETS
-
     shape = {**PRESETS.get(config.get("preset") or "", {}), **config}
     heads, hidden = shape.get("num_attention_heads"), shape.get("hidden_size")
     if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
@@ -316,9 +317,6 @@ def default_space(task: str, *, pretrained: bool = True, hidden_size: int = 768)
     """The search space used when no --space is given: the ALBERT paper's fine-tuning ranges, with
     the learning rate's range adapted to the starting point (albert/defaults.py `tune_lr_range`):
     a random initialisation or a small pretrained model needs far larger rates than the paper's."""
-    from ..defaults import tune_lr_range
-    from ..tasks import get_task
-
     squad = task.lower().startswith("squad")
     try:
         task_lr = get_task(task).defaults["lr"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -31,6 +32,7 @@ import numpy as np
 from ..atomic import write_json
 from ..dirlock import LOCK_FILE, DirectoryLock, lock_directory
 from ..errors import AlbertError
+from ..progress import duration
 from . import proposals
 from . import report as reporting
 from .asha import Job, Scheduler, make_scheduler
@@ -293,8 +295,6 @@ class Sweep:
 
     def status_line(self) -> str:
         """done/total, the states, the best so far with the metric's name, elapsed time and ETA."""
-        from ..progress import duration
-
         search = self.storage.trials("search")
         counts = collections.Counter(t.state for t in search)
         # Trials that have finished a job, promoted ones training again included, so that the
@@ -485,8 +485,6 @@ def lock_sweep_dir(directory: str | Path, wait_s: float = 10.0) -> DirectoryLock
 
 
 def _holder_alive(directory: Path) -> bool:
-    import json
-
     try:
         pid = int(json.loads((directory / LOCK_FILE).read_text())["pid"])
         os.kill(pid, 0)

@@ -35,13 +35,13 @@ import numpy as np
 
 from ..errors import AlbertError
 from .asha import make_scheduler
+from .gp import Surrogate
 from .report import ranked
 from .sampler import History, Observation, build_history
 from .space import Choice, IntUniform, Space
 from .storage import Storage
 
 PRIOR_RESULTS = 10  # this sweep's results at which a prior source weighs half
-TOP_CONFIGS = 5     # the random sampler's first proposals: this many of the sources' best
 _ID_STRIDE = 1_000_000  # evidence trial ids: -(source number * stride + trial id)
 
 
@@ -132,7 +132,6 @@ class WarmStart:
         prior sources. Fitted once (seeded), so every proposal sees the same prior."""
         if self._prior_fitted:
             return self._prior
-        from .gp import Surrogate
 
         means = []
         coordinates = self.space.coordinates()

@@ -19,7 +19,8 @@ from albert.tune.settings import SweepSettings
 from albert.tune.space import LogUniform, Space, Uniform
 from albert.tune.storage import Storage
 from albert.tune.sweep import run_sweep
-from albert.tune.warmstart import PRIOR_RESULTS, TOP_CONFIGS
+from albert.tune.sampler import TOP_CONFIGS
+from albert.tune.warmstart import PRIOR_RESULTS
 
 SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.3)})
 OPTIMUM = {"lr": 10 ** -4.0, "warmup_ratio": 0.05}

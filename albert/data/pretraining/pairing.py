@@ -32,10 +32,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import datasets
 import pyarrow.compute as pc
 
 from ...atomic import atomic_dir, write_json
 from ...errors import AlbertError
+from ...progress import Meter
 from ...tokenizer import CLS_ID, SEP_ID, UNK_ID, Tokenizer
 from ..corpus import Corpus, Source, TextFileSource
 from ..sentences import document_sentences
@@ -206,8 +208,6 @@ class BuildProgress:
 
     def __init__(self, directory: str, shards: list[tuple[int, Source]], split: str, max_docs: int | None,
                  enabled: bool):
-        from ...progress import Meter
-
         self.directory = Path(directory)
         self.by_documents = max_docs is not None
         total = max_docs if self.by_documents else sum(s.size() for _, s in shards)
@@ -246,8 +246,6 @@ class BuildProgress:
 # Building and caching the dataset
 
 def _features():
-    import datasets
-
     return datasets.Features({
         "input_ids": datasets.Sequence(datasets.Value("int32")),
         "token_type_ids": datasets.Sequence(datasets.Value("int8")),
@@ -278,8 +276,6 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
     each; `max_docs` keeps only the first documents (for smoke tests) and builds in one process.
     With `progress`, the build shows how much of the corpus it has read, with an ETA (albert/progress.py).
     """
-    import datasets
-
     if dupe_factor < 1:
         raise AlbertError(f"dupe_factor={dupe_factor} must be at least 1")
     if max_docs is not None and max_docs < 1:
@@ -310,8 +306,6 @@ def build_pretraining_dataset(corpus: Corpus, tokenizer: Tokenizer, split: str, 
 
 def _build(shards: list[tuple[int, Source]], tokenizer: Tokenizer, settings: dict[str, Any],
            max_docs: int | None, procs: int, final: Path, key: str, split: str, progress: bool):
-    import datasets
-
     final.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # Everything is built inside temporary directories next to the cache, and the result renamed
