@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,7 +334,8 @@ def run(args: FinetuneArgs, resume: bool = False,
     args.validate()  # the user's options, before anything is fetched or written
     model, model_dir, model_config = _starting_point(args)
     args, notes = resolve(dataclasses.replace(args, model=model), task, model_config)
-    if not args.progress:
+    if not args.progress or not sys.stderr.isatty():
+        # Off a terminal datasets' bars are carriage-return noise in a log; ours print lines.
         import datasets
         datasets.disable_progress_bars()
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, f"finetune-{task.name}", resume))

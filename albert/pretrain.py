@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,7 +259,8 @@ def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
     (default: now); `device`: the description the recipe is chosen by (default: detected)."""
     started = time.time() if started is None else started
     args.validate()
-    if not args.progress:
+    if not args.progress or not sys.stderr.isatty():
+        # Off a terminal datasets' bars are carriage-return noise in a log; ours print lines.
         import datasets
         datasets.disable_progress_bars()
     corpus = resolve_corpus(args.corpus)  # a missing corpus is said before a directory is made
