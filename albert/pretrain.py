@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -222,8 +223,12 @@ def _default_lr(args: PretrainArgs) -> float:
     return lr
 
 
+VOCABULARY_CACHE_VERSION = 1  # raise when the vocabulary training or its normalisation changes
+
+
 def get_tokenizer(args: PretrainArgs, corpus, out: Path):
-    """This run's vocabulary: tokenizer/ in the output directory, made once."""
+    """This run's vocabulary: tokenizer/ in the output directory, made once (or copied from the
+    cache of vocabularies trained with the same corpus, sample, size and seed)."""
     own = out / "tokenizer"
     if args.tokenizer:
         tok = Tokenizer.load(args.tokenizer)
@@ -234,6 +239,17 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
         return tok
     if (own / "spiece.model").exists():
         return Tokenizer.load(own)
+    # Training is seeded: the same corpus, sample, size and seed give the same vocabulary, so a
+    # second run copies it instead of spending minutes (of its time budget) training it again.
+    key = hashlib.sha256(json.dumps([VOCABULARY_CACHE_VERSION, corpus.fingerprint("train"), args.tokenizer_sample,
+                                     args.vocab_size, args.seed]).encode()).hexdigest()[:20]
+    cached = cache_root() / "tokenizers" / f"pretrain-{key}"
+    if (cached / "spiece.model").exists():
+        log.info("vocabulary: %d pieces from the cache (%s: the same corpus, sample, size and seed)",
+                 args.vocab_size, cached)
+        tok = Tokenizer.load(cached)
+        tok.save(own)
+        return tok
     log.info("training a %d-piece SentencePiece vocabulary on %d paragraphs of %s",
              args.vocab_size, args.tokenizer_sample, corpus.name)
     reading = Meter("vocabulary: reading paragraphs", total=args.tokenizer_sample, unit="paragraphs",
@@ -246,7 +262,9 @@ def get_tokenizer(args: PretrainArgs, corpus, out: Path):
         training.append(Meter(f"vocabulary: training {args.vocab_size} pieces", enabled=args.progress))
 
     try:
-        return train_tokenizer(texts(), own, vocab_size=args.vocab_size, seed=args.seed)
+        tok = train_tokenizer(texts(), own, vocab_size=args.vocab_size, seed=args.seed)
+        tok.save(cached)
+        return tok
     finally:
         reading.close()
         for meter in training:

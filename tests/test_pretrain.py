@@ -91,3 +91,27 @@ def test_held_out_masks_do_not_follow_the_training_mask_rate(tmp_path, monkeypat
                             mask_prob=rate)
         losses[rate] = run(args)["final"]["mlm_loss"]
     assert losses[0.15] == pytest.approx(losses[0.4], rel=1e-6)
+
+
+def test_a_second_run_reuses_the_vocabulary_trained_by_the_first(tmp_path, monkeypatch):
+    import albert.pretrain as pretrain
+
+    corpus = tmp_path / "ordered.txt"
+    corpus.write_text(ordered_corpus(300, seed=3))
+    monkeypatch.setenv("ALBERT_CACHE", str(tmp_path / "cache"))
+
+    def args(name, vocab_size=200):
+        return PretrainArgs(corpus=str(corpus), output_dir=str(tmp_path / name), preset="micro",
+                            vocab_size=vocab_size, max_seq_length=64, batch_size=8, max_steps=1, eval_every=0,
+                            num_proc=1, seed=5, progress=False)
+
+    run(args("first"))
+    trained = pretrain.train_tokenizer
+    monkeypatch.setattr(pretrain, "train_tokenizer", lambda *a, **k: pytest.fail("trained the vocabulary again"))
+    run(args("second"))
+    first, second = (tmp_path / n / "tokenizer" / "spiece.model" for n in ("first", "second"))
+    assert first.read_bytes() == second.read_bytes()
+    # Another vocabulary size is another vocabulary: trained, not taken from the cache.
+    monkeypatch.setattr(pretrain, "train_tokenizer", trained)
+    run(args("third", vocab_size=150))
+    assert (tmp_path / "third" / "tokenizer" / "spiece.model").read_bytes() != first.read_bytes()
