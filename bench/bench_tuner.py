@@ -24,13 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
+from albert.tune import synthetic  # noqa: E402
 from albert.tune.space import Space, Uniform  # noqa: E402
 from albert.tune.sweep import SweepSettings, run_sweep  # noqa: E402
 
 
 def bench_albert(trials: int, workdir: Path, sampler: str = "random") -> dict:
     space = Space({"x": Uniform(0.0, 1.0), "y": Uniform(0.0, 1.0)})
-    settings = SweepSettings(sweep_dir=str(workdir / "albert"), task="bench", objective="albert.tune.synthetic:trivial",
+    settings = SweepSettings(sweep_dir=str(workdir / "albert"), task="bench", objective=synthetic.trivial,
                              space=space.to_json(), scheduler="random", min_resource=1, max_resource=1,
                              budget=trials, workers=1, progress=False, sampler=sampler)
     t0 = time.perf_counter()

@@ -23,12 +23,12 @@ from ..errors import AlbertError, require
 from ..finetune import FinetuneArgs
 from ..rundir import claim_run_dir, default_model, hub_unavailable
 from ..tasks import get_task
+from .objective import finetune
 from .settings import check_sampler_options
 from .space import HYPERPARAMETERS, Space, default_space
 from .storage import Storage
 from .sweep import SweepSettings, check_settings, lock_sweep_dir, run_sweep
 
-OBJECTIVE = "albert.tune.objective:finetune"
 REPORT_TO = ("none", "tensorboard")
 
 
@@ -106,7 +106,7 @@ def settings_from(args: TuneArgs, say: Callable[[str], None] = lambda line: None
     if model is not None:
         fixed["model"] = model
     return SweepSettings(
-        sweep_dir=args.output_dir or "", task=task.name, objective=OBJECTIVE, space=space, fixed=fixed,
+        sweep_dir=args.output_dir or "", task=task.name, objective=finetune, space=space, fixed=fixed,
         scheduler=args.scheduler, sampler=args.sampler, acquisition=args.acquisition,
         initial_trials=args.initial_trials, warm_start=_warm_paths(args.warm_start),
         mode="max" if task.greater_is_better else "min", min_resource=min_resource,

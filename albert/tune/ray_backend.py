@@ -1,6 +1,6 @@
 """`--backend ray`: the same search space and objective, scheduled by Ray Tune's ASHA, so a sweep can use a cluster.
 
-    summary = run_with_ray(SweepSettings(sweep_dir="runs/rte-ray", task="rte", objective=OBJECTIVE, ...))
+    summary = run_with_ray(SweepSettings(sweep_dir="runs/rte-ray", task="rte", objective=finetune, ...))
 
 Ray's ASHAScheduler is the *stopping* variant of asynchronous successive halving (it is Ray's
 AsyncHyperBandScheduler with one bracket, the same rule as our local `--scheduler hyperband`):
@@ -47,7 +47,7 @@ from . import report as reporting
 from .asha import make_rungs
 from .ray_console import INTERRUPTED, RAY_LOG, RayConsole, status_callback
 from .ray_searcher import INDEX_KEY, LOSS, METRIC, RESOURCE, SEED_KEY
-from .runner import check_objective, load_objective
+from .runner import load_objective, objective_name
 from .space import Choice, IntUniform, LogUniform, Space, Uniform
 from .storage import ResultRecord, TrialRecord
 from .sweep import IDENTITY, SweepSettings
@@ -136,7 +136,7 @@ def ray_api() -> SimpleNamespace:
 
 @dataclass(frozen=True)
 class TrialPlan:
-    objective: str
+    objective: str  # "module:function": the trial imports it in Ray's worker
     rungs: tuple[int, ...]
     max_resource: int
     threads: int | None  # torch threads of a CPU trial
@@ -242,9 +242,9 @@ def _check_rerun(settings: SweepSettings, sweep_dir: Path) -> None:
     path = sweep_dir / SETTINGS_FILE
     if not path.exists():
         return
-    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored, current = json.loads(path.read_text(encoding="utf-8")), settings.to_dict()
     for name in (*IDENTITY, "budget"):  # Ray restores num_samples with the experiment
-        was, now = stored.get(name), getattr(settings, name)
+        was, now = stored.get(name), current[name]
         if was != now:
             raise AlbertError(f"{sweep_dir}: this Ray sweep was run with {name} {was!r}, not {now!r} "
                               "(a re-run continues it; choose a new --output-dir to change settings)")
@@ -360,7 +360,6 @@ def run_with_ray(settings: SweepSettings) -> dict[str, Any]:
     Running it again on the same --output-dir continues an interrupted experiment (Tuner.restore)."""
     api = ray_api()
     space = settings.validate()
-    check_objective(settings.objective)
     if settings.confirm_top:
         raise AlbertError("--confirm-top/--confirm-seeds are not supported with --backend ray (use the local backend)")
     sweep_dir = Path(settings.sweep_dir)
@@ -377,7 +376,7 @@ def run_with_ray(settings: SweepSettings) -> dict[str, Any]:
         try:
             resources, threads, concurrent = trial_resources(settings, api.ray.cluster_resources(),
                                                              _node_cpus(api.ray))
-            plan = TrialPlan(settings.objective,
+            plan = TrialPlan(objective_name(settings.objective),
                              tuple(segments(settings.min_resource, settings.max_resource, settings.eta)),
                              settings.max_resource, threads)
             fn = api.tune.with_resources(api.tune.with_parameters(albert_trial, plan=plan), resources)

@@ -1,6 +1,7 @@
 """Worker processes that run trials, and the objective interface they call.
 
-An objective is named by an import path "module:function" and called in a worker as
+An objective is a module-level function (workers are spawned and import it by its name,
+"module:function") called in a worker as
 
     fn(config, trial_dir, from_resource, to_resource, max_resource, seed, report) -> float
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
-import importlib.util
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -37,29 +37,32 @@ from ..errors import AlbertError, TrainingDiverged
 Objective = Callable[..., float]
 
 
-def load_objective(path: str) -> Objective:
-    """Import "module:function"."""
-    module_name, _, attr = path.partition(":")
+def objective_name(fn: Objective) -> str:
+    """"module:function": the name workers import `fn` by, and the one sweep.db records."""
+    name = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
+    try:
+        found = load_objective(name)
+    except (ImportError, AlbertError):
+        found = None
+    if found is not fn:
+        raise AlbertError(f"the objective {name} must be a function defined at the top of an importable "
+                          "module: the trials' worker processes import it by that name")
+    return name
+
+
+def load_objective(name: str) -> Objective:
+    """The function "module:function" names."""
+    module_name, _, attr = name.partition(":")
     if not module_name or not attr:
-        raise AlbertError(f"--objective must look like 'module:function', got {path!r}")
-    module = importlib.import_module(module_name)
+        raise AlbertError(f"an objective is named 'module:function', got {name!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise AlbertError(f"the objective {name}: no module named {e.name!r}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise AlbertError(f"--objective {path!r}: module {module_name} has no function {attr!r}")
+        raise AlbertError(f"the objective {name}: module {module_name} has no function {attr!r}")
     return fn
-
-
-def check_objective(path: str) -> None:
-    """Fail early, in the sweep process, on an objective that cannot be found (without importing it)."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise AlbertError(f"--objective must look like 'module:function', got {path!r}")
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        raise AlbertError(f"--objective {path!r}: no module named {module_name!r}")
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ def _thread_lock_for_tqdm() -> None:
     tqdm.set_lock(threading.RLock())
 
 
-def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int, lock: Any = None,
+def _worker_main(conn, objective: str, threads: int | None, parent_pid: int, lock: Any = None,
                  memory_fraction: float | None = None) -> None:
     # `lock`: the sweep directory's DirectoryLock, handed over (unpickling it adopted the
     # descriptor); kept referenced for the worker's life, so the worker works under it.
@@ -212,7 +215,7 @@ def _worker_main(conn, objective_path: str, threads: int | None, parent_pid: int
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _thread_lock_for_tqdm()
     try:
-        fn = load_objective(objective_path)
+        fn = load_objective(objective)
     except BaseException:
         conn.send(("fatal", traceback.format_exc(limit=8)))
         return
@@ -290,11 +293,10 @@ class WorkerPool:
     # Workers dying this many times in a row before they import the objective stop the sweep.
     MAX_START_FAILURES = 3
 
-    def __init__(self, objective: str, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20,
+    def __init__(self, objective: Objective, specs: list[WorkerSpec], recycle_gpu_bytes: int = 512 * 2**20,
                  lock: Any = None) -> None:
         """`lock`: the sweep directory's DirectoryLock (albert/dirlock.py), handed to every worker."""
-        check_objective(objective)
-        self.objective = objective
+        self.objective = objective_name(objective)
         self.lock = lock
         self.recycle_gpu_bytes = recycle_gpu_bytes
         self.start_failures = 0
@@ -369,7 +371,7 @@ class WorkerPool:
             return [Report(w, msg[1], msg[2], msg[3], msg[4])]
         if kind == "fatal":
             self.close(kill=True)
-            raise AlbertError(f"--objective {self.objective!r} failed to import in a worker:\n{msg[1]}")
+            raise AlbertError(f"the objective {self.objective} failed to import in a worker:\n{msg[1]}")
         w.assignment = None
         if kind == "done":
             if msg[3] > self.recycle_gpu_bytes:

@@ -13,8 +13,10 @@ from ..tasks import get_task
 from .acquisition import ACQUISITIONS
 from .asha import make_scheduler
 from .gp import GPSampler
+from .runner import Objective, load_objective, objective_name
 from .sampler import Feasibility, RandomSampler, Sampler
 from .space import ARCHITECTURE, Space, architecture_problem, default_space
+from .synthetic import curve
 from .warmstart import load
 
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
@@ -26,7 +28,7 @@ IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_res
 class SweepSettings:
     sweep_dir: str
     task: str
-    objective: str = "albert.tune.synthetic:curve"
+    objective: Objective = curve  # a module-level function (runner.py states its interface)
     space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
     fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
     scheduler: str = "asha"  # asha | hyperband | random
@@ -59,6 +61,7 @@ class SweepSettings:
 
     def validate(self) -> Space:
         """Check every setting, before anything is written; the search space."""
+        objective_name(self.objective)
         if not isinstance(self.budget, int) or self.budget < 1:
             raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -90,7 +93,7 @@ class SweepSettings:
         if not self.warm_start:
             return None
         rungs = make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode).rungs
-        return load(self.warm_start, space=space, task=self.task, objective=self.objective, fixed=self.fixed,
+        return load(self.warm_start, space=space, task=self.task, objective=objective_name(self.objective), fixed=self.fixed,
                     mode=self.mode, rungs=rungs)
 
     def metric(self) -> str:
@@ -112,12 +115,16 @@ class SweepSettings:
         return sampler
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready: the objective by its name."""
+        return {**dataclasses.asdict(self), "objective": objective_name(self.objective)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SweepSettings":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        values = {k: v for k, v in d.items() if k in names}
+        if isinstance(values.get("objective"), str):
+            values["objective"] = load_objective(values["objective"])
+        return cls(**values)
 
 
 def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:
@@ -127,8 +134,8 @@ def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:
 
 def identity_differences(stored: SweepSettings, settings: SweepSettings) -> list[str]:
     """"name was, not now" for every setting that defines the search and differs."""
-    return [f"{name} {getattr(stored, name)!r}, not {getattr(settings, name)!r}" for name in IDENTITY
-            if getattr(stored, name) != getattr(settings, name)]
+    was, now = stored.to_dict(), settings.to_dict()
+    return [f"{name} {was[name]!r}, not {now[name]!r}" for name in IDENTITY if was[name] != now[name]]
 
 
 # The samplers by --sampler name: a new one is its own module and a line here.

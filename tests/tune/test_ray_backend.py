@@ -17,6 +17,7 @@ from albert.tune.ray_backend import (INDEX_KEY, MISSING_RAY, SEED_KEY, ray_space
                                      trial_resources)
 from albert.tune.space import Choice, IntUniform, LogUniform, Space, Uniform
 from albert.tune.sweep import SweepSettings
+from albert.tune import synthetic
 from albert.tune.synthetic import metric_at
 
 SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.2), "grad_accum": IntUniform(2, 5),
@@ -24,7 +25,7 @@ SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.2), 
 
 
 def settings(tmp_path, name="sweep", **kw):
-    base = dict(sweep_dir=str(tmp_path / name), task="rte", objective="albert.tune.synthetic:curve", budget=9,
+    base = dict(sweep_dir=str(tmp_path / name), task="rte", objective=synthetic.curve, budget=9,
                 min_resource=1, max_resource=9, eta=3, workers=2, progress=False, fixed={"synthetic_sleep_ms": 0})
     base.update(kw)
     return SweepSettings(**base)

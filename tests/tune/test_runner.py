@@ -71,3 +71,21 @@ def test_a_worker_killed_on_abort_leaves_no_semaphore_for_the_tracker_to_warn_ab
     if "leaked semaphore" not in plain.stderr:  # tqdm unpinned: a later one may not leak at all
         pytest.skip("this tqdm's default lock leaves nothing behind; nothing to check")
     assert fixed.returncode == 0 and "leaked semaphore" not in fixed.stderr, fixed.stderr
+
+
+def test_an_objective_is_a_function_recorded_by_its_name():
+    from albert.errors import AlbertError
+    from albert.tune import synthetic
+    from albert.tune.runner import load_objective, objective_name
+    from albert.tune.settings import SweepSettings
+
+    assert objective_name(synthetic.curve) == "albert.tune.synthetic:curve"
+    assert load_objective("albert.tune.synthetic:curve") is synthetic.curve
+    settings = SweepSettings(sweep_dir="x", task="rte", objective=synthetic.trivial)
+    record = settings.to_dict()
+    assert record["objective"] == "albert.tune.synthetic:trivial"  # what sweep.db holds, as before
+    assert SweepSettings.from_dict(record).objective is synthetic.trivial
+    with pytest.raises(AlbertError, match="must be a function defined at the top"):
+        objective_name(lambda **kw: 0.0)  # spawned workers could not import it
+    with pytest.raises(AlbertError, match="no module named 'albert.no_such_module'"):
+        load_objective("albert.no_such_module:fn")

@@ -340,8 +340,12 @@ def test_user_errors(tmp_path):
         run_sweep(make(tmp_path, "rte", task="cola"), resume_dir=settings.sweep_dir)
     with pytest.raises(AlbertError, match="already holds a sweep"):
         run_sweep(settings)
-    with pytest.raises(AlbertError, match="no module named"):
-        run_sweep(make(tmp_path, "other", objective="albert.no_such_module:fn"))
+    def local(**kwargs):  # workers could not import it by name
+        return 0.0
+
+    with pytest.raises(AlbertError, match="must be a function defined at the top of an importable module"):
+        run_sweep(make(tmp_path, "other", objective=local))
+    assert not (tmp_path / "other").exists()
 
 
 def _start_sweep_process(settings):
