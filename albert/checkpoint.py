@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from huggingface_hub import snapshot_download
 from safetensors import SafetensorError
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .atomic import as_os_error, atomic_path
@@ -145,11 +146,6 @@ def resolve(path: str | os.PathLike) -> Path:
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local:
         raise AlbertError(f"{p}: no such checkpoint directory")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise AlbertError(f"{name!r} is not a local directory, and huggingface_hub is not installed "
-                          "to fetch it from the hub (pip install huggingface_hub)") from None
     patterns = ["config.json", "*.safetensors", "*.safetensors.index.json", "spiece.model",
                 "tokenizer.json", "tokenizer_config.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
     try:
@@ -184,8 +180,6 @@ def _read_file(f: Path) -> dict[str, torch.Tensor]:
     if not f.exists():
         raise AlbertError(f"{f}: weight file listed in the index is missing")
     if f.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         try:
             return load_file(str(f))

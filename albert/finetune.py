@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import datasets
 import torch
 
 from . import defaults
@@ -29,6 +30,7 @@ from .cache import cache_root
 from .checkpoint import load_config
 from .checkpoint import resolve as resolve_checkpoint
 from .config import PRESETS, preset
+from .data.squad import split_by_article
 from .errors import AlbertError, require
 from .progress import Meter
 from .runconfig import save_run_config
@@ -288,8 +290,6 @@ def load_data(args: FinetuneArgs, task):
     if "train" in raw:
         return raw
     if task.name == "squad":
-        from .data.squad import split_by_article
-
         log.warning("squad: no training file; training on the first %d articles of the dev set and "
                     "evaluating on the rest (pass --train-file train-v1.1.json for real scores)",
                     SQUAD_DEV_TRAIN_ARTICLES)
@@ -336,7 +336,6 @@ def run(args: FinetuneArgs, resume: bool = False,
     args, notes = resolve(dataclasses.replace(args, model=model), task, model_config)
     if not args.progress or not sys.stderr.isatty():
         # Off a terminal datasets' bars are carriage-return noise in a log; ours print lines.
-        import datasets
         datasets.disable_progress_bars()
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, f"finetune-{task.name}", resume))
     budget = None

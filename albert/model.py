@@ -21,7 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from . import checkpoint
 from .config import ACTIVATIONS, AlbertConfig
-from .errors import AlbertError
+from .errors import AlbertError, cli_main
 
 
 @dataclass
@@ -501,6 +501,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .errors import cli_main
-
     cli_main(main)()

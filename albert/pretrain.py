@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import datasets
 import torch
 
 from . import defaults
@@ -279,7 +280,6 @@ def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
     args.validate()
     if not args.progress or not sys.stderr.isatty():
         # Off a terminal datasets' bars are carriage-return noise in a log; ours print lines.
-        import datasets
         datasets.disable_progress_bars()
     corpus = resolve_corpus(args.corpus)  # a missing corpus is said before a directory is made
     args, recipe_lines = apply_recipe(args, device or detect_device(args.device))

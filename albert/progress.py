@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Iterable, Iterator, TypeVar
 
+from tqdm.auto import tqdm
+
 log = logging.getLogger("albert")
 
 T = TypeVar("T")
@@ -60,8 +62,6 @@ class Meter:
             return
         terminal = sys.stderr.isatty() if terminal is None else terminal
         if terminal:
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total, desc=desc, unit=unit if unit != "B" else "B", unit_scale=unit == "B",
                              dynamic_ncols=True, mininterval=0.5, initial=initial)
         self._thread = threading.Thread(target=self._tick, name=f"progress: {desc}", daemon=True)

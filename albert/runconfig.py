@@ -23,6 +23,7 @@ from . import __version__
 from .atomic import read_json_object, write_json
 from .errors import AlbertError
 from .schema import check_values
+from .train.budget import parse_duration
 from .train.options import CHOICES, HELP, TrainingOptions
 
 KINDS = ("finetune", "pretrain", "tune")
@@ -181,7 +182,6 @@ def parse_recipe_args(prog: str, description: str, cls: type, helps: dict[str, s
     ns = vars(parser.parse_args())
     resume = ns.pop("resume")
     if ns.get("time_budget") is not None:
-        from .train.budget import parse_duration
         try:
             parse_duration(ns["time_budget"])
         except AlbertError as e:

@@ -7,7 +7,7 @@ The tables (written by bench/record_curves.py) hold, for 150 random configuratio
 ALBERT per task, the validation metric and loss every few steps up to the table's length
 (CoNLL-2003: every 25 steps up to 200; SST-2: every 50 up to 600). A replayed trial trains no
 model: its metric and loss at r steps are the recorded ones. Each method runs the tuner's own scheduler
-(albert.tune.asha) and sampler (albert.tune.sampler) in a sequential sweep loop:
+(albert.tune.asha) and sampler (albert.tune.search.sampler) in a sequential sweep loop:
 
   random      random search, every trial to the full length
   asha        random configurations, ASHA (eta 2: rungs at a quarter, a half and all of the
@@ -56,10 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
 from albert.tune.asha import make_scheduler  # noqa: E402
-from albert.tune.gp import input_scale  # noqa: E402
-from albert.tune.sampler import build_history  # noqa: E402
-from albert.tune.settings import make_sampler  # noqa: E402
-from albert.tune.space import Space  # noqa: E402
+from albert.tune.search.gp import input_scale  # noqa: E402
+from albert.tune.search.sampler import build_history  # noqa: E402
+from albert.tune.sweep.settings import make_sampler  # noqa: E402
+from albert.tune.search.space import Space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("random", "asha", "gp", "gp+asha")
@@ -94,8 +94,8 @@ class Table:
     def as_source(self) -> Any:
         """This table as a --warm-start source for another task: every configuration's final
         metric, as a finished random-search sweep of it would have recorded."""
-        from albert.tune.sampler import History, Observation
-        from albert.tune.warmstart import Source
+        from albert.tune.search.sampler import History, Observation
+        from albert.tune.sweep.warmstart import Source
 
         finals = [(self.final(i), i) for i in range(len(self.configs))]
         history = History(tuple(Observation(i + 1, self.configs[i], self.max_steps, m) for m, i in finals), (), "max",
@@ -216,7 +216,7 @@ def sign_test(ahead: int, behind: int) -> float:
 
 def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out: str) -> None:
     """--transfer: each table in turn the target, the others its warm-start sources."""
-    from albert.tune.warmstart import WarmStart
+    from albert.tune.sweep.warmstart import WarmStart
 
     record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.task for t in tables],
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "targets": {}}

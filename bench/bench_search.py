@@ -42,9 +42,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
-from albert.tune.sampler import History, Observation, Pending  # noqa: E402
-from albert.tune.settings import make_sampler  # noqa: E402
-from albert.tune.space import Choice, LogUniform, Space, Uniform  # noqa: E402
+from albert.tune.search.sampler import History, Observation, Pending  # noqa: E402
+from albert.tune.sweep.settings import make_sampler  # noqa: E402
+from albert.tune.search.space import Choice, LogUniform, Space, Uniform  # noqa: E402
 
 # --- problems ---------------------------------------------------------------------------------
 

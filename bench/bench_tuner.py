@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
-from albert.tune import synthetic  # noqa: E402
-from albert.tune.space import Space, Uniform  # noqa: E402
-from albert.tune.sweep import SweepSettings, run_sweep  # noqa: E402
+from albert.tune.sweep import synthetic  # noqa: E402
+from albert.tune.search.space import Space, Uniform  # noqa: E402
+from albert.tune.sweep.run import SweepSettings, run_sweep  # noqa: E402
 
 
 def bench_albert(trials: int, workdir: Path, sampler: str = "random") -> dict:

@@ -5,7 +5,7 @@
 
 Each configuration is drawn from REPLAY_SPACE with `Space.sample(seed, index)` (the tuner's
 random draw), fine-tuned from a random `--preset tiny` initialisation through the tuner's own
-objective mapping (albert.tune.objective.finetune_args), with the LR schedule of the task's
+objective mapping (albert.tune.sweep.objective.finetune_args), with the LR schedule of the task's
 MAX_STEPS steps, and evaluated every EVAL_EVERY steps on EVAL_SAMPLES of the validation split:
 a curve is [step, main metric, validation loss] rows.
 One JSON line per finished configuration goes to `<out>.jsonl` as it finishes (a killed recording
@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
-from albert.tune.space import Choice, LogUniform, Space, Uniform  # noqa: E402
+from albert.tune.search.space import Choice, LogUniform, Space, Uniform  # noqa: E402
 
 # Steps per configuration, and how often it is evaluated. SST-2 runs longer: in a 200-step table
 # (500 dev sentences, recorded 2026-11-27) nearly every configuration still answered the majority
@@ -67,8 +67,8 @@ def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
 
     from albert.finetune import run
     from albert.tasks import get_task
-    from albert.tune.objective import finetune_args
-    from albert.tune.sweep import trial_seed
+    from albert.tune.sweep.objective import finetune_args
+    from albert.tune.sweep.run import trial_seed
 
     code = code_version()  # the code this worker imported just now (cached: one git call per worker)
     config = REPLAY_SPACE.sample(master_seed, index)

@@ -85,7 +85,7 @@ def files(tmp_path_factory):
     (root / "finetune.json").write_text(json.dumps({"kind": "finetune", "args": {"task": "ner", "preset": "micro"}}))
     (root / "space-unknown.json").write_text(json.dumps({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
                                                          "momentum": [0.9, 0.99]}))
-    from albert.tune.storage import Storage
+    from albert.tune.sweep.storage import Storage
     Storage.create(root / "rte-sweep", {"settings": {"task": "rte"}}).close()
     return root
 

@@ -138,7 +138,7 @@ def test_train_py_of_a_sweeps_best_config_reproduces_the_trial(task_data, tmp_pa
     assert tune.returncode == 0, tune.stderr[-3000:]
     best = json.loads((sweep / "best" / "best.json").read_text())
     assert best["resource"] == 4
-    # With the thread count of the sweep's one worker (albert/tune/runner.py: cores / workers): CPU
+    # With the thread count of the sweep's one worker (albert/tune/sweep/runner.py: cores / workers): CPU
     # kernels sum in an order that depends on it, which moves weights by ~1e-7 of their size.
     threads = str(max(1, (os.cpu_count() or 1) // 1))
     retrain = subprocess.run([sys.executable, "train.py", sweep / "best" / "config.json"], cwd=repo,

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+import datasets
+
 from ..errors import AlbertError
 from .sentences import HEADING_MAX_WORDS, document_sentences, is_heading
 
@@ -401,8 +403,6 @@ def _local_corpus(name: str, files: list[Path], fmt: str | None, drop_headings: 
 
 def _hub(path: str, config: str, split: str):
     try:
-        import datasets
-
         return datasets.load_dataset(path, config, split=split)
     except Exception as e:  # offline, not found, or a broken cache: all mean "cannot have it"
         raise _unavailable(f"hub dataset {path} ({config}, {split})", e) from e

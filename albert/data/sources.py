@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+import datasets
+import datasets.config
+
 from ..errors import AlbertError, located
 
 DATA_ENV = "ALBERT_DATA"
@@ -90,8 +93,6 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def hub_offline() -> bool:
     """True when the user switched the hub off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)."""
-    import datasets.config
-
     return bool(datasets.config.HF_HUB_OFFLINE or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
 
 
@@ -99,8 +100,6 @@ def load_from_hub(names: Sequence[str], config: str | None, local_hint: str):
     """`datasets.load_dataset` under the first of `names` that works, as a DatasetDict."""
     if hub_offline():
         raise AlbertError(f"no local data and the hub is offline: {local_hint}")
-    import datasets
-
     errors = []
     for name in names:
         try:

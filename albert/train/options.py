@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 from typing import Any
@@ -113,7 +114,6 @@ class TrainingOptions:
         require(self.max_bad_steps >= 1, f"--max-bad-steps must be >= 1, got {self.max_bad_steps}")
         require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.report_to == "tensorboard":
-            import importlib.util
             require(importlib.util.find_spec("tensorboard") is not None,
                     "--report-to tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'")
 

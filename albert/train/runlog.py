@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import optional
 from ..atomic import atomic_write
 from ..errors import AlbertError
 
@@ -44,12 +45,12 @@ class RunLog:
         if not self.tensorboard:
             return
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            tensorboard = optional.load("torch.utils.tensorboard")
         except ImportError:
             raise AlbertError("--report-to tensorboard needs the tensorboard package: "
-                              "pip install -e '.[tensorboard]'") from None
+                              f"{optional.INSTALL['torch.utils.tensorboard']}") from None
         purge = None if resume_step is None else resume_step + 1
-        self._tb = SummaryWriter(str(self.tb_dir), purge_step=purge)
+        self._tb = tensorboard.SummaryWriter(str(self.tb_dir), purge_step=purge)
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..checkpoint import resolve
+from ..checkpoint import load_config, resolve
 from ..config import PRESETS
 from ..defaults import tune_lr_range
 from ..dirlock import lock_directory
@@ -23,11 +23,12 @@ from ..errors import AlbertError, require
 from ..finetune import FinetuneArgs
 from ..rundir import claim_run_dir, default_model, hub_unavailable
 from ..tasks import get_task
-from .objective import finetune
-from .settings import check_sampler_options
-from .space import HYPERPARAMETERS, Space, default_space
-from .storage import Storage
-from .sweep import SweepSettings, check_settings, lock_sweep_dir, run_sweep
+from .ray_engine.backend import run_with_ray
+from .search.space import HYPERPARAMETERS, Space, default_space
+from .sweep.objective import finetune
+from .sweep.run import SweepSettings, check_settings, lock_sweep_dir, run_sweep
+from .sweep.settings import check_sampler_options
+from .sweep.storage import Storage
 
 REPORT_TO = ("none", "tensorboard")
 
@@ -160,7 +161,6 @@ def _default_space(task, model: str | None, preset: str | None, say: Callable[[s
     """default_space for this starting point: a random initialisation (--preset), a small
     pretrained model, or one of the published size; says which range it chose and why."""
     if model is not None:
-        from ..checkpoint import load_config, resolve
         pretrained, hidden = True, load_config(resolve(model)).hidden_size
     else:
         if preset not in PRESETS:
@@ -225,7 +225,6 @@ def run(args: TuneArgs, given: Iterable[str] | None = None) -> dict[str, Any]:
         for line in notes:
             _say(line)
         if args.backend == "ray":
-            from .ray_backend import run_with_ray
             return run_with_ray(settings)
         return run_sweep(settings)
 
@@ -271,7 +270,6 @@ def _resume(args: TuneArgs, given: set[str]) -> dict[str, Any]:
     if shown:
         print(f"resuming {args.resume} with {', '.join(shown)}", file=sys.stderr, flush=True)
     if ray_file.exists():
-        from .ray_backend import run_with_ray
         return run_with_ray(updated)
     return run_sweep(updated, resume_dir=args.resume)
 

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import optional
 from ..atomic import atomic_write, write_json
-from .space import LogUniform, Space
-from .storage import ResultRecord, TrialRecord
+from .search.space import LogUniform, Space
+from .sweep.storage import ResultRecord, TrialRecord
 
 
 def rank_key(trial: TrialRecord, mode: str) -> tuple:
@@ -135,11 +136,10 @@ def plot(sweep_dir: Path, trials: Sequence[TrialRecord], results: Sequence[Resul
     """learning_curves.png and parallel_coordinates.png; one line on stderr when matplotlib is
     missing (the sweep's results do not depend on it)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = optional.pyplot()
     except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr, flush=True)
+        print(f"plots skipped: matplotlib is not installed ({optional.INSTALL['matplotlib']})", file=sys.stderr,
+              flush=True)
         return []
     written = [_learning_curves(plt, sweep_dir, trials, results, rungs, metric)]
     if _parallel_coordinates(plt, sweep_dir, trials, space, rungs, mode, metric):
@@ -181,8 +181,6 @@ def _parallel_coordinates(plt, sweep_dir: Path, trials: Sequence[TrialRecord], s
                           mode: str, metric: str) -> bool:
     """One vertical axis per numeric hyperparameter with its own ticks (log-scaled for log-uniform
     ones), one line per trial coloured by the metric, and a colour bar that reads the colours."""
-    import matplotlib.colors
-
     # Colour by the first rung's metric: the one resource every trial was trained to, so comparable.
     first = rungs[0]
     scored = [t for t in trials if t.kind == "search" and math.isfinite(t.rung_metrics.get(first, math.nan))]
@@ -200,7 +198,8 @@ def _parallel_coordinates(plt, sweep_dir: Path, trials: Sequence[TrialRecord], s
         if highs[n] == lows[n]:  # one value: centre it on its axis
             lows[n], highs[n] = lows[n] - 0.5, highs[n] + 0.5
     values = [t.rung_metrics[first] for t in scored]
-    norm = matplotlib.colors.Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1e-9)
+    top = max(values) if max(values) > min(values) else min(values) + 1e-9
+    norm = optional.load("matplotlib.colors").Normalize(min(values), top)
     cmap = plt.get_cmap("viridis" if mode == "max" else "viridis_r")  # yellow is best either way
     fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(numeric)), 5))
     # Best drawn last, on top.
@@ -233,13 +232,13 @@ def write_hparams(log_dir: Path, trials: Sequence[TrialRecord], names: Sequence[
     one run per trial under `log_dir` (rewritten whole, so a resumed sweep shows each trial once).
     Skipped with one line when tensorboard is not installed. Returns the directory, or None."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        tensorboard = optional.load("torch.utils.tensorboard")
     except ImportError:
-        print("TensorBoard HParams skipped: tensorboard is not installed (pip install -e '.[tensorboard]')",
+        print(f"TensorBoard HParams skipped: tensorboard is not installed ({optional.INSTALL['torch.utils.tensorboard']})",
               file=sys.stderr, flush=True)
         return None
     shutil.rmtree(log_dir, ignore_errors=True)
-    writer = SummaryWriter(log_dir=str(log_dir))
+    writer = tensorboard.SummaryWriter(log_dir=str(log_dir))
     try:
         for t in trials:
             if t.metric is None or not math.isfinite(t.metric) or t.state == "failed":

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import bench_replay  # noqa: E402
 
-from albert.tune.space import LogUniform, Space, Uniform  # noqa: E402
+from albert.tune.search.space import LogUniform, Space, Uniform  # noqa: E402
 
 SPACE = Space({"lr": LogUniform(1e-4, 1e-2), "warmup_ratio": Uniform(0.0, 0.3)})
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from albert.tune.storage import Storage
-from albert.tune.sweep import SweepSettings, run_sweep
+from albert.tune.sweep.storage import Storage
+from albert.tune.sweep.run import SweepSettings, run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from albert.tune.sweep import trial_seed
+from albert.tune.sweep.run import trial_seed
 from synthetic_text import sentence, sst2_tsv
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from albert.tune import report
-from albert.tune.space import Choice, LogUniform, Space, Uniform
-from albert.tune.storage import ResultRecord, TrialRecord
+from albert.tune.search.space import Choice, LogUniform, Space, Uniform
+from albert.tune.sweep.storage import ResultRecord, TrialRecord
 
 
 def trials_and_results():
@@ -54,7 +54,7 @@ def test_no_matplotlib_is_one_line(tmp_path, monkeypatch, capsys):
     trials, results, space = trials_and_results()
     assert report.plot(tmp_path, trials, results, space, [1, 9], "max", "f1") == []
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["plots skipped: matplotlib is not installed (pip install matplotlib)"]
+    assert err == ["plots skipped: matplotlib is not installed (pip install -e '.[plots]')"]
     assert not list(tmp_path.iterdir())
 
 
