@@ -187,9 +187,11 @@ def apply_recipe(args: PretrainArgs, device: Device) -> tuple[PretrainArgs, list
              "sequence length": args.max_seq_length, "eval every": f"{args.eval_every} steps"}
     lines = [f"recipe: the {recipe.name} ({quality}), for {recipe.why}",
              "  " + ", ".join(f"{k} {val}" for k, val in shown.items())]
-    if given:
+    # A repeat by train.py gives every option; those equal to the recipe's are the recipe.
+    differ = sorted(k for k in given if getattr(args, k) != v[k])
+    if differ:
         lines.append("  given, so not the recipe's: " +
-                     ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in sorted(given)))
+                     ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in differ))
     return args, lines
 
 

@@ -523,7 +523,10 @@ def test_pretrain_vocabulary_matches_transformers_on_all_of_wiki_valid(tmp_path)
 
 
 CHILD_TRAINS_A_LARGE_VOCABULARY = """
-import random, sys
+import random, signal, sys
+# As in a terminal: a background job of a non-interactive shell (CI's, nohup's) starts with SIGINT
+# ignored, and then Python installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from albert.tokenizer import train_tokenizer
 rng = random.Random(0)
 words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12))) for _ in range(50000)]
