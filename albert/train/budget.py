@@ -36,10 +36,6 @@ log = logging.getLogger("albert")
 # the first one's excess is counted once, as the run's start-up.
 PROBE_STEPS = 30
 PROBE_WINDOW = 10
-# The measured steps must take this long in all: batches vary in length, and a rate from a couple
-# of seconds of short steps misjudged a NER run's steps by 11% (docs/budget.md).
-PROBE_MIN_S = 5.0
-PROBE_MAX_STEPS = 300
 # The count aims below the budget by this share: the machine's speed varies over a run.
 MARGIN = 0.02
 
@@ -139,24 +135,15 @@ class Budget:
         return steps
 
 
-def longer_probe(timing: Timing, steps: int = PROBE_STEPS) -> int | None:
-    """The probe's steps for a second, longer probe when the measured ones (all but the first
-    window) took less than PROBE_MIN_S; None when they were enough."""
-    measured = steps - PROBE_WINDOW
-    if timing.step_s * measured >= PROBE_MIN_S:
-        return None
-    return min(PROBE_MAX_STEPS, PROBE_WINDOW + math.ceil(PROBE_MIN_S / max(timing.step_s, 1e-9)))
-
-
-def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, where: Path,
-          steps: int = PROBE_STEPS) -> Timing | None:
-    """Run `steps` steps, one evaluation and one checkpoint of a copy of `model`, in a
+def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, where: Path) -> Timing | None:
+    """Run PROBE_STEPS steps, one evaluation and one checkpoint of a copy of `model`, in a
     temporary directory under `where`, and return what they cost. `make_trainer(model, options)`
     builds the run's Trainer; the copy gets the options with the probe's length and cadence.
     The original model and the run's directory are left as they were. Under torchrun every
     process takes part; only rank 0 (which writes the log) returns the Timing, the others None."""
     where.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=where) as tmp:
+        steps = PROBE_STEPS
         opts = replace(options, output_dir=tmp, max_steps=steps, epochs=None, schedule_steps=None, eval_every=steps,
                        save_every=0, log_every=PROBE_WINDOW, progress=False, overwrite=True, patience=None,
                        report_to="none", keep_last=1)
@@ -190,9 +177,6 @@ def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: An
     """`args` with max_steps fixed by `budget` (a probe of a copy of `model`, train/budget.py),
     logged. Under torchrun every process probes and rank 0's count is used."""
     timing = probe(make_trainer, model, args, Path(args.output_dir))
-    probe_steps = dist.broadcast(longer_probe(timing) if timing else None)
-    if probe_steps:
-        timing = probe(make_trainer, model, args, Path(args.output_dir), steps=probe_steps)
     fixed = budget.fix_steps(timing, eval_every=args.eval_every, save_every=args.save_every) if timing else None
     steps = dist.broadcast(fixed)
     if timing is None:
@@ -200,7 +184,7 @@ def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: An
     end = budget.clock() + run_seconds(steps, timing, eval_every=args.eval_every, save_every=args.save_every)
     log.info("time budget %s: %.3g s per step, %.3g s per evaluation with its checkpoint (measured on %d probe "
              "steps), %s spent so far: %d steps, ending about %s", format_duration(budget.seconds), timing.step_s,
-             timing.event_s, probe_steps or PROBE_STEPS, format_duration(budget.spent()), steps, clock_time(end))
+             timing.event_s, PROBE_STEPS, format_duration(budget.spent()), steps, clock_time(end))
     return replace(args, max_steps=steps)
 
 

@@ -135,16 +135,3 @@ def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     repeat = train_records(again)
     assert sorted(repeat) == sorted(records)
     assert [repeat[s]["loss"] for s in sorted(repeat)] == [records[s]["loss"] for s in sorted(records)]
-
-
-def test_a_probe_of_short_steps_is_measured_again_for_longer():
-    from albert.train.budget import PROBE_MAX_STEPS, PROBE_MIN_S, PROBE_STEPS, PROBE_WINDOW, longer_probe
-
-    # 20 measured steps of 0.05 s are one second of a few batches: probe again, 5 s worth.
-    assert longer_probe(Timing(step_s=0.05, event_s=1.0, steps_per_epoch=400)) == PROBE_WINDOW + 100
-    assert (PROBE_WINDOW + 100 - PROBE_WINDOW) * 0.05 >= PROBE_MIN_S
-    # Pretraining's 0.15-s steps: 20 of them are 3 s, so it measures 34 more; 0.3-s steps are enough.
-    assert longer_probe(Timing(step_s=0.15, event_s=4.0, steps_per_epoch=0)) == PROBE_WINDOW + 34
-    assert longer_probe(Timing(step_s=0.3, event_s=4.0, steps_per_epoch=0)) is None
-    assert longer_probe(Timing(step_s=1e-4, event_s=0.1, steps_per_epoch=10)) == PROBE_MAX_STEPS
-    assert PROBE_STEPS - PROBE_WINDOW == 20
