@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from .. import optional
 from ..errors import require
 from ..optim import OPTIMIZERS, SCHEDULES
 from .budget import parse_duration
@@ -115,7 +116,8 @@ class TrainingOptions:
         require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         if self.report_to == "tensorboard":
             require(importlib.util.find_spec("tensorboard") is not None,
-                    "--report-to tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'")
+                    "--report-to tensorboard needs the tensorboard package: "
+                    f"{optional.INSTALL['torch.utils.tensorboard']}")
 
     def validate_resolved(self, evaluating: bool = True) -> None:
         """What the trainer needs beyond `validate`: every recipe default filled in (and, when it

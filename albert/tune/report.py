@@ -234,8 +234,8 @@ def write_hparams(log_dir: Path, trials: Sequence[TrialRecord], names: Sequence[
     try:
         tensorboard = optional.load("torch.utils.tensorboard")
     except ImportError:
-        print(f"TensorBoard HParams skipped: tensorboard is not installed ({optional.INSTALL['torch.utils.tensorboard']})",
-              file=sys.stderr, flush=True)
+        install = optional.INSTALL["torch.utils.tensorboard"]
+        print(f"TensorBoard HParams skipped: tensorboard is not installed ({install})", file=sys.stderr, flush=True)
         return None
     shutil.rmtree(log_dir, ignore_errors=True)
     writer = tensorboard.SummaryWriter(log_dir=str(log_dir))

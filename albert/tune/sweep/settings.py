@@ -93,8 +93,8 @@ class SweepSettings:
         if not self.warm_start:
             return None
         rungs = make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode).rungs
-        return load(self.warm_start, space=space, task=self.task, objective=objective_name(self.objective), fixed=self.fixed,
-                    mode=self.mode, rungs=rungs)
+        return load(self.warm_start, space=space, task=self.task, objective=objective_name(self.objective),
+                    fixed=self.fixed, mode=self.mode, rungs=rungs)
 
     def metric(self) -> str:
         """The name of the metric trials are ranked by (`f1`, `accuracy`), "metric" when unknown."""
