@@ -96,6 +96,13 @@ class LengthGroupedSampler:
         """This rank's remaining steps of the current epoch, each a list of micro-batches."""
         return self._epoch_steps(self.epoch)[self.start_step:]
 
+    def step_sizes(self, epoch: int) -> list[int]:
+        """Rows times longest row of each global step of `epoch`: what its padded batches hold, up
+        to rounding, on every rank together (all ones without `lengths`: every step alike)."""
+        if self.lengths is None:
+            return [1] * self.num_steps
+        return [len(batch) * int(self.lengths[batch].max()) for batch in self._global_batches(epoch)]
+
     def _epoch_steps(self, epoch: int) -> list[list[list[int]]]:
         steps = []
         w, r = self.world_size, self.rank

@@ -22,9 +22,11 @@ import math
 import re
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from ..errors import AlbertError
 from .decision import decide
@@ -68,15 +70,49 @@ def format_duration(seconds: float) -> str:
     return f"{s} s"
 
 
+class StepSizes:
+    """How large each of a run's steps is against the probe's measured steps (1.0: alike), from the
+    batch order, which is fixed before the run starts (data/batch_order.py). Length-grouped batches
+    differ several-fold in length and every epoch starts with its longest, so the probe's few steps
+    are not the run's average: a step's time grows with its rows times its longest row."""
+
+    def __init__(self, sizes_of_epoch: Callable[[int], list[int]], steps_per_epoch: int):
+        self.sizes_of_epoch, self.steps_per_epoch = sizes_of_epoch, steps_per_epoch
+        self.unit = 1.0
+        self._epochs: dict[int, np.ndarray] = {}
+
+    def _cumulative(self, epoch: int) -> np.ndarray:
+        if epoch not in self._epochs:
+            self._epochs[epoch] = np.cumsum(np.asarray(self.sizes_of_epoch(epoch), dtype=np.float64))
+        return self._epochs[epoch]
+
+    def total(self, steps: int) -> float:
+        """The summed size of the run's first `steps` steps, in units of `unit`."""
+        full, rest = divmod(int(steps), self.steps_per_epoch)
+        raw = sum(self._cumulative(e)[-1] for e in range(full)) + (self._cumulative(full)[rest - 1] if rest else 0.0)
+        return float(raw) / self.unit
+
+    def set_unit(self, first: int, last: int) -> None:
+        """Measure sizes in units of the mean size of steps first+1..last (the probe's measured ones)."""
+        self.unit = 1.0
+        self.unit = (self.total(last) - self.total(first)) / max(last - first, 1) or 1.0
+
+
 @dataclass(frozen=True)
 class Timing:
     """What a run costs on this machine: seconds per optimizer step, seconds per evaluation with
-    its checkpoint (and best/ when it improves), and the steps of one epoch (for eval_every 0)."""
+    its checkpoint (and best/ when it improves), and the steps of one epoch (for eval_every 0).
+    With `sizes`, `step_s` is the time of a step of size 1 (the probe's average)."""
 
     step_s: float
     event_s: float
     steps_per_epoch: int
     startup_s: float = 0.0  # once per run: its first steps' excess over step_s
+    sizes: StepSizes | None = field(default=None, compare=False, repr=False)
+
+    def steps_seconds(self, steps: int) -> float:
+        """Seconds of the run's first `steps` steps, without start-up, evaluations and saves."""
+        return self.step_s * (self.sizes.total(steps) if self.sizes is not None else steps)
 
 
 def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int) -> int:
@@ -90,7 +126,7 @@ def run_seconds(steps: int, timing: Timing, *, eval_every: int, save_every: int)
     """Expected seconds of a `steps`-step run: its steps, its evaluations and saves, and one more
     of those for the work after the last step (the final export, or the predictions)."""
     n_events = events(steps, eval_every=eval_every, save_every=save_every, steps_per_epoch=timing.steps_per_epoch)
-    return timing.startup_s + steps * timing.step_s + (n_events + 1) * timing.event_s
+    return timing.startup_s + timing.steps_seconds(steps) + (n_events + 1) * timing.event_s
 
 
 def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, save_every: int) -> int:
@@ -98,13 +134,14 @@ def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, sav
     def fits(n: int) -> bool:
         return run_seconds(n, timing, eval_every=eval_every, save_every=save_every) <= remaining_s
 
-    low, high = 0, max(1, int(remaining_s / max(timing.step_s, 1e-9)) + 1)
-    while low < high:  # the largest n that fits; run_seconds grows with n
-        mid = (low + high + 1) // 2
-        if fits(mid):
-            low = mid
-        else:
-            high = mid - 1
+    low, high = 0, 1  # run_seconds grows with n: low fits (or is 0), high does not
+    while fits(high):
+        if high >= 1 << 40:
+            raise AlbertError("--time-budget: a step was measured to take no time")
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
     return low
 
 
@@ -148,7 +185,7 @@ def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, whe
                        save_every=0, log_every=PROBE_WINDOW, progress=False, overwrite=True, patience=None,
                        report_to="none", keep_last=1)
         trainer = make_trainer(copy.deepcopy(model), opts)
-        steps_per_epoch = trainer.steps_per_epoch
+        sizes = StepSizes(trainer.sampler.step_sizes, trainer.steps_per_epoch)
         results = trainer.train()
         log_file = Path(tmp) / "log.jsonl"
         if not trainer.dist.is_main or not log_file.exists():
@@ -160,11 +197,13 @@ def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, whe
     train_s = results["train_time_s"]
     rows = options.batch_size * options.grad_accum
     first = windows[0]["step"] * rows / max(windows[0]["samples_per_s"], 1e-9) if len(windows) > 1 else 0.0
-    later = results["steps"] - (windows[0]["step"] if len(windows) > 1 else 0)
-    step_s = (train_s - first) / later if later > 0 and train_s > first else train_s / results["steps"]
-    startup_s = max(train_s - step_s * results["steps"], 0.0)
+    done, skipped = results["steps"], (windows[0]["step"] if len(windows) > 1 else 0)
+    sizes.set_unit(skipped, done)  # so a step of size 1 is the probe's measured average
+    step_s = (train_s - first) / (done - skipped) if done > skipped and train_s > first else train_s / sizes.total(done)
+    startup_s = max(train_s - step_s * sizes.total(done), 0.0)
     event_s = max(results["wall_time_s"] - train_s, 0.0)
-    return Timing(step_s=step_s, event_s=event_s, steps_per_epoch=steps_per_epoch, startup_s=startup_s)
+    return Timing(step_s=step_s, event_s=event_s, steps_per_epoch=sizes.steps_per_epoch, startup_s=startup_s,
+                  sizes=sizes)
 
 
 def clock_time(t: float) -> str:
@@ -182,9 +221,11 @@ def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: An
     if timing is None:
         return replace(args, max_steps=steps)
     end = budget.clock() + run_seconds(steps, timing, eval_every=args.eval_every, save_every=args.save_every)
+    size = timing.sizes.total(steps) / steps if timing.sizes is not None and steps else 1.0
     log.info("time budget %s: %.3g s per step, %.3g s per evaluation with its checkpoint (measured on %d probe "
-             "steps), %s spent so far: %d steps, ending about %s", format_duration(budget.seconds), timing.step_s,
-             timing.event_s, PROBE_STEPS, format_duration(budget.spent()), steps, clock_time(end))
+             "steps; the run's batches are %.2fx theirs in rows times length), %s spent so far: %d steps, ending "
+             "about %s", format_duration(budget.seconds), timing.step_s, timing.event_s, PROBE_STEPS, size,
+             format_duration(budget.spent()), steps, clock_time(end))
     return replace(args, max_steps=steps)
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from albert.errors import AlbertError
-from albert.train.budget import MARGIN, Budget, Timing, events, parse_duration, run_seconds, steps_for_budget
+from albert.data.batch_order import LengthGroupedSampler
+from albert.train.budget import (MARGIN, Budget, StepSizes, Timing, events, parse_duration, run_seconds,
+                                steps_for_budget)
 from albert.train.decision import decide
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +49,7 @@ def simulate(clock: FakeClock, steps: int, timing: Timing, eval_every: int, save
     the cadence (decision.py) makes, the first steps' excess, and the work after the last step."""
     clock.now += timing.startup_s
     for s in range(1, steps + 1):
-        clock.now += timing.step_s
+        clock.now += timing.steps_seconds(s) - timing.steps_seconds(s - 1)
         todo = decide(step=s, total_steps=steps, epoch_end=s % timing.steps_per_epoch == 0, eval_every=eval_every,
                       save_every=save_every, bad_steps=0)
         if todo.evaluate or todo.save:
@@ -72,6 +76,41 @@ def test_budget_fixes_the_steps_that_end_within_it(budget_s, spent_s, step_s, ev
     assert ended >= budget_s * (1 - MARGIN) - step_s - 2 * event_s  # and not a step (or an evaluation) short of it
     # One more step would not fit.
     assert run_seconds(steps + 1, timing, eval_every=eval_every, save_every=save_every) > budget_s * (1 - MARGIN) - spent_s
+
+
+def test_the_count_charges_each_step_by_its_batch():
+    """Length-grouped batches: the run's steps are charged by their rows times longest row against
+    the probe's measured steps (11-30), so a run whose batches differ on average from the probe's
+    still ends at its budget, where a count from the probe's rate alone would not."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, size=4000)
+    sampler = LengthGroupedSampler(len(lengths), 32, lengths=lengths, seed=3)
+    sizes = StepSizes(sampler.step_sizes, sampler.num_steps)
+    sizes.set_unit(10, 30)
+    assert sizes.total(30) - sizes.total(10) == pytest.approx(20)
+    epoch0 = sampler.step_sizes(0)
+    assert epoch0[0] == max(epoch0) == 32 * lengths.max()  # every epoch starts with its longest batch
+    assert sizes.total(sampler.num_steps + 3) == pytest.approx(
+        (sum(epoch0) + sum(sampler.step_sizes(1)[:3])) / sizes.unit)
+    timing = Timing(step_s=0.05, event_s=1.0, steps_per_epoch=sampler.num_steps, startup_s=0.2, sizes=sizes)
+    clock = FakeClock()
+    budget = Budget(180, started=clock(), clock=clock)
+    steps = budget.fix_steps(timing, eval_every=0, save_every=0)
+    simulate(clock, steps, timing, eval_every=0, save_every=0)
+    ended = clock.now - budget.started
+    assert budget.seconds * (1 - MARGIN) - 0.05 * max(epoch0) / sizes.unit - 2.0 <= ended <= budget.seconds * (1 - MARGIN)
+    # A count from the probe's rate alone ends far from the budget (here: its batches were longer
+    # than the run's, 8% on average, so the run ends early).
+    plain = replace(timing, sizes=None)
+    clock = FakeClock()
+    budget = Budget(180, started=clock(), clock=clock)
+    simulate(clock, budget.fix_steps(plain, eval_every=0, save_every=0), timing, eval_every=0, save_every=0)
+    assert clock.now - budget.started < budget.seconds * (1 - MARGIN) - 10
+    # Without lengths every step is alike: the count is the plain one.
+    alike = StepSizes(LengthGroupedSampler(4000, 32, seed=3).step_sizes, 125)
+    alike.set_unit(10, 30)
+    assert steps_for_budget(100, replace(timing, sizes=alike, steps_per_epoch=125), eval_every=0, save_every=0) == \
+        steps_for_budget(100, replace(plain, steps_per_epoch=125), eval_every=0, save_every=0)
 
 
 def test_events_follow_the_trainers_cadence():
