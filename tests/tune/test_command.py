@@ -29,7 +29,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("args, message", [
+REFUSALS = [
     (["--sampler", "tpe"], "--sampler must be one of random, gp, got 'tpe'"),
     # Every number tune.py takes (issue 28: --eta 0 was a ZeroDivisionError, computed before checked).
     (["--eta", "0"], "--eta must be an integer >= 2, got 0"),
@@ -58,18 +58,70 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
      "no valid configuration in 100 draws (the last: num_attention_heads"),
     (["--sampler", "gp", "--warm-start", "{tmp}/earlier", "{tmp}/nowhere"], "nowhere: not a sweep directory (no sweep.db)"),
     (["--warm-start", "{tmp}", "--backend", "ray"], "--warm-start works with --backend local only"),
-])
-def test_refused_before_anything_is_written(tmp_path, args, message):
-    out = tmp_path / "sweep"
-    (tmp_path / "earlier").mkdir()
-    Storage.create(tmp_path / "earlier", {"settings": SweepSettings(sweep_dir="", task="ner").to_dict(),
-                                          "space": {"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3}}}).close()
-    base = ["--task", "sst2", "--output-dir", out, "--no-progress"]
-    if "--model" not in args:
-        base += ["--preset", "tiny"]
-    line = one_error_line(tune(*base, *[str(a).replace("{tmp}", str(tmp_path)) for a in args]))
-    assert message in line, line
+]
+
+# tune.py once per case, as a user runs it, but forked from one interpreter that has imported it
+# already: the same entry point, options and exit path, without 25 interpreter starts.
+_FORKED_CLI = """
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+import tune
+results = []
+for i, argv in enumerate(json.loads(sys.argv[1])):
+    err = os.path.join(sys.argv[2], f"stderr-{i}")
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        sys.argv = ["tune.py", *argv]
+        try:
+            tune.main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    results.append([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), open(err).read()])
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """(exit code, stderr, output directory) of tune.py for each REFUSALS case."""
+    tmp = tmp_path_factory.mktemp("refusals")
+    (tmp / "earlier").mkdir()
+    Storage.create(tmp / "earlier", {"settings": SweepSettings(sweep_dir="", task="ner").to_dict(),
+                                     "space": {"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3}}}).close()
+    argvs = []
+    for i, (args, _) in enumerate(REFUSALS):
+        base = ["--task", "sst2", "--output-dir", str(tmp / f"sweep-{i}"), "--no-progress"]
+        if "--model" not in args:
+            base += ["--preset", "tiny"]
+        argvs.append(base + [str(a).replace("{tmp}", str(tmp)) for a in args])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _FORKED_CLI, json.dumps(argvs), str(tmp)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return [(code, stderr, tmp / f"sweep-{i}") for i, (code, stderr) in enumerate(results)]
+
+
+@pytest.mark.parametrize("case", range(len(REFUSALS)), ids=[m for _, m in REFUSALS])
+def test_refused_before_anything_is_written(refusals, case):
+    code, stderr, out = refusals[case]
+    line = one_error_line(subprocess.CompletedProcess([], code, "", stderr))
+    assert REFUSALS[case][1] in line, line
     assert not out.exists()  # so the corrected command just works, no "already holds a sweep"
+
+
+def test_a_refusal_from_a_fresh_interpreter(tmp_path):
+    """One case as a plain process too: nothing the forked ones share makes the refusal."""
+    out = tmp_path / "sweep"
+    line = one_error_line(tune("--task", "sst2", "--preset", "tiny", "--output-dir", out, "--no-progress",
+                               "--eta", "1"))
+    assert "--eta must be an integer >= 2, got 1" in line
+    assert not out.exists()
 
 
 @pytest.fixture()
