@@ -59,7 +59,7 @@ from albert.tune.asha import make_scheduler  # noqa: E402
 from albert.tune.search.gp import input_scale  # noqa: E402
 from albert.tune.search.sampler import build_history  # noqa: E402
 from albert.tune.sweep.settings import make_sampler  # noqa: E402
-from albert.tune.search.space import Space  # noqa: E402
+from albert.tune.search.space import Space, current_names  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("random", "asha", "gp", "gp+asha")
@@ -77,7 +77,7 @@ class Table:
         data = json.loads(path.read_text())
         self.task, self.max_steps = data["task"], data["max_steps"]
         self.space = Space.from_dict(data["space"])
-        self.configs = [row["config"] for row in data["configs"]]
+        self.configs = [current_names(row["config"]) for row in data["configs"]]  # tables keep their names
         self.curves = [{int(s): float(m) for s, m, *_ in row["curve"]} for row in data["configs"]]
         # The validation loss at each evaluation, in tables recorded with it (NaN otherwise).
         self.losses = [{int(s): float(rest[0]) if rest else math.nan for s, _, *rest in row["curve"]}

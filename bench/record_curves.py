@@ -53,11 +53,11 @@ SEQ_LEN = {"ner": 128, "sst2": 64}
 REPLAY_SPACE = Space({
     "lr": LogUniform(3e-5, 1e-2),
     "batch_size": Choice([16, 32, 64]),
-    "warmup_ratio": Uniform(0.0, 0.3),
+    "warmup": Uniform(0.0, 0.3),
     "weight_decay": Choice([0.0, 0.01, 0.1]),
-    "classifier_dropout": Uniform(0.0, 0.3),
-    "hidden_dropout_prob": Uniform(0.0, 0.3),
-    "attention_probs_dropout_prob": Uniform(0.0, 0.3),
+    "dropout": Uniform(0.0, 0.3),
+    "hidden_dropout": Uniform(0.0, 0.3),
+    "attention_dropout": Uniform(0.0, 0.3),
     "layer_lr_decay": Uniform(0.7, 1.0),
 })
 

@@ -24,7 +24,7 @@ from ..finetune import FinetuneArgs
 from ..rundir import claim_run_dir, default_model, hub_unavailable
 from ..tasks import get_task
 from .ray_engine.backend import run_with_ray
-from .search.space import HYPERPARAMETERS, Space, default_space
+from .search.space import HYPERPARAMETERS, Space, current_names, default_space
 from .sweep.objective import finetune
 from .sweep.run import SweepSettings, check_settings, lock_sweep_dir, run_sweep
 from .sweep.settings import check_sampler_options
@@ -288,7 +288,7 @@ def differences(recorded: dict[str, Any], args: TuneArgs, given: set[str], ray: 
         elif name == "output_dir":
             was, now = str(Path(args.resume).resolve()), str(Path(value).resolve()) if value else value
         elif name == "space":
-            was = recorded.get("space")
+            was = current_names(recorded["space"]) if recorded.get("space") else recorded.get("space")
             if was is None and task is not None and "space" in recorded:
                 was = default_space(task).to_json()
             now = _read_space(value).to_json() if value else None

@@ -16,7 +16,7 @@ import bench_replay  # noqa: E402
 
 from albert.tune.search.space import LogUniform, Space, Uniform  # noqa: E402
 
-SPACE = Space({"lr": LogUniform(1e-4, 1e-2), "warmup_ratio": Uniform(0.0, 0.3)})
+SPACE = Space({"lr": LogUniform(1e-4, 1e-2), "warmup": Uniform(0.0, 0.3)})
 
 
 def _table(tmp_path: Path, n: int = 24) -> bench_replay.Table:
@@ -24,7 +24,7 @@ def _table(tmp_path: Path, n: int = 24) -> bench_replay.Table:
     rows = []
     for i in range(n):
         config = SPACE.sample(7, i)
-        peak = 1.0 - (np.log10(config["lr"]) + 3.0) ** 2 - (config["warmup_ratio"] - 0.1) ** 2
+        peak = 1.0 - (np.log10(config["lr"]) + 3.0) ** 2 - (config["warmup"] - 0.1) ** 2
         rows.append({"index": i, "config": config, "curve": [[s, peak * s / 8] for s in (2, 4, 6, 8)]})
     path = tmp_path / "curves-toy.json"
     path.write_text(json.dumps({"task": "toy", "max_steps": 8, "space": SPACE.to_json(), "configs": rows}))

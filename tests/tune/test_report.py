@@ -76,8 +76,8 @@ def test_trials_csv_names_the_metric(tmp_path):
 def test_sensitivity_waits_for_enough_full_trainings():
     from albert.tune.report import sensitivity
 
-    lengths = {"lr": 0.2, "weight_decay": 3.0, "warmup_ratio": 0.7}
+    lengths = {"lr": 0.2, "weight_decay": 3.0, "warmup": 0.7}
     assert sensitivity(None) is None
     assert sensitivity({"results": 3, "length_scales": lengths}) is None  # 3 hyperparameters need 4
     line = sensitivity({"results": 4, "length_scales": lengths})
-    assert line.startswith("sensitivity, from 4 full trainings") and line.endswith("lr 0.2, warmup_ratio 0.7, weight_decay 3")
+    assert line.startswith("sensitivity, from 4 full trainings") and line.endswith("lr 0.2, warmup 0.7, weight_decay 3")

@@ -163,9 +163,20 @@ ARCHITECTURE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "inte
 # Hyperparameters the fine-tuning objective (albert.tune.sweep.objective) understands; `--space` files
 # may name only these. The resource (steps) is the scheduler's; `max_steps` may be searched only
 # when it is not (--scheduler random: each trial then trains its own number of steps).
-HYPERPARAMETERS = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "hidden_dropout_prob",
-                   "attention_probs_dropout_prob", "layer_lr_decay", "max_grad_norm", "grad_accum", "seed",
+HYPERPARAMETERS = ("lr", "batch_size", "warmup", "weight_decay", "dropout", "hidden_dropout",
+                   "attention_dropout", "layer_lr_decay", "max_grad_norm", "grad_accum", "seed",
                    "max_steps", "max_seq_length", *ARCHITECTURE)
+
+
+# The names spaces used before they became fine-tuning option names; spaces, sweeps and tables
+# written with them still read (every old name sorts where its new one does, so draws are unchanged).
+FORMER_NAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout", "hidden_dropout_prob": "hidden_dropout",
+                "attention_probs_dropout_prob": "attention_dropout"}
+
+
+def current_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` (a configuration or a space's JSON form) with former hyperparameter names replaced."""
+    return {FORMER_NAMES.get(name, name): value for name, value in config.items()}
 
 
 class Space(Mapping[str, Distribution]):
@@ -258,7 +269,7 @@ class Space(Mapping[str, Distribution]):
             raise located(source, None, f"a search space must be a JSON object, got {type(spec).__name__}")
         allowed = None if allowed_names is None else set(allowed_names)
         dists: dict[str, Distribution] = {}
-        for name, entry in spec.items():
+        for name, entry in current_names(spec).items():
             where = f"{source}: key {name!r}"
             if allowed is not None and name not in allowed:
                 raise AlbertError(f"{where}: unknown hyperparameter (known: {', '.join(sorted(allowed))})")
@@ -327,8 +338,8 @@ def default_space(task: str, *, pretrained: bool = True, hidden_size: int = 768)
         "lr": LogUniform(low, high),
         # SQuAD's 384-token windows need more memory per example; 48 is the paper's SQuAD batch size.
         "batch_size": Choice([16, 32, 48] if squad else [16, 32, 64]),
-        "warmup_ratio": Uniform(0.0, 0.2),
+        "warmup": Uniform(0.0, 0.2),
         "weight_decay": Choice([0.0, 0.01, 0.1]),
-        "classifier_dropout": Uniform(0.0, 0.2),
+        "dropout": Uniform(0.0, 0.2),
         "layer_lr_decay": Uniform(0.7, 1.0),
     })

@@ -17,15 +17,9 @@ from ...errors import AlbertError
 from ...finetune import FinetuneArgs, run
 from ...tasks import get_task
 
-# Search-space names that differ from fine-tuning option names (the space speaks the model
-# config's names for the dropouts, as the ALBERT config.json does).
-RENAMES = {"warmup_ratio": "warmup", "classifier_dropout": "dropout", "hidden_dropout_prob": "hidden_dropout",
-           "attention_probs_dropout_prob": "attention_dropout"}
-
-
 def finetune_args(config: dict[str, Any], trial_dir: str, to_resource: int, max_resource: int, seed: int):
     names = {f.name for f in dataclasses.fields(FinetuneArgs)}
-    values = {RENAMES.get(k, k): v for k, v in config.items()}
+    values = dict(config)  # the space's names are fine-tuning options' names
     unknown = sorted(set(values) - names)
     if unknown:
         raise AlbertError(f"not fine-tuning options: {', '.join(unknown)}")

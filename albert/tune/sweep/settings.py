@@ -14,7 +14,7 @@ from ..asha import make_scheduler
 from ..search.acquisition import ACQUISITIONS
 from ..search.gp import GPSampler
 from ..search.sampler import Feasibility, RandomSampler, Sampler
-from ..search.space import ARCHITECTURE, Space, architecture_problem, default_space
+from ..search.space import ARCHITECTURE, Space, architecture_problem, current_names, default_space
 from .runner import Objective, load_objective, objective_name
 from .synthetic import curve
 from .warmstart import load
@@ -58,6 +58,8 @@ class SweepSettings:
     def __post_init__(self) -> None:
         if isinstance(self.space, Space):
             self.space = self.space.to_json()
+        elif isinstance(self.space, dict):  # as stored by a sweep, perhaps under former names
+            self.space = current_names(self.space)
 
     def validate(self) -> Space:
         """Check every setting, before anything is written; the search space."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AlbertError
+from ..search.space import current_names
 
 DB_NAME = "sweep.db"
 STATES = ("queued", "running", "paused", "completed", "pruned", "failed")
@@ -287,7 +288,7 @@ class Storage:
         out = []
         for row in self.conn.execute(f"SELECT * FROM trials {where} ORDER BY id", args):
             d = dict(row)
-            d["config"] = json.loads(d["config"])
+            d["config"] = current_names(json.loads(d["config"]))
             out.append(TrialRecord(**d))
         by_id = {t.id: t for t in out}
         for r in self.results(trial_id, source="result"):

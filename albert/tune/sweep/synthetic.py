@@ -42,8 +42,8 @@ def final_metric(config: dict[str, Any]) -> float:
     lr = float(config.get("lr", 10 ** -4.6))
     return (0.92
             - 0.25 * (math.log10(lr) + 4.6) ** 2
-            - 0.3 * (float(config.get("warmup_ratio", 0.1)) - 0.1) ** 2
-            - 0.5 * (float(config.get("classifier_dropout", 0.1)) - 0.1) ** 2
+            - 0.3 * (float(config.get("warmup", 0.1)) - 0.1) ** 2
+            - 0.5 * (float(config.get("dropout", 0.1)) - 0.1) ** 2
             - 0.2 * (float(config.get("layer_lr_decay", 0.85)) - 0.85) ** 2
             - 0.05 * float(config.get("weight_decay", 0.0))
             - 0.004 * abs(math.log2(float(config.get("batch_size", 32)) / 32)))

@@ -20,7 +20,7 @@ from albert.tune.sweep.run import SweepSettings
 from albert.tune.sweep import synthetic
 from albert.tune.sweep.synthetic import metric_at
 
-SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.2), "grad_accum": IntUniform(2, 5),
+SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup": Uniform(0.0, 0.2), "grad_accum": IntUniform(2, 5),
                "batch_size": Choice([16, 32])})
 
 
@@ -36,7 +36,7 @@ def settings(tmp_path, name="sweep", **kw):
 def test_space_spec_names_the_ray_sampler_of_each_distribution():
     assert ray_space_spec(SPACE) == {
         "lr": {"fn": "loguniform", "args": [1e-5, 1e-3]},
-        "warmup_ratio": {"fn": "uniform", "args": [0.0, 0.2]},
+        "warmup": {"fn": "uniform", "args": [0.0, 0.2]},
         "grad_accum": {"fn": "randint", "args": [2, 6]},  # ray's randint excludes the upper bound
         "batch_size": {"fn": "choice", "args": [[16, 32]]},
     }
@@ -161,7 +161,7 @@ def test_space_samples_stay_in_our_ranges_including_int_ends():
     assert 1e-5 <= draws["lr"].min() and draws["lr"].max() <= 1e-3
     # log-uniform: half the draws below the geometric mean of the bounds
     assert abs(np.mean(draws["lr"] < 1e-4) - 0.5) < 0.05
-    assert 0.0 <= draws["warmup_ratio"].min() and draws["warmup_ratio"].max() <= 0.2
+    assert 0.0 <= draws["warmup"].min() and draws["warmup"].max() <= 0.2
     assert set(draws["grad_accum"].tolist()) == {2, 3, 4, 5}  # both ends, as our IntUniform
     assert set(draws["batch_size"].tolist()) == {16, 32}
 
@@ -201,8 +201,8 @@ def test_synthetic_sweep_on_ray_end_to_end(tmp_path, local_ray):
     assert summary["tried"] == len(rows) == 9 and summary["backend"] == "ray"
     assert summary["rungs"] == [1, 3, 9]
     for row in rows:
-        config = {"lr": float(row["lr"]), "warmup_ratio": float(row["warmup_ratio"]),
-                  "classifier_dropout": float(row["classifier_dropout"]),
+        config = {"lr": float(row["lr"]), "warmup": float(row["warmup"]),
+                  "dropout": float(row["dropout"]),
                   "layer_lr_decay": float(row["layer_lr_decay"]), "weight_decay": float(row["weight_decay"]),
                   "batch_size": int(row["batch_size"])}
         resource = int(row["resource"])
@@ -230,7 +230,7 @@ def test_synthetic_sweep_on_ray_end_to_end(tmp_path, local_ray):
 
     # The same seed draws the same configurations in the same order.
     again = run_with_ray(settings(tmp_path, "again", fixed=s.fixed))
-    keys = ["lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay", "seed"]
+    keys = ["lr", "batch_size", "warmup", "weight_decay", "dropout", "layer_lr_decay", "seed"]
     assert [[r[k] for k in keys] for r in _rows(again["sweep_dir"])] == [[r[k] for k in keys] for r in rows]
 
     # Resuming (or re-running) the finished sweep restores Ray's experiment and rebuilds the same report.

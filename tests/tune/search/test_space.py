@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from albert.errors import AlbertError
-from albert.tune.search.space import Choice, IntUniform, LogUniform, Space, Uniform, default_space
+from albert.tune.search.space import (FORMER_NAMES, HYPERPARAMETERS, Choice, IntUniform, LogUniform, Space, Uniform,
+                                     current_names, default_space)
 
 
 def test_sample_depends_only_on_seed_and_index():
@@ -24,8 +25,8 @@ def test_sample_depends_only_on_seed_and_index():
 
 
 def test_sample_ignores_key_order():
-    a = Space({"lr": LogUniform(1e-5, 1e-4), "warmup_ratio": Uniform(0.0, 0.2)})
-    b = Space({"warmup_ratio": Uniform(0.0, 0.2), "lr": LogUniform(1e-5, 1e-4)})
+    a = Space({"lr": LogUniform(1e-5, 1e-4), "warmup": Uniform(0.0, 0.2)})
+    b = Space({"warmup": Uniform(0.0, 0.2), "lr": LogUniform(1e-5, 1e-4)})
     assert [a.sample(0, i) for i in range(5)] == [b.sample(0, i) for i in range(5)]
 
 
@@ -62,7 +63,7 @@ def test_invalid_distributions_name_the_parameter(dist, message):
 
 def test_default_space_ranges():
     space = default_space("mrpc")
-    assert set(space) == {"lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay"}
+    assert set(space) == {"lr", "batch_size", "warmup", "weight_decay", "dropout", "layer_lr_decay"}
     assert space["lr"] == LogUniform(5e-6, 1e-4)
     assert space["batch_size"].options == (16, 32, 64)
     assert default_space("squad").to_json()["batch_size"]["values"] == [16, 32, 48]
@@ -75,11 +76,11 @@ def test_from_json_round_trip_and_shorthand(tmp_path):
     path = tmp_path / "space.json"
     path.write_text(json.dumps({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
                                 "batch_size": {"type": "choice", "values": [16, 32]},
-                                "warmup_ratio": [0.0, 0.1]}))
+                                "warmup": [0.0, 0.1]}))
     space = Space.from_json(path)
     assert space["lr"] == LogUniform(1e-5, 1e-4)
     assert space["batch_size"] == Choice([16, 32])
-    assert space["warmup_ratio"] == Choice([0.0, 0.1])
+    assert space["warmup"] == Choice([0.0, 0.1])
     assert Space.from_dict(space.to_json()) == space
 
 
@@ -189,3 +190,21 @@ def test_coordinates_name_each_hyperparameters_slice_of_the_unit_cube():
     assert where == {"c": slice(0, 3), "lr": slice(3, 4), "n": slice(4, 5)}
     point = space.encode({"lr": 1e-3, "c": "b", "n": 4})
     assert list(point[where["c"]]) == [0.0, 1.0, 0.0] and sum(s.stop - s.start for s in where.values()) == space.width
+
+
+def test_a_space_under_the_former_names_reads_as_option_names_and_draws_alike():
+    old = Space.from_dict({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3},
+                           "warmup_ratio": {"type": "uniform", "low": 0.0, "high": 0.2},
+                           "classifier_dropout": [0.0, 0.1], "hidden_dropout_prob": {"type": "uniform", "low": 0, "high": 0.3},
+                           "attention_probs_dropout_prob": {"type": "uniform", "low": 0, "high": 0.3},
+                           "batch_size": [16, 32]}, HYPERPARAMETERS)
+    assert list(old) == ["lr", "warmup", "dropout", "hidden_dropout", "attention_dropout", "batch_size"]
+    new = Space({"lr": LogUniform(1e-5, 1e-3), "warmup": Uniform(0.0, 0.2), "dropout": Choice([0.0, 0.1]),
+                 "hidden_dropout": Uniform(0, 0.3), "attention_dropout": Uniform(0, 0.3), "batch_size": Choice([16, 32])})
+    assert old == new
+    # The draw goes in name order; every former name sorted where its option name does, so the
+    # configurations an old sweep drew are the ones it draws now.
+    olds = sorted(list(FORMER_NAMES) + [n for n in HYPERPARAMETERS if n not in FORMER_NAMES.values()])
+    assert [FORMER_NAMES.get(n, n) for n in olds] == sorted(HYPERPARAMETERS)
+    assert current_names({"warmup_ratio": 0.1, "lr": 1e-4}) == {"warmup": 0.1, "lr": 1e-4}
+    assert set(old.sample(0, 3)) == set(new)

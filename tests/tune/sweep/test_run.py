@@ -1,6 +1,7 @@
 """The sweep end to end with the synthetic objective: search quality, reproducibility, failures,
 kill -9 and resume, the report, and user errors."""
 import contextlib
+import dataclasses
 import csv
 import json
 import math
@@ -510,3 +511,33 @@ def test_gp_summary_names_the_sensitivity_of_each_hyperparameter(tmp_path, capsy
     order = sorted(best["length_scales"], key=lambda k: (best["length_scales"][k], k))
     assert printed[0].index(order[0]) < printed[0].index(order[-1])
     assert best["length_scales"]["lr"] < best["length_scales"]["weight_decay"]
+
+
+def test_a_sweep_written_under_the_former_names_resumes_as_under_the_new(tmp_path):
+    """Space keys are fine-tuning option names now (warmup, dropout, ...). A sweep.db written
+    before, its space and its trials under warmup_ratio and classifier_dropout, resumes with its
+    search unchanged: the same configurations as a sweep that ran under the new names throughout."""
+    whole = run_sweep(make(tmp_path, "whole", sampler="gp", budget=8, initial_trials=3))
+    old = make(tmp_path, "old", sampler="gp", budget=5, initial_trials=3)
+    run_sweep(old)
+    former = {"warmup": "warmup_ratio", "dropout": "classifier_dropout"}
+    db = sqlite3.connect(tmp_path / "old" / "sweep.db")
+    with db:
+        for key, value in db.execute("SELECT key, value FROM meta").fetchall():
+            text = value
+            for new, was in former.items():
+                text = text.replace(f'"{new}"', f'"{was}"')
+            db.execute("UPDATE meta SET value = ? WHERE key = ?", (text, key))
+        for trial_id, config in db.execute("SELECT id, config FROM trials").fetchall():
+            renamed = {former.get(k, k): v for k, v in json.loads(config).items()}
+            db.execute("UPDATE trials SET config = ? WHERE id = ?", (json.dumps(renamed), trial_id))
+    assert "warmup_ratio" in db.execute("SELECT config FROM trials").fetchone()[0]
+    db.close()
+    resumed = run_sweep(dataclasses.replace(old, budget=8), resume_dir=old.sweep_dir)
+    assert resumed["tried"] == 8
+    configs = {}
+    for name in ("whole", "old"):
+        store = Storage.open(tmp_path / name)
+        configs[name] = [t.config for t in store.trials()]
+        store.close()
+    assert configs["old"] == configs["whole"] and {"warmup", "dropout"} <= set(configs["old"][0])

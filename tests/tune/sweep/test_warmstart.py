@@ -22,13 +22,13 @@ from albert.tune.sweep.run import run_sweep
 from albert.tune.search.sampler import TOP_CONFIGS
 from albert.tune.sweep.warmstart import PRIOR_RESULTS
 
-SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup_ratio": Uniform(0.0, 0.3)})
-OPTIMUM = {"lr": 10 ** -4.0, "warmup_ratio": 0.05}
+SPACE = Space({"lr": LogUniform(1e-5, 1e-3), "warmup": Uniform(0.0, 0.3)})
+OPTIMUM = {"lr": 10 ** -4.0, "warmup": 0.05}
 
 
 def objective(config):
     """Larger is better; the maximum 1 at OPTIMUM."""
-    return 1.0 - (math.log10(config["lr"]) + 4.0) ** 2 - 20 * (config["warmup_ratio"] - 0.05) ** 2
+    return 1.0 - (math.log10(config["lr"]) + 4.0) ** 2 - 20 * (config["warmup"] - 0.05) ** 2
 
 
 def settings(tmp_path, name, task="ner", sampler="gp", space=SPACE, warm=None, **kw):
@@ -70,7 +70,7 @@ def test_first_proposal_of_another_task_is_the_sources_best_and_then_the_model_g
     # After two results of its own (far from the optimum), the model with the prior mean
     # proposes near the source's optimum, not near what this sweep has tried.
     own = tuple(Observation(i + 1, c, 3, objective(c)) for i, c in enumerate(
-        [{"lr": 1e-5, "warmup_ratio": 0.3}, {"lr": 1e-3, "warmup_ratio": 0.0}]))
+        [{"lr": 1e-5, "warmup": 0.3}, {"lr": 1e-3, "warmup": 0.0}]))
     p = sampler.propose(5, History(own, (), "max", 3, 3, (3,)))
     assert p.info["how"] == "model" and unit_distance(SPACE, p.config, OPTIMUM) < 0.2, p.config
 
@@ -90,10 +90,10 @@ def test_the_priors_weight_falls_as_the_sweeps_own_results_arrive(tmp_path):
     sweep = settings(tmp_path, "new", task="sst2", warm=["source"])
     sampler = sweep.make_sampler(sweep.validate())
     # This task's optimum is elsewhere: the prior's pull must fade as its own results say so.
-    moved = {"lr": 10 ** -4.8, "warmup_ratio": 0.25}
+    moved = {"lr": 10 ** -4.8, "warmup": 0.25}
 
     def here(c):
-        return 1.0 - (math.log10(c["lr"]) + 4.8) ** 2 - 20 * (c["warmup_ratio"] - 0.25) ** 2
+        return 1.0 - (math.log10(c["lr"]) + 4.8) ** 2 - 20 * (c["warmup"] - 0.25) ** 2
 
     weights, distances = [], []
     for n in (2, 10, 40):
@@ -121,13 +121,13 @@ def test_random_sampler_tries_the_sources_best_first_then_draws(tmp_path):
 
 def test_a_source_sharing_some_names_projects_on_this_space(tmp_path):
     # The source searched lr and dropout; this sweep lr and warmup: lr comes from the source.
-    theirs = Space({"lr": LogUniform(1e-5, 1e-3), "classifier_dropout": Uniform(0.0, 0.3)})
+    theirs = Space({"lr": LogUniform(1e-5, 1e-3), "dropout": Uniform(0.0, 0.3)})
     write_source(tmp_path, space=theirs, fn=lambda c: -abs(math.log10(c["lr"]) + 4.0))
     sweep = settings(tmp_path, "new", task="ner", warm=["source"])
     sampler = sweep.make_sampler(sweep.validate())
     assert sampler.warm.sources[0].use == "prior" and sampler.warm.sources[0].shared == ("lr",)
     first = sampler.propose(0, History((), (), "max", 3, 3, (3,))).config
-    assert set(first) == {"lr", "warmup_ratio"} and abs(math.log10(first["lr"]) + 4.0) < 0.1
+    assert set(first) == {"lr", "warmup"} and abs(math.log10(first["lr"]) + 4.0) < 0.1
 
 
 @pytest.mark.parametrize("make, message", [
@@ -186,7 +186,7 @@ def proposed(sweep_dir):
                               "ON p.trial_id = t.id WHERE t.kind = 'search' ORDER BY t.sample_index").fetchall()
         except sqlite3.OperationalError:  # the sweep is still creating its tables
             return []
-    names = ("lr", "batch_size", "warmup_ratio", "weight_decay", "classifier_dropout", "layer_lr_decay")
+    names = ("lr", "batch_size", "warmup", "weight_decay", "dropout", "layer_lr_decay")
     return [(i, {n: json.loads(c)[n] for n in names}, json.loads(info)["how"]) for i, c, info in rows]
 
 
