@@ -2,9 +2,13 @@
 
     python bench/record_curves.py --task ner --workers 2 --out bench/results/curves-ner.json
     python bench/record_curves.py --task sst2 --workers 2 --out bench/results/curves-sst2.json
+    python bench/record_curves.py --task stsb --workers 2 --model runs/pretrain-<time>/final \
+        --out bench/results/curves-stsb.json
 
 Each configuration is drawn from REPLAY_SPACE with `Space.sample(seed, index)` (the tuner's
-random draw), fine-tuned from a random `--preset tiny` initialisation through the tuner's own
+random draw), fine-tuned from a random `--preset tiny` initialisation (or, with --model, from a
+pretrained checkpoint and its vocabulary: a GLUE pair task barely leaves chance from random
+weights in a few hundred steps, so every configuration would score alike) through the tuner's own
 objective mapping (albert.tune.sweep.objective.finetune_args), with the LR schedule of the task's
 MAX_STEPS steps, and evaluated every EVAL_EVERY steps on EVAL_SAMPLES of the validation split:
 a curve is [step, main metric, validation loss] rows.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import multiprocessing
 import platform
@@ -39,13 +44,14 @@ from albert.tune.search.space import Choice, LogUniform, Space, Uniform  # noqa:
 # (500 dev sentences, recorded 2026-11-27) nearly every configuration still answered the majority
 # class at 50 steps (rank correlation of the 50-step metric with the final one 0.15, CoNLL-2003's
 # 0.52) and the ten best final accuracies lay within 4.6 points, 2.4 standard errors.
-MAX_STEPS = {"ner": 200, "sst2": 600}
-EVAL_EVERY = {"ner": 25, "sst2": 50}
+MAX_STEPS = {"ner": 200, "sst2": 600, "mrpc": 200, "stsb": 200, "cola": 200, "rte": 200}
+EVAL_EVERY = {"ner": 25, "sst2": 50, "mrpc": 25, "stsb": 25, "cola": 25, "rte": 25}
 # Evaluation on a fixed subsample (seed 0, the same for every configuration) keeps a recording
 # short on a shared CPU: 500 of CoNLL-2003's 3,250 validation sentences; SST-2's 872 are all used
 # (None), since one standard error on 500 was 1.9 points of accuracy.
-EVAL_SAMPLES: dict[str, int | None] = {"ner": 500, "sst2": None}
-SEQ_LEN = {"ner": 128, "sst2": 64}
+EVAL_SAMPLES: dict[str, int | None] = {"ner": 500, "sst2": None, "mrpc": None, "stsb": None, "cola": None,
+                                       "rte": None}
+SEQ_LEN = {"ner": 128, "sst2": 64, "mrpc": 128, "stsb": 128, "cola": 64, "rte": 128}
 
 # The tuner's fine-tuning space for a --preset run, with a learning-rate range for a random
 # initialisation (it trains well far above a pretrained model's 1e-5..1e-4; below ~2e-4 a tiny
@@ -62,7 +68,7 @@ REPLAY_SPACE = Space({
 })
 
 
-def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
+def record_one(task: str, index: int, master_seed: int, work: Path, model: str | None = None) -> dict:
     import torch
 
     from albert.finetune import run
@@ -75,7 +81,8 @@ def record_one(task: str, index: int, master_seed: int, work: Path) -> dict:
     seed = trial_seed(master_seed, index)
     trial_dir = work / f"{task}-{index:04d}"
     steps = MAX_STEPS[task]
-    args = finetune_args({"task": task, "preset": "tiny", **config}, str(trial_dir), steps, steps, seed)
+    start = {"model": model} if model else {"preset": "tiny"}
+    args = finetune_args({"task": task, **start, **config}, str(trial_dir), steps, steps, seed)
     args = dataclasses.replace(args, eval_every=EVAL_EVERY[task], max_seq_length=SEQ_LEN[task],
                                max_eval_samples=EVAL_SAMPLES[task], save_every=0)
     metric_name = get_task(task).main_metric
@@ -110,6 +117,10 @@ def code_version() -> str:
         return "unknown"
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _record_star(job: tuple) -> dict:
     return record_one(*job)
 
@@ -121,6 +132,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="master seed of the configuration draws (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes recording at once, one CPU thread each (default: %(default)s)")
+    ap.add_argument("--model", help="start every configuration from this pretrained checkpoint directory "
+                                    "(its vocabulary too) instead of a random --preset tiny initialisation")
     ap.add_argument("--out", required=True, help="the table to write; <out>l collects the finished lines")
     args = ap.parse_args()
     out = Path(args.out)
@@ -131,7 +144,8 @@ def main() -> None:
     # The parent alone appends to the lines file, in the order configurations finish.
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         try:
-            jobs = [(args.task, index, args.seed, work) for index in todo]
+            model = str(Path(args.model).resolve()) if args.model else None
+            jobs = [(args.task, index, args.seed, work, model) for index in todo]
             for row in pool.imap_unordered(_record_star, jobs):
                 with open(lines, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
@@ -144,8 +158,10 @@ def main() -> None:
     if len(codes) > 1:
         sys.exit(f"{lines}: rows recorded by {len(codes)} code versions ({', '.join(codes)}); "
                  "record the table again from one")
+    start = ({"model": args.model, "model_sha256": _sha256(Path(args.model) / "model.safetensors")}
+             if args.model else {"preset": "tiny"})
     write_json(out, {
-        "task": args.task, "preset": "tiny", "master_seed": args.seed, "max_steps": MAX_STEPS[args.task],
+        "task": args.task, **start, "master_seed": args.seed, "max_steps": MAX_STEPS[args.task],
         "eval_every": EVAL_EVERY[args.task], "max_seq_length": SEQ_LEN[args.task],
         "eval_samples": EVAL_SAMPLES[args.task],
         "space": REPLAY_SPACE.to_json(), "torch_threads": 1, "python": platform.python_version(),
