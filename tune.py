@@ -6,13 +6,12 @@
   python tune.py --resume runs/sweep            # continue after a crash or Ctrl-C
   python tune.py --resume runs/sweep --budget 60 --workers 2   # budget, time and devices may change
 """
-import argparse
 import sys
 
 from albert.errors import cli_main
 from albert.finetune import HELP as FINETUNE_HELP
-from albert.runconfig import UsageParser, add_arguments
-from albert.tune.command import TuneArgs, run
+from albert.runconfig import UsageParser
+from albert.tune.command import add_options, run
 
 HELP = {
     "task": "the task to tune (default: ner, CoNLL-2003, as finetune.py --task ner)",
@@ -36,10 +35,14 @@ HELP = {
                   "either way the first trials try their best configurations (default: none, a cold start)",
     "space": "JSON search space, e.g. {\"lr\": {\"type\": \"loguniform\", \"low\": 1e-5, \"high\": 1e-4}} "
              "(default: the paper's ranges, the learning rate's adapted to the starting point)",
+    "eta": "ASHA's reduction factor: a rung keeps the best 1/eta of its trials, each rung eta times longer",
+    "seed": "master seed: the configurations drawn and every trial's training seed follow from it",
+    "confirm_seeds": "extra seeds each --confirm-top configuration is re-trained with",
     "workers": "parallel trials on CPU",
     "trials_per_gpu": "parallel trials per GPU",
     "confirm_top": "re-train the K best configurations with --confirm-seeds more seeds, pick by the mean",
-    "backend": "local (built-in scheduler and workers) or ray (Ray Tune's ASHA; pip install 'ray[tune]')",
+    "backend": "local (built-in scheduler and workers) or ray (Ray Tune's ASHA; pip install 'ray[tune]') "
+               "(default: local)",
     "model": "checkpoint every trial starts from (default: the newest runs/pretrain-*/final, else albert-base-v2)",
     "preset": "random initialisation of this shape instead of --model",
 }
@@ -49,12 +52,8 @@ HELP = {
 def main() -> int:
     parser = UsageParser.make("tune.py", __doc__)
     # The fine-tuning options (fixed across trials) mean what finetune.py's do, and say so alike.
-    add_arguments(parser, TuneArgs, {**FINETUNE_HELP, **HELP}, skip=("warm_start",))
-    # Several directories after one flag: the dataclass-typed options take one value each.
-    parser.add_argument("--warm-start", nargs="+", metavar="SWEEP_DIR", default=argparse.SUPPRESS,
-                        help=HELP["warm_start"])
-    given = vars(parser.parse_args())  # only the options on the command line
-    summary = run(TuneArgs(**given), given=set(given))
+    add_options(parser, {**FINETUNE_HELP, **HELP})
+    summary = run(vars(parser.parse_args()))  # only the options on the command line
     best = summary.get("best") or {}
     if best:
         print(f"best {summary.get('metric', 'metric')} {best.get('metric'):.4g} (trial {best.get('trial_id')}, "

@@ -135,28 +135,35 @@ def _is_union(hint: Any) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None,
-                  skip: tuple[str, ...] = (), title: str | None = None) -> None:
-    """One `--option` per field of the args dataclass `cls`, typed by its annotation, with its help
-    (`helps`, else the training options' own), its default and its allowed values. Options left
-    out are absent from the namespace, so the dataclass default applies. A recipe's own options
-    (`title`) are listed before the training options it shares with the others."""
+                  skip: tuple[str, ...] = (), title: str | None = None, *, only: tuple[str, ...] | None = None,
+                  flags: dict[str, str] | None = None) -> None:
+    """One `--option` per field of the args dataclass `cls` (`only` those, less `skip`), typed by
+    its annotation, with its help (`helps`, else the training options' own), its default and its
+    allowed values; `flags` names the options of fields called otherwise ({field: option}), whose
+    values still land under the field's name. Options left out are absent from the namespace, so
+    the dataclass default applies. A recipe's own options (`title`) are listed before the
+    training options it shares with the others."""
     shared = {f.name for f in dataclasses.fields(TrainingOptions)} if issubclass(cls, TrainingOptions) else set()
     helps = {**HELP, **(helps or {})}
+    flags = flags or {}
     hints = typing.get_type_hints(cls)
     own_group = parser.add_argument_group(title) if title else parser
     training_group = parser.add_argument_group("training options") if shared else parser
-    fields = [f for f in dataclasses.fields(cls) if f.name not in skip and f.name != "extra"]
+    fields = [f for f in dataclasses.fields(cls)
+              if f.name not in skip and f.name != "extra" and (only is None or f.name in only)]
     for f in sorted(fields, key=lambda f: f.name in shared):  # stable: each part keeps its order
         group = training_group if f.name in shared else own_group
-        flag = "--" + f.name.replace("_", "-")
+        option = flags.get(f.name, f.name)
+        flag = "--" + option.replace("_", "-")
         hint = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(f.name, "")
+        text = helps.get(option, "")
         if default not in (None, "") and "(default:" not in text:
             shown = "on" if default is True else "off" if default is False else default
             text = f"{text} (default: {shown})".strip()
         if hint is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=text)
             continue
 
         def convert(raw: str, _hint=hint, _flag=flag) -> Any:
@@ -166,7 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, helps: dict[str, s
                 raise argparse.ArgumentTypeError(str(e)) from None
 
         convert.__name__ = getattr(hint, "__name__", "value")
-        group.add_argument(flag, type=convert, default=argparse.SUPPRESS, help=text, choices=CHOICES.get(f.name),
+        group.add_argument(flag, dest=f.name, type=convert, default=argparse.SUPPRESS, help=text,
+                           choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else option.upper(),
                            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from albert.tune.sweep import synthetic
 from albert.tune.sweep.storage import Storage
 from albert.tune.sweep.run import SweepSettings, run_sweep
 
@@ -126,7 +127,8 @@ def test_a_refusal_from_a_fresh_interpreter(tmp_path):
 
 @pytest.fixture()
 def finished_sweep(tmp_path):
-    settings = SweepSettings(sweep_dir=str(tmp_path / "sweep"), task="rte", budget=4, max_resource=3, eta=3,
+    settings = SweepSettings(sweep_dir=str(tmp_path / "sweep"), task="rte", objective=synthetic.curve, budget=4,
+                             max_resource=3, eta=3,
                              progress=False, fixed={"synthetic_sleep_ms": 0})
     run_sweep(settings)
     return settings
@@ -264,9 +266,9 @@ def test_the_default_rungs_are_three_and_end_at_a_full_training(max_resource, ru
     """The first rung is max_resource / eta^2 rounded up: rounded down, --max-resource 1000 gave
     rungs at 111, 333, 999 and a fourth of one step at 1000."""
     from albert.tune.asha import make_rungs
-    from albert.tune.command import TuneArgs, settings_from
+    from albert.tune.command import settings_from
 
-    settings = settings_from(TuneArgs(task="ner", preset="tiny", max_resource=max_resource, device="cpu"))
+    settings = settings_from({"task": "ner", "preset": "tiny", "max_resource": max_resource, "device": "cpu"})
     assert make_rungs(settings.min_resource, settings.max_resource, settings.eta) == rungs
 
 

@@ -8,15 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import AlbertError
+from ...errors import AlbertError, require
 from ...tasks import get_task
+from ...train.options import REPORT_TO
 from ..asha import make_scheduler
 from ..search.acquisition import ACQUISITIONS
 from ..search.gp import GPSampler
 from ..search.sampler import Feasibility, RandomSampler, Sampler
 from ..search.space import ARCHITECTURE, Space, architecture_problem, current_names, default_space
 from .runner import Objective, load_objective, objective_name
-from .synthetic import curve
+from .objective import finetune
 from .warmstart import load
 
 # Settings that define the sweep: a resume must not change them (the recorded results would lie).
@@ -26,9 +27,13 @@ IDENTITY = ("task", "objective", "space", "fixed", "scheduler", "mode", "min_res
 
 @dataclass
 class SweepSettings:
-    sweep_dir: str
-    task: str
-    objective: Objective = curve  # a module-level function (runner.py states its interface)
+    """Everything a sweep is: tune.py's options are these fields (under FLAGS' names where they
+    differ), with the same defaults; `fixed` holds the fine-tuning options given to every trial.
+    A default left None (min_resource, space) is computed from the others."""
+
+    sweep_dir: str = ""  # "": tune.py claims a new runs/tune-<task>-<time>
+    task: str = "ner"
+    objective: Objective = finetune  # a module-level function (runner.py states its interface)
     space: dict[str, Any] | None = None  # Space.to_json() form; None: default_space(task)
     fixed: dict[str, Any] = field(default_factory=dict)  # merged into every trial's configuration
     scheduler: str = "asha"  # asha | hyperband | random
@@ -37,13 +42,17 @@ class SweepSettings:
     initial_trials: int | None = None  # gp: quasi-random (Sobol) trials before the model (default 5)
     warm_start: list[str] | None = None  # earlier sweep directories (absolute) whose results guide the search
     mode: str = "max"
-    min_resource: int = 1
-    max_resource: int = 27
+    # Three rungs by default, the first at a ninth of a full training (eta 3): on the recorded
+    # tiny-model curves (bench/results/curves-ner.json) the metric at an eighth of the run does not
+    # rank the final one, at a quarter it starts to. None: max_resource / eta^2 rounded up, so that
+    # eta^2 times it reaches max_resource (rounded down, 1000 // 9 made rungs at 111, 333, 999, 1000).
+    min_resource: int | None = None
+    max_resource: int = 1000  # steps of a full training
     eta: int = 3
-    budget: int = 27  # configurations tried, pruned and failed ones included
+    budget: int = 20  # configurations tried, pruned and failed ones included
     time_budget: float | None = None  # seconds; then no new job starts
     master_seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
+    device: str = "auto"  # cpu | cuda | auto
     workers: int = 1  # CPU workers (ignored on GPUs: trials_per_gpu per GPU)
     trials_per_gpu: int = 1
     gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES or all visible
@@ -60,22 +69,37 @@ class SweepSettings:
             self.space = self.space.to_json()
         elif isinstance(self.space, dict):  # as stored by a sweep, perhaps under former names
             self.space = current_names(self.space)
+        if self.min_resource is None and _is_int(self.eta) and self.eta >= 2 and _is_int(self.max_resource):
+            self.min_resource = max(1, -(-self.max_resource // self.eta ** 2))
+
+    def check_numbers(self) -> None:
+        """Every number, checked before any is computed with: a bad one is one line naming its option."""
+        require(_is_int(self.eta) and self.eta >= 2, f"--eta must be an integer >= 2, got {self.eta}")
+        require(_is_int(self.max_resource) and self.max_resource >= 1,
+                f"--max-resource must be >= 1 step, got {self.max_resource}")
+        require(_is_int(self.min_resource) and 1 <= self.min_resource <= self.max_resource,
+                f"--min-resource must be between 1 and --max-resource {self.max_resource}, got {self.min_resource}")
+        require(_is_int(self.budget) and self.budget >= 1,
+                f"--budget must be a positive number of configurations, got {self.budget!r}")
+        require(self.time_budget is None or self.time_budget > 0,
+                f"--time-budget must be positive seconds, got {self.time_budget!r}")
+        require(_is_int(self.workers) and self.workers >= 1, f"--workers must be >= 1, got {self.workers}")
+        require(_is_int(self.trials_per_gpu) and self.trials_per_gpu >= 1,
+                f"--trials-per-gpu must be >= 1, got {self.trials_per_gpu}")
+        require(self.confirm_top >= 0, f"--confirm-top must be >= 0, got {self.confirm_top}")
+        require(self.confirm_seeds >= 0, f"--confirm-seeds must be >= 0, got {self.confirm_seeds}")
+        require(not self.confirm_top or self.confirm_seeds, "--confirm-top needs --confirm-seeds >= 1")
+        require(_is_int(self.master_seed) and 0 <= self.master_seed < 2**32,
+                f"--seed must be in [0, 2^32), got {self.master_seed}")
+        require(self.max_retries >= 0, f"--max-retries must be >= 0, got {self.max_retries}")
+        check_sampler_options(self.sampler, self.acquisition, self.initial_trials)
 
     def validate(self) -> Space:
         """Check every setting, before anything is written; the search space."""
         objective_name(self.objective)
-        if not isinstance(self.budget, int) or self.budget < 1:
-            raise AlbertError(f"--budget must be a positive number of configurations, got {self.budget!r}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise AlbertError(f"--time-budget must be positive seconds, got {self.time_budget!r}")
-        if self.confirm_top < 0 or self.confirm_seeds < 0:
-            raise AlbertError("--confirm-top and --confirm-seeds must be >= 0")
-        if self.confirm_top and not self.confirm_seeds:
-            raise AlbertError("--confirm-top needs --confirm-seeds >= 1")
-        if self.max_retries < 0:
-            raise AlbertError(f"--max-retries must be >= 0, got {self.max_retries}")
+        self.check_numbers()
         make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
-        check_sampler_options(self.sampler, self.acquisition, self.initial_trials)
+        require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
         clash = sorted(set(space) & set(self.fixed))
         if clash:
@@ -127,6 +151,10 @@ class SweepSettings:
         if isinstance(values.get("objective"), str):
             values["objective"] = load_objective(values["objective"])
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def trial_seed(master_seed: int, index: int, repeat: int = 0) -> int:

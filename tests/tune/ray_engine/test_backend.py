@@ -12,7 +12,7 @@ import pytest
 
 from albert.errors import AlbertError
 from albert.tune.ray_engine import backend as ray_backend
-from albert.tune.command import TuneArgs, run
+from albert.tune.command import run
 from albert.tune.ray_engine.backend import (INDEX_KEY, MISSING_RAY, SEED_KEY, ray_space_spec, records, run_with_ray, segments,
                                      trial_resources)
 from albert.tune.search.space import Choice, IntUniform, LogUniform, Space, Uniform
@@ -144,7 +144,7 @@ def test_missing_ray_is_a_user_error(tmp_path, monkeypatch):
         run_with_ray(settings(tmp_path))
     assert str(e.value) == MISSING_RAY == "--backend ray needs Ray Tune: pip install 'ray[tune]'"
     with pytest.raises(AlbertError, match=r"pip install 'ray\[tune\]'"):
-        run(TuneArgs(task="rte", preset="micro", output_dir=str(tmp_path / "cli"), backend="ray", device="cpu"))
+        run({"task": "rte", "preset": "micro", "sweep_dir": str(tmp_path / "cli"), "backend": "ray", "device": "cpu"})
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "cli").exists()
     with pytest.raises(AlbertError, match="not a --backend ray sweep"):
         ray_backend.resume_with_ray(tmp_path)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from albert.tune.sweep import synthetic
 from albert.tune.ray_engine.backend import LOSS, METRIC, RESOURCE, SEED_KEY
 from albert.tune.ray_engine.searcher import INDEX_KEY, SamplerSearcher, ray_searcher
 from albert.tune.search.space import Space, Uniform
@@ -14,7 +15,7 @@ SPACE = Space({"x": Uniform(0.0, 1.0), "y": Uniform(0.0, 1.0)})
 
 
 def settings(**kw):
-    base = dict(sweep_dir="unused", task="rte", space=SPACE.to_json(), sampler="gp", initial_trials=3,
+    base = dict(sweep_dir="unused", task="rte", objective=synthetic.curve, space=SPACE.to_json(), sampler="gp", initial_trials=3,
                 min_resource=1, max_resource=9, eta=3, fixed={"synthetic_sleep_ms": 0})
     base.update(kw)
     return SweepSettings(**base)

@@ -21,6 +21,7 @@ from albert.errors import AlbertError
 from albert.tune.search.space import default_space
 from albert.tune.sweep.storage import Storage
 from albert.tune.sweep.run import SweepSettings, run_sweep
+from albert.tune.sweep import synthetic
 from albert.tune.sweep.synthetic import CHECKPOINT, final_metric
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,7 +29,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 def make(tmp_path, name="sweep", **kw):
     fixed = {"synthetic_sleep_ms": 0, **kw.pop("fixed", {})}
-    base = dict(sweep_dir=str(tmp_path / name), task="rte", budget=9, max_resource=9, eta=3, progress=False,
+    base = dict(sweep_dir=str(tmp_path / name), task="rte", objective=synthetic.curve, budget=9, max_resource=9, eta=3,
+                progress=False,
                 fixed=fixed)
     base.update(kw)
     return SweepSettings(**base)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from albert.tune.sweep import synthetic
 from albert.errors import AlbertError
 from albert.tune.search.sampler import History, Observation
 from albert.tune.sweep.settings import SweepSettings
@@ -32,7 +33,8 @@ def objective(config):
 
 
 def settings(tmp_path, name, task="ner", sampler="gp", space=SPACE, warm=None, **kw):
-    return SweepSettings(sweep_dir=str(tmp_path / name), task=task, space=space.to_json(), sampler=sampler,
+    return SweepSettings(sweep_dir=str(tmp_path / name), task=task, objective=synthetic.curve, space=space.to_json(),
+                         sampler=sampler,
                          scheduler="random", max_resource=3, fixed={"synthetic_sleep_ms": 0},
                          warm_start=[str(tmp_path / w) for w in warm] if warm else None, **kw)
 
@@ -222,11 +224,9 @@ def test_warm_started_sst2_sweep_killed_and_resumed_proposes_what_an_uninterrupt
 
 
 def test_resume_refuses_other_sources_on_the_command_line(tmp_path):
-    from albert.tune.command import TuneArgs, differences
+    from albert.tune.command import differences
 
     recorded = {"task": "sst2", "warm_start": [str(tmp_path / "a")]}
-    same = TuneArgs(resume=str(tmp_path / "s"), warm_start=[str(tmp_path / "a")])
-    other = TuneArgs(resume=str(tmp_path / "s"), warm_start=[str(tmp_path / "b")])
-    assert differences(recorded, same, {"warm_start"}) == []
-    assert differences(recorded, other, {"warm_start"}) == [
+    assert differences(recorded, tmp_path / "s", {"warm_start": [str(tmp_path / "a")]}) == []
+    assert differences(recorded, tmp_path / "s", {"warm_start": [str(tmp_path / "b")]}) == [
         f"warm_start {[str(tmp_path / 'a')]!r}, not {[str(tmp_path / 'b')]!r}"]
