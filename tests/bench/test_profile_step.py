@@ -43,10 +43,11 @@ def test_kernel_classes(name, expected):
 def test_cpu_profile_of_a_real_step(tmp_path):
     out = tmp_path / "profile.json"
     profile_step.main(["--shape", "micro", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup", "1",
-                       "--top", "5", "--out", str(out)])
+                       "--top", "20", "--out", str(out)])
     record = json.loads(out.read_text())
     assert record["step_ms"] > 0 and record["tokens_per_s"] == pytest.approx(2 * 16 / record["step_ms"] * 1e3)
-    assert len(record["top"]) == 5 and any(r["name"] in ("aten::mm", "aten::addmm", "aten::bmm") for r in record["top"])
+    # The top 20, not 5: on a busy machine a micro step's elementwise operators can outrank its matmuls.
+    assert len(record["top"]) == 20 and any(r["name"] in ("aten::mm", "aten::addmm", "aten::bmm") for r in record["top"])
     # Largest first. Only the order is asserted: a profiled step runs slower than the timed one.
     times = [r["ms"] for r in record["top"]]
     assert times == sorted(times, reverse=True) and times[-1] > 0
