@@ -19,7 +19,6 @@ handles alike; so the sweep knows it was interrupted, marks the trials still run
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -27,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ...progress import duration
 from ..sweep.run import Progress
@@ -65,7 +64,8 @@ class RayConsole:
         logging.captureWarnings(True)
         # Everything printed while Ray runs is Ray's (its banner, the trial output its log thread
         # relays, and its C++ core's warnings, written to file descriptor 2 directly, hence the
-        # redirection of the descriptors); our own lines go to the console explicitly (_to_console).
+        # redirection of the descriptors); our own lines are written to the console's own streams,
+        # never by swapping sys.stdout, which Ray's log thread prints to at the same time.
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         self._console = tuple(os.fdopen(os.dup(fd), "w", buffering=1) for fd in (1, 2))
@@ -115,20 +115,11 @@ class RayConsole:
               order: Callable[[str, dict], tuple]) -> None:
         """What the status line needs; `order(trial_id, config)` ranks trials in creation order (our ids)."""
         self._line_args = (budget, max_resource, metric_name, mode, order)
-        self._progress = Progress(self.progress, terminal=self._console[1].isatty())
+        self._progress = Progress(self.progress, terminal=self._console[1].isatty(), stream=self._console[1])
         self._started = time.monotonic()
 
     def _line(self, trials: list) -> Callable[[], str]:
         return lambda: status_line(trials, *self._line_args, time.monotonic() - self._started)
-
-    @contextlib.contextmanager
-    def _to_console(self) -> Iterator[None]:
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = self._console
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
 
     def log_text(self) -> str:
         """What Ray has written to the log so far (to name the cause of a failure)."""
@@ -140,17 +131,15 @@ class RayConsole:
             # Ray marks the trials it stops TERMINATED; they were running when Ctrl-C came.
             return
         self.unfinished = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
-        with self._to_console():
-            self._progress.update(self._line(trials), key=len(trials) - len(self.unfinished))
+        self._progress.update(self._line(trials), key=len(trials) - len(self.unfinished))
 
     def experiment_end(self, trials: list) -> None:
         if self.interrupted:  # Ray ends the experiment after an interrupt too; the report says the rest
             return
         self.unfinished = set()
-        with self._to_console():
-            # The last line on a terminal; in a log it was printed when the last trial ended.
-            self._progress.update(self._line(trials), force=self._progress.terminal, key=len(trials))
-            self._progress.close()
+        # The last line on a terminal; in a log it was printed when the last trial ended.
+        self._progress.update(self._line(trials), force=self._progress.terminal, key=len(trials))
+        self._progress.close()
 
 
 _current: list[RayConsole] = []  # the console of the sweep this process runs (a stack: at most one)

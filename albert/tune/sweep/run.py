@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -49,10 +49,13 @@ DIVERGED = "diverged: "  # how a diverged trial's error starts (a result about i
 
 class Progress:
     """The sweep's status: on a terminal one live line (carriage return); otherwise (a log file, a
-    pipe) a line each time a trial finishes and at least every `every` seconds."""
+    pipe) a line each time a trial finishes and at least every `every` seconds. Written to `stream`
+    (default: sys.stderr as it is at each line)."""
 
-    def __init__(self, enabled: bool, every: float = PROGRESS_EVERY_S, terminal: bool | None = None) -> None:
-        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+    def __init__(self, enabled: bool, every: float = PROGRESS_EVERY_S, terminal: bool | None = None,
+                 stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.terminal = self._out().isatty() if terminal is None else terminal
         self.enabled = enabled
         self.every = every
         self.last = 0.0
@@ -66,16 +69,19 @@ class Progress:
         if self.terminal:
             if force or now - self.last > 0.2:
                 self.last = now
-                sys.stderr.write("\r" + line()[:150].ljust(80))
-                sys.stderr.flush()
+                self._out().write("\r" + line()[:150].ljust(80))
+                self._out().flush()
             return
         if force or key != self.last_key or now - self.last >= self.every:
             self.last, self.last_key = now, key
-            print(line(), file=sys.stderr, flush=True)
+            print(line(), file=self._out(), flush=True)
 
     def close(self) -> None:
         if self.enabled and self.terminal:
-            sys.stderr.write("\n")
+            self._out().write("\n")
+
+    def _out(self) -> TextIO:
+        return self.stream if self.stream is not None else sys.stderr
 
 
 class _Interrupt:
