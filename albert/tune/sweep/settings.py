@@ -99,7 +99,8 @@ class SweepSettings:
         objective_name(self.objective)
         self.check_numbers()
         make_scheduler(self.scheduler, self.min_resource, self.max_resource, self.eta, self.mode)
-        require(self.report_to in REPORT_TO, f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
+        require(self.report_to in REPORT_TO,
+                f"--report-to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
         space = Space.from_dict(self.space, source="--space") if self.space is not None else default_space(self.task)
         clash = sorted(set(space) & set(self.fixed))
         if clash:

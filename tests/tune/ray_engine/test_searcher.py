@@ -15,8 +15,8 @@ SPACE = Space({"x": Uniform(0.0, 1.0), "y": Uniform(0.0, 1.0)})
 
 
 def settings(**kw):
-    base = dict(sweep_dir="unused", task="rte", objective=synthetic.curve, space=SPACE.to_json(), sampler="gp", initial_trials=3,
-                min_resource=1, max_resource=9, eta=3, fixed={"synthetic_sleep_ms": 0})
+    base = dict(sweep_dir="unused", task="rte", objective=synthetic.curve, space=SPACE.to_json(), sampler="gp",
+                initial_trials=3, min_resource=1, max_resource=9, eta=3, fixed={"synthetic_sleep_ms": 0})
     base.update(kw)
     return SweepSettings(**base)
 
