@@ -10,8 +10,8 @@ random draw), fine-tuned from a random `--preset tiny` initialisation (or, with 
 pretrained checkpoint and its vocabulary: a GLUE pair task barely leaves chance from random
 weights in a few hundred steps, so every configuration would score alike) through the tuner's own
 objective mapping (albert.tune.sweep.objective.finetune_args), with the LR schedule of the task's
-MAX_STEPS steps, and evaluated every EVAL_EVERY steps on EVAL_SAMPLES of the validation split:
-a curve is [step, main metric, validation loss] rows.
+steps (TASKS), and evaluated every so many steps on a part or all of the validation split: a
+curve is [step, main metric, validation loss] rows.
 One JSON line per finished configuration goes to `<out>.jsonl` as it finishes (a killed recording
 continues where it stopped); at the end the lines are gathered into `<out>`, the table replay
 reads. Each worker process trains one configuration at a time on one CPU thread. Configuration
@@ -34,24 +34,36 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from albert.atomic import write_json  # noqa: E402
 from albert.tune.search.space import Choice, LogUniform, Space, Uniform  # noqa: E402
 
-# Steps per configuration, and how often it is evaluated. SST-2 runs longer: in a 200-step table
-# (500 dev sentences, recorded 2026-11-27) nearly every configuration still answered the majority
-# class at 50 steps (rank correlation of the 50-step metric with the final one 0.15, CoNLL-2003's
-# 0.52) and the ten best final accuracies lay within 4.6 points, 2.4 standard errors.
-MAX_STEPS = {"ner": 200, "sst2": 600, "mrpc": 200, "stsb": 200, "cola": 200, "rte": 200}
-EVAL_EVERY = {"ner": 25, "sst2": 50, "mrpc": 25, "stsb": 25, "cola": 25, "rte": 25}
-# Evaluation on a fixed subsample (seed 0, the same for every configuration) keeps a recording
-# short on a shared CPU: 500 of CoNLL-2003's 3,250 validation sentences; SST-2's 872 are all used
-# (None), since one standard error on 500 was 1.9 points of accuracy.
-EVAL_SAMPLES: dict[str, int | None] = {"ner": 500, "sst2": None, "mrpc": None, "stsb": None, "cola": None,
-                                       "rte": None}
-SEQ_LEN = {"ner": 128, "sst2": 64, "mrpc": 128, "stsb": 128, "cola": 64, "rte": 128}
+
+
+class Recording(NamedTuple):
+    max_steps: int  # steps per configuration (its LR schedule's length)
+    eval_every: int
+    eval_samples: int | None  # validation examples scored (a fixed subsample); None: all
+    max_seq_length: int
+
+
+# SST-2 runs longer: in a 200-step table (500 dev sentences, recorded 2026-11-27) nearly every
+# configuration still answered the majority class at 50 steps (rank correlation of the 50-step
+# metric with the final one 0.15, CoNLL-2003's 0.52) and the ten best final accuracies lay within
+# 4.6 points, 2.4 standard errors. A subsample (seed 0, the same for every configuration) keeps a
+# recording short on a shared CPU: 500 of CoNLL-2003's 3,250 validation sentences; SST-2's 872 are
+# all used, since one standard error on 500 was 1.9 points of accuracy.
+TASKS = {
+    "ner": Recording(200, 25, 500, 128),
+    "sst2": Recording(600, 50, None, 64),
+    "mrpc": Recording(200, 25, None, 128),
+    "stsb": Recording(200, 25, None, 128),
+    "cola": Recording(200, 25, None, 64),
+    "rte": Recording(200, 25, None, 128),
+}
 
 # The tuner's fine-tuning space for a --preset run, with a learning-rate range for a random
 # initialisation (it trains well far above a pretrained model's 1e-5..1e-4; below ~2e-4 a tiny
@@ -80,11 +92,11 @@ def record_one(task: str, index: int, master_seed: int, work: Path, model: str |
     config = REPLAY_SPACE.sample(master_seed, index)
     seed = trial_seed(master_seed, index)
     trial_dir = work / f"{task}-{index:04d}"
-    steps = MAX_STEPS[task]
+    steps = TASKS[task].max_steps
     start = {"model": model} if model else {"preset": "tiny"}
     args = finetune_args({"task": task, **start, **config}, str(trial_dir), steps, steps, seed)
-    args = dataclasses.replace(args, eval_every=EVAL_EVERY[task], max_seq_length=SEQ_LEN[task],
-                               max_eval_samples=EVAL_SAMPLES[task], save_every=0)
+    args = dataclasses.replace(args, eval_every=TASKS[task].eval_every, max_seq_length=TASKS[task].max_seq_length,
+                               max_eval_samples=TASKS[task].eval_samples, save_every=0)
     metric_name = get_task(task).main_metric
     curve: list[list[float]] = []
 
@@ -127,7 +139,7 @@ def _record_star(job: tuple) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", required=True, choices=sorted(EVAL_SAMPLES), help="the task whose curves to record")
+    ap.add_argument("--task", required=True, choices=sorted(TASKS), help="the task whose curves to record")
     ap.add_argument("--configs", type=int, default=150, help="how many configurations (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="master seed of the configuration draws (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=1,
@@ -136,9 +148,20 @@ def main() -> None:
                                     "(its vocabulary too) instead of a random --preset tiny initialisation")
     ap.add_argument("--out", required=True, help="the table to write; <out>l collects the finished lines")
     args = ap.parse_args()
+    recording = TASKS[args.task]
     out = Path(args.out)
     lines = out.with_suffix(out.suffix + "l")
-    done = {json.loads(x)["index"] for x in lines.read_text().splitlines()} if lines.exists() else set()
+    earlier = [json.loads(x) for x in lines.read_text().splitlines()] if lines.exists() else []
+    # What every configuration starts from, kept with each row: a recording continued with
+    # another --model would otherwise mix two starting points in one table.
+    start = ({"model": args.model, "model_sha256": _sha256(Path(args.model) / "model.safetensors")}
+             if args.model else {"preset": "tiny"})
+    other = {json.dumps(r.get("start", {"preset": "tiny"}), sort_keys=True) for r in earlier}
+    other.discard(json.dumps(start, sort_keys=True))
+    if other:
+        sys.exit(f"{lines}: its rows started from {'; '.join(sorted(other))}, not {json.dumps(start)}; "
+                 "continue with the same start, or record to a new --out")
+    done = {r["index"] for r in earlier}
     todo = [i for i in range(args.configs) if i not in done]
     work = Path(tempfile.mkdtemp(prefix="albert-curves-"))
     # The parent alone appends to the lines file, in the order configurations finish.
@@ -148,8 +171,8 @@ def main() -> None:
             jobs = [(args.task, index, args.seed, work, model) for index in todo]
             for row in pool.imap_unordered(_record_star, jobs):
                 with open(lines, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{args.task} {row['index']}: {row['curve'][-1][1]:.4f} after {MAX_STEPS[args.task]} steps, "
+                    f.write(json.dumps({**row, "start": start}) + "\n")
+                print(f"{args.task} {row['index']}: {row['curve'][-1][1]:.4f} after {recording.max_steps} steps, "
                       f"{row['cpu_s']:.0f} s CPU", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -158,12 +181,10 @@ def main() -> None:
     if len(codes) > 1:
         sys.exit(f"{lines}: rows recorded by {len(codes)} code versions ({', '.join(codes)}); "
                  "record the table again from one")
-    start = ({"model": args.model, "model_sha256": _sha256(Path(args.model) / "model.safetensors")}
-             if args.model else {"preset": "tiny"})
     write_json(out, {
-        "task": args.task, **start, "master_seed": args.seed, "max_steps": MAX_STEPS[args.task],
-        "eval_every": EVAL_EVERY[args.task], "max_seq_length": SEQ_LEN[args.task],
-        "eval_samples": EVAL_SAMPLES[args.task],
+        "task": args.task, **start, "master_seed": args.seed, "max_steps": recording.max_steps,
+        "eval_every": recording.eval_every, "max_seq_length": recording.max_seq_length,
+        "eval_samples": recording.eval_samples,
         "space": REPLAY_SPACE.to_json(), "torch_threads": 1, "python": platform.python_version(),
         "recorded": time.strftime("%Y-%m-%d"), "code": codes[0], "configs": rows})
 
