@@ -151,8 +151,9 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     backend = given_backend or "local"
     require(backend in BACKENDS, f"--backend must be local or ray, got {backend!r}")
     require(not (options.get("warm_start") and backend == "ray"), "--warm-start works with --backend local only")
-    SweepSettings(**{k: v for k, v in options.items() if k in OPTIONS}).check_numbers()
     if resume_dir:
+        # The numbers given are checked as for a new sweep (settings_from does it there).
+        SweepSettings(**{k: v for k, v in options.items() if k in OPTIONS}).check_numbers()
         return resume(resume_dir, options, given_backend)
 
     # What the defaults chose is said once the start cannot be refused any more (a refusal is one line).
