@@ -38,7 +38,7 @@ from .rundir import default_model, hub_unavailable, output_dir_or_claim, run_dir
 from .tasks import TASK_NAMES, get_task
 from .tokenizer import Tokenizer, train_tokenizer
 from .train import Distributed, Trainer
-from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
+from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_length
 from .train.checkpoints import refuse_earlier_run
 from .train.options import TrainingOptions
 
@@ -340,10 +340,11 @@ def run(args: FinetuneArgs, resume: bool = False,
     args = dataclasses.replace(args, output_dir=output_dir_or_claim(args.output_dir, f"finetune-{task.name}", resume))
     budget = None
     if args.max_steps is None and args.epochs is None:  # a time budget fixes the steps
-        kept = saved_steps(args.output_dir, args.time_budget) if resume else None
-        args = dataclasses.replace(args, max_steps=kept)
+        kept = saved_length(args.output_dir, args.time_budget) if resume else None
+        args = dataclasses.replace(args, **(kept or {}))
         budget = Budget(parse_duration(args.time_budget), started) if kept is None else None
-        notes.append(f"{task.name}: {kept} steps, fixed by this run's time budget of {args.time_budget}" if kept else
+        notes.append(f"{task.name}: {args.max_steps} steps, fixed by this run's time budget of {args.time_budget}"
+                     if kept else
                      f"{task.name}: a time budget of {format_duration(budget.seconds)}; the steps are fixed once the "
                      f"step rate is measured; ends by {clock_time(budget.deadline)}")
     dist = Distributed.from_env()
@@ -398,20 +399,26 @@ def _recipe(args: FinetuneArgs, task, model_dir: Path | None, notes: list[str], 
     lengths = task.lengths(train_rows)
     seq_len = int(sum(lengths) / max(1, len(lengths)))
 
-    def make_trainer(m: torch.nn.Module, options: FinetuneArgs, on_start: Callable[[], None] | None = None):
+    def make_trainer(m: torch.nn.Module, options: FinetuneArgs, on_start: Callable[[], None] | None = None,
+                     **budgeting: Any):
         return Trainer(m, options, train_rows, task.collate, dist=dist, lengths=lengths, evaluate=evaluate,
                        save_best=save_best, flops_per_token=m.flops_per_token(seq_len),
-                       on_evaluate=report if on_start else None, on_start=on_start)
+                       on_evaluate=report if on_start else None, on_start=on_start, **budgeting)
 
+    pace = None
     if budget is not None:  # a probe of a copy of the model fixes the steps
-        args = fix_budget_steps(budget, make_trainer, model, args, dist)
+        args, pace = fix_budget_steps(budget, make_trainer, model, args, dist)
     final = args
 
     def start() -> None:  # the trainer has restored its checkpoint or started over
         save_run_config(out / "config.json", "finetune", final)
         started_run()
 
-    trainer = make_trainer(model, args, on_start=start)
+    def move_end(ends: list[list[int]]) -> None:  # the budget's pace moved the end: config.json says so
+        save_run_config(out / "config.json", "finetune",
+                        dataclasses.replace(final, max_steps=ends[-1][1], schedule_ends=ends))
+
+    trainer = make_trainer(model, args, on_start=start, pace=pace, on_move_end=move_end)
     started = time.time()
     results = {"task": args.task, "main_metric": task.main_metric, **trainer.train(resume=resume)}
     if args.predict:

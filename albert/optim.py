@@ -6,7 +6,7 @@ linear (or polynomial) decay.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -215,10 +215,15 @@ class WarmupDecay:
     Matches transformers' get_{linear,polynomial_decay,constant}_schedule_with_warmup, with the
     decay ending at `end_lr_ratio` times the peak lr. A class (not a closure) so that the
     scheduler's state_dict records its settings.
+
+    `ends`: (step, total) pairs where a time budget moved the schedule's end (train/budget.py):
+    from `step` on, the decay goes on from where it stands to reach its end at `total`. The lr is
+    continuous at every move and a step's lr depends only on the moves before it, so a run
+    repeated with the same pairs from its start follows the same lrs.
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, kind: str = "linear", power: float = 1.0,
-                 end_lr_ratio: float = 0.0):
+                 end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = ()):
         if kind not in SCHEDULES:
             raise AlbertError(f"schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
         if warmup_steps < 0 or total_steps < 0:
@@ -227,6 +232,28 @@ class WarmupDecay:
             raise AlbertError(f"end_lr_ratio must be in [0, 1], got {end_lr_ratio}")
         self.warmup_steps, self.total_steps, self.kind = int(warmup_steps), int(total_steps), kind
         self.power, self.end_lr_ratio = float(power), float(end_lr_ratio)
+        self.first_total, self.ends = self.total_steps, []
+        for step, total in ends:
+            self.move_end(step, total)
+
+    def move_end(self, step: int, total: int) -> None:
+        """From `step` on, end the decay at `total` steps (> step) instead."""
+        if self.ends and step < self.ends[-1][0] or total <= step:
+            raise AlbertError(f"cannot move the schedule's end to {total} at step {step} (moves so far: {self.ends})")
+        self.ends.append((int(step), int(total)))
+        self.total_steps = int(total)
+
+    def _decayed(self, step: int) -> float:
+        """The share of the decay done at `step` (past the warmup)."""
+        start, done, end = self.warmup_steps, 0.0, self.first_total
+        for at, total in self.ends:
+            if step <= at:
+                break
+            if at > start:
+                done = min(1.0, done + (1.0 - done) * (at - start) / max(1, end - start))
+                start = at
+            end = total
+        return done + (1.0 - done) * (step - start) / max(1, end - start)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -236,12 +263,13 @@ class WarmupDecay:
         end = self.end_lr_ratio
         if step >= self.total_steps:
             return end
-        remaining = 1.0 - (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        remaining = 1.0 - self._decayed(step)
         power = 1.0 if self.kind == "linear" else self.power
         return (1.0 - end) * remaining ** power + end
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, kind: str = "linear",
-                  power: float = 1.0, end_lr_ratio: float = 0.0) -> LambdaLR:
-    """A LambdaLR scaling every group's own lr (so layer-wise decay ratios are kept)."""
-    return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind, power, end_lr_ratio))
+                  power: float = 1.0, end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = ()) -> LambdaLR:
+    """A LambdaLR scaling every group's own lr (so layer-wise decay ratios are kept); every group
+    shares one WarmupDecay (`scheduler.lr_lambdas[0]`), whose end a time budget may move."""
+    return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind, power, end_lr_ratio, ends))

@@ -42,7 +42,7 @@ from .rundir import output_dir_or_claim, run_directory
 from .tasks.pretraining import HeldOut, step_metrics
 from .tokenizer import Tokenizer, train_tokenizer
 from .train import Distributed, Trainer
-from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_steps
+from .train.budget import Budget, clock_time, fix_budget_steps, format_duration, parse_duration, saved_length
 from .train.checkpoints import refuse_earlier_run
 from .train.distributed import resolve_device
 from .train.options import TrainingOptions
@@ -293,10 +293,11 @@ def run(args: PretrainArgs, resume: bool = False, started: float | None = None,
     budget = None
     if args.max_steps is None and args.epochs is None:
         # A resumed budgeted run keeps the steps it fixed; a fresh one measures them.
-        kept = saved_steps(args.output_dir, args.time_budget) if resume else None
-        args = dataclasses.replace(args, max_steps=kept)
+        kept = saved_length(args.output_dir, args.time_budget) if resume else None
+        args = dataclasses.replace(args, **(kept or {}))
         budget = Budget(parse_duration(args.time_budget), started) if kept is None else None
-        recipe_lines.append(f"  length: {kept} steps, fixed by this run's time budget of {args.time_budget}" if kept
+        recipe_lines.append(f"  length: {args.max_steps} steps, fixed by this run's time budget of {args.time_budget}"
+                            if kept
                             else f"  length: a time budget of {format_duration(budget.seconds)}; the steps are fixed "
                             "once the step rate is measured (after the vocabulary and the examples); ends by "
                             f"{clock_time(budget.deadline)}")
@@ -357,14 +358,20 @@ def _pretrain(args: PretrainArgs, corpus, tokenizer, dist, resume: bool, started
         save_run_config(out / "config.json", "pretrain", args)
         started_run()
 
-    def make_trainer(m: torch.nn.Module, options: PretrainArgs, on_start: Callable[[], None] | None = None):
+    def make_trainer(m: torch.nn.Module, options: PretrainArgs, **hooks: Any):
         return Trainer(m, options, IndexedExamples(train), collate, dist=dist, lengths=lengths, evaluate=held_out,
                        save_best=export, step_metrics=step_metrics,
-                       flops_per_token=m.flops_per_token(seq_len, head_fraction=mask_fraction), on_start=on_start)
+                       flops_per_token=m.flops_per_token(seq_len, head_fraction=mask_fraction), **hooks)
 
+    pace = None
     if budget is not None:
-        args = fix_budget_steps(budget, make_trainer, model, args, dist)
-    trainer = make_trainer(model, args, on_start=start)
+        args, pace = fix_budget_steps(budget, make_trainer, model, args, dist)
+
+    def move_end(ends: list[list[int]]) -> None:  # the budget's pace moved the end: config.json says so
+        save_run_config(out / "config.json", "pretrain",
+                        dataclasses.replace(args, max_steps=ends[-1][1], schedule_ends=ends))
+
+    trainer = make_trainer(model, args, on_start=start, pace=pace, on_move_end=move_end)
     started = time.time()
     results = trainer.train(resume=resume)
     if dist.is_main:

@@ -76,6 +76,12 @@ class Meter:
             if self._bar is not None and step:
                 self._bar.update(step)
 
+    def set_total(self, total: float) -> None:
+        with self._lock:
+            self.total = total
+            if self._bar is not None:
+                self._bar.total = total
+
     def note(self, text: str) -> None:
         """A short status after the counts (e.g. '53,012 examples')."""
         with self._lock:

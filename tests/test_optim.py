@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from albert.errors import AlbertError
-from albert.optim import Lamb, make_optimizer, make_schedule, param_groups
+from albert.optim import Lamb, WarmupDecay, make_optimizer, make_schedule, param_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from count_syncs import HostSyncs  # noqa: E402
@@ -291,3 +291,32 @@ def test_schedule_keeps_layer_ratios():
     sched.step()
     lrs = sorted({g["lr"] for g in opt.param_groups})
     assert lrs == [0.125, 0.25, 0.5]  # step 1 of 2 warmup: half of 0.25, 0.5, 1.0
+
+
+@pytest.mark.parametrize("kind,power", [("linear", 1.0), ("polynomial", 2.0)])
+def test_a_moved_end_keeps_the_lr_continuous_and_ends_the_decay_there(kind, power):
+    """A time budget moves the schedule's end mid-run (train/budget.py Pace): the lr at the move is
+    the one it had, the decay then reaches its end exactly at the new total, and a schedule given
+    the same moves from its start (train.py repeating the run) gives the same lrs, bit for bit."""
+    warmup, first = 10, 100
+    moves = [(5, 120), (40, 90), (70, 95)]  # one inside the warmup, one shorter, one longer
+    live = WarmupDecay(warmup, first, kind, power)
+    lrs = []
+    for step in range(0, 96):
+        for at, total in moves:
+            if at == step - 1:
+                live.move_end(at, total)  # the trainer moves it after step `at`'s scheduler step
+        lrs.append(live(step))
+    replay = WarmupDecay(warmup, first, kind, power, ends=moves)
+    assert [replay(s) for s in range(96)] == lrs
+    assert lrs[:warmup] == [s / warmup for s in range(warmup)]  # a move does not touch the warmup
+    assert lrs[95] == 0.0 and lrs[94] > 0
+    for at, _ in moves[1:]:  # continuous: the step after a move follows on from the step before it
+        before = WarmupDecay(warmup, first, kind, power, ends=[m for m in moves if m[0] < at])
+        assert lrs[at + 1] < before(at) and before(at + 1) - lrs[at + 1] == pytest.approx(0, abs=0.02)
+    # No moves: bit for bit the schedule before moves existed (runs recorded earlier repeat exactly).
+    plain = WarmupDecay(warmup, 95, kind, power)
+    assert [plain(s) for s in range(warmup, 100)] == [
+        (1.0 - (s - warmup) / (95 - warmup)) ** power if s < 95 else 0.0 for s in range(warmup, 100)]
+    with pytest.raises(AlbertError, match="cannot move the schedule's end"):
+        WarmupDecay(warmup, first, kind, power, ends=[(30, 30)])

@@ -40,6 +40,9 @@ PROBE_STEPS = 30
 PROBE_WINDOW = 10
 # The count aims below the budget by this share: the machine's speed varies over a run.
 MARGIN = 0.02
+# The run checks its pace once per this share of the budget (Pace): a change of the machine's
+# speed mid-run (docs/budget.md) then moves the end by at most this share times the change.
+PACE_EVERY = 0.05
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -115,11 +118,22 @@ class Timing:
         return self.step_s * (self.sizes.total(steps) if self.sizes is not None else steps)
 
 
-def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int) -> int:
-    """Steps of a `steps`-step run after which the trainer evaluates or saves (decision.py)."""
-    return sum(1 for s in range(1, steps + 1)
-               if any(decide(step=s, total_steps=steps, epoch_end=s % steps_per_epoch == 0, eval_every=eval_every,
-                             save_every=save_every, bad_steps=0)[:2]))
+def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int, after: int = 0,
+           total: int | None = None) -> int:
+    """Steps after+1..steps of a `total`-step run (default: `steps`) after which the trainer
+    evaluates or saves, as decision.decide says: every eval_every steps (0: at each epoch's end),
+    every save_every steps (0: at each evaluation), and at the last step. Counted, not looped, so
+    that a long run's pace is checked in microseconds."""
+    total = steps if total is None else total
+    last_regular = min(steps, total - 1)
+
+    def multiples(k: int) -> int:  # of k in after+1..last_regular
+        return max(0, last_regular // k - after // k) if k else 0
+
+    evaluate = eval_every or steps_per_epoch
+    save = save_every or evaluate
+    both = evaluate * save // math.gcd(evaluate, save)
+    return multiples(evaluate) + multiples(save) - multiples(both) + (after < total <= steps)
 
 
 def run_seconds(steps: int, timing: Timing, *, eval_every: int, save_every: int) -> float:
@@ -172,6 +186,57 @@ class Budget:
         return steps
 
 
+class Pace:
+    """Keeps a budgeted run on time after its steps are fixed. The machine's speed can change
+    mid-run by a fifth (docs/budget.md), which no probe foresees; so the trainer asks after its
+    logged steps, and once per PACE_EVERY of the budget this compares the time since the last
+    check with what `timing` expected of those steps and evaluations, and returns the end at which
+    the run, going on at the speed just seen, finishes within the budget (less MARGIN). The
+    trainer then moves its schedule's end there (optim.WarmupDecay.move_end) and records it."""
+
+    def __init__(self, budget: Budget, timing: Timing, *, eval_every: int, save_every: int):
+        self.budget, self.timing = budget, timing
+        self.eval_every, self.save_every = eval_every, save_every
+        self.last: tuple[int, float] | None = None  # (step, clock) of the last check
+
+    def expected_s(self, first: int, last: int, total: int, *, final: bool) -> float:
+        """Seconds `timing` expects steps first+1..last of a `total`-step run to take, with the
+        evaluations and saves among them (and, `final`, the work after the run's last step)."""
+        t = self.timing
+        n_events = events(last, eval_every=self.eval_every, save_every=self.save_every,
+                          steps_per_epoch=t.steps_per_epoch, after=first, total=total)
+        return t.steps_seconds(last) - t.steps_seconds(first) + (n_events + final) * t.event_s
+
+    def __call__(self, step: int, total: int) -> int | None:
+        """The run's new end after `step` of `total` steps, or None while it is not time to check."""
+        now = self.budget.clock()
+        if self.last is None or step <= self.last[0]:
+            self.last = (step, now)
+            return None
+        first, since = self.last
+        if now - since < PACE_EVERY * self.budget.seconds:
+            return None
+        self.last = (step, now)
+        expected = self.expected_s(first, step, total, final=False)
+        speed = (now - since) / expected if expected > 0 else 1.0
+        remaining = self.budget.seconds * (1 - MARGIN) - self.budget.spent()
+
+        def fits(end: int) -> bool:
+            return speed * self.expected_s(step, end, end, final=True) <= remaining
+
+        low, high = step + 1, step + 2  # the run ends no sooner than after the next step
+        while fits(high):
+            low, high = high, step + 2 * (high - step)
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if fits(mid) else (low, mid)
+        if low != total:
+            log.info("time budget: steps ran %.2fx the expected time over the last %s; the run now ends after "
+                     "%d steps (was %d), at about %s", speed, format_duration(now - since), low, total,
+                     clock_time(now + speed * self.expected_s(step, low, low, final=True)))
+        return low
+
+
 def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, where: Path) -> Timing | None:
     """Run PROBE_STEPS steps, one evaluation and one checkpoint of a copy of `model`, in a
     temporary directory under `where`, and return what they cost. `make_trainer(model, options)`
@@ -181,7 +246,8 @@ def probe(make_trainer: Callable[[Any, Any], Any], model: Any, options: Any, whe
     where.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=where) as tmp:
         steps = PROBE_STEPS
-        opts = replace(options, output_dir=tmp, max_steps=steps, epochs=None, schedule_steps=None, eval_every=steps,
+        opts = replace(options, output_dir=tmp, max_steps=steps, epochs=None, schedule_steps=None,
+                       schedule_ends=None, eval_every=steps,
                        save_every=0, log_every=PROBE_WINDOW, progress=False, overwrite=True, patience=None,
                        report_to="none", keep_last=1)
         trainer = make_trainer(copy.deepcopy(model), opts)
@@ -212,26 +278,29 @@ def clock_time(t: float) -> str:
 
 
 def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: Any, args: Any,
-                     dist) -> Any:
-    """`args` with max_steps fixed by `budget` (a probe of a copy of `model`, train/budget.py),
-    logged. Under torchrun every process probes and rank 0's count is used."""
+                     dist) -> tuple[Any, Pace | None]:
+    """`args` with max_steps (and schedule_ends, its first end) fixed by `budget` (a probe of a
+    copy of `model`, train/budget.py), logged; and the Pace that keeps the run on time (rank 0's;
+    None on the other ranks). Under torchrun every process probes and rank 0's count is used."""
     timing = probe(make_trainer, model, args, Path(args.output_dir))
     fixed = budget.fix_steps(timing, eval_every=args.eval_every, save_every=args.save_every) if timing else None
     steps = dist.broadcast(fixed)
+    args = replace(args, max_steps=steps, schedule_ends=[[0, steps]])
     if timing is None:
-        return replace(args, max_steps=steps)
+        return args, None
     end = budget.clock() + run_seconds(steps, timing, eval_every=args.eval_every, save_every=args.save_every)
     size = timing.sizes.total(steps) / steps if timing.sizes is not None and steps else 1.0
     log.info("time budget %s: %.3g s per step, %.3g s per evaluation with its checkpoint (measured on %d probe "
              "steps; the run's batches are %.2fx theirs in rows times length), %s spent so far: %d steps, ending "
-             "about %s", format_duration(budget.seconds), timing.step_s, timing.event_s, PROBE_STEPS, size,
-             format_duration(budget.spent()), steps, clock_time(end))
-    return replace(args, max_steps=steps)
+             "about %s; the end moves if the steps' speed changes", format_duration(budget.seconds), timing.step_s,
+             timing.event_s, PROBE_STEPS, size, format_duration(budget.spent()), steps, clock_time(end))
+    return args, Pace(budget, timing, eval_every=args.eval_every, save_every=args.save_every)
 
 
-def saved_steps(output_dir: str | Path, time_budget: str | None) -> int | None:
-    """The number of steps a budgeted run in `output_dir` fixed (its config.json), for a resume
-    with the same budget; None when there is none."""
+def saved_length(output_dir: str | Path, time_budget: str | None) -> dict[str, Any] | None:
+    """The steps a budgeted run in `output_dir` fixed and the ends its pace moved (its
+    config.json: max_steps, schedule_ends), for a resume with the same budget; None when there
+    are none."""
     path = Path(output_dir) / "config.json"
     try:
         saved = json.loads(path.read_text())["args"]
@@ -239,4 +308,4 @@ def saved_steps(output_dir: str | Path, time_budget: str | None) -> int | None:
         return None
     if saved.get("time_budget") != time_budget or not isinstance(saved.get("max_steps"), int):
         return None
-    return saved["max_steps"]
+    return {"max_steps": saved["max_steps"], "schedule_ends": saved.get("schedule_ends")}

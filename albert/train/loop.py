@@ -110,13 +110,16 @@ class Trainer:
                  step_metrics: Callable[[Any, dict], dict[str, float]] | None = None,
                  flops_per_token: float | None = None,
                  on_evaluate: Callable[[int, dict[str, float]], bool | None] | None = None,
-                 on_start: Callable[[], None] | None = None):
+                 on_start: Callable[[], None] | None = None,
+                 pace: Callable[[int, int], int | None] | None = None,
+                 on_move_end: Callable[[list[list[int]]], None] | None = None):
         options.validate_resolved(evaluating=evaluate is not None)
         self.options = opt = options
         self.output_dir = Path(opt.output_dir)
         self.train_data, self.collate_fn = train_data, collate_fn
         self.evaluate_fn, self.save_best_fn, self.step_metrics_fn = evaluate, save_best, step_metrics
         self.flops_per_token, self.on_evaluate, self.on_start = flops_per_token, on_evaluate, on_start
+        self.pace, self.on_move_end = pace, on_move_end
 
         self.dist = dist or Distributed()
         self.device = resolve_device(opt.device, self.dist.local_rank)
@@ -137,8 +140,11 @@ class Trainer:
             len(train_data), opt.batch_size, lengths=lengths if opt.group_by_length else None,
             grad_accum=opt.grad_accum, rank=self.dist.rank, world_size=self.dist.world_size, seed=opt.seed)
         self.steps_per_epoch = self.sampler.num_steps
-        self.total_steps = opt.max_steps or math.ceil(opt.epochs * self.steps_per_epoch)
-        schedule_steps = opt.schedule_steps or self.total_steps
+        ends = opt.schedule_ends or []
+        self.total_steps = opt.max_steps or (ends[-1][1] if ends else math.ceil(opt.epochs * self.steps_per_epoch))
+        # Where a time budget fixed the end ([0, steps]) and then moved it; the warmup is the first end's.
+        self.schedule_ends = [list(e) for e in ends] or [[0, self.total_steps]]
+        schedule_steps = opt.schedule_steps or self.schedule_ends[0][1]
         warmup = math.ceil(opt.warmup * schedule_steps) if opt.warmup < 1 else int(opt.warmup)
         if warmup > schedule_steps:
             # The learning rate would still be rising when the run ends: never at its peak, never decaying.
@@ -148,7 +154,7 @@ class Trainer:
             warmup = schedule_steps
         self.optimizer = make_optimizer(self.model, opt.optimizer, opt.lr, opt.weight_decay, opt.betas, opt.eps,
                                         opt.layer_lr_decay)
-        self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, opt.schedule, opt.power)
+        self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, opt.schedule, opt.power, ends=ends[1:])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
@@ -238,6 +244,8 @@ class Trainer:
                         window = Window()
                         self.guard.reset_window()
                     stop, stopped_early = self._after_step()
+                    if logging and not stop and self.pace is not None:
+                        self._keep_pace(bar)
                     clock = time.perf_counter()  # evaluation and saving are not training time
                     if stop:
                         break
@@ -274,6 +282,20 @@ class Trainer:
         if todo.save or stopped_early:
             self.save_checkpoint()  # after the epoch moved on: a resume starts the next one
         return todo.stop or stopped_early, stopped_early
+
+    def _keep_pace(self, bar: Meter) -> None:
+        """Let a time budget's pace (train/budget.py) move the run's end; the schedule then decays
+        from here to the new end, and `on_move_end` records every end so far (config.json)."""
+        step = self.progress.step
+        end = self.dist.broadcast(self.pace(step, self.total_steps) if self.dist.is_main else None)
+        if end is None or end == self.total_steps:
+            return
+        self.scheduler.lr_lambdas[0].move_end(step, end)
+        self.total_steps = end
+        self.schedule_ends.append([step, end])
+        bar.set_total(end)
+        if self.dist.is_main and self.on_move_end is not None:
+            self.on_move_end([list(e) for e in self.schedule_ends])
 
     # --- one step ---------------------------------------------------------------------------
     def _train_step(self, micro: list[MicroBatch], want_metrics: bool) -> Step:

@@ -20,7 +20,7 @@ from .precision import CHOICES as PRECISION_CHOICES
 # max_steps: a run may be extended). A resumed run with other values of these still matches an
 # uninterrupted one.
 NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile", "compile_mode", "keep_last",
-                  "overwrite", "max_steps", "progress", "time_budget")
+                  "overwrite", "max_steps", "progress", "time_budget", "schedule_ends")
 # Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
 # metric and greater_is_better are needed only where the trainer evaluates.
 RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay", "eval_every")
@@ -42,6 +42,8 @@ class TrainingOptions:
     power: float = 1.0                      # of the polynomial schedule
     schedule_steps: int | None = None       # length of the LR schedule when it is not the run's (tuning rungs
                                             # train part of a run on the full run's schedule)
+    schedule_ends: list[list[int]] | None = None  # [[0, steps], [step, steps], ...]: where a time budget
+                                            # fixed, then moved, the schedule's end (train/budget.py)
     optimizer: str = "adamw"                # adamw | lamb
     weight_decay: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
@@ -92,6 +94,8 @@ class TrainingOptions:
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
                 f"--schedule-steps must be >= 1, got {self.schedule_steps}")
+        if self.schedule_ends is not None:
+            self.check_schedule_ends()
         require(self.optimizer is None or self.optimizer in OPTIMIZERS,
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         require(self.power > 0, f"--power must be positive, got {self.power}")
@@ -129,6 +133,19 @@ class TrainingOptions:
         require(not missing, f"training options not set: {', '.join(missing)}")
         require(self.max_steps is not None or self.epochs is not None, "give max_steps or epochs")
 
+    def check_schedule_ends(self) -> None:
+        ends = self.schedule_ends
+        shape = (isinstance(ends, list) and ends and all(isinstance(e, (list, tuple)) and len(e) == 2
+                 and all(isinstance(v, int) and not isinstance(v, bool) for v in e) for e in ends))
+        require(bool(shape) and ends[0][0] == 0 and all(step < total for step, total in ends)
+                and all(a[0] < b[0] for a, b in zip(ends, ends[1:])),
+                f"--schedule-ends must be [[0, steps], [step, steps], ...] with increasing steps, each before its "
+                f"end, got {ends}")
+        require(self.max_steps is None or self.max_steps == ends[-1][1],
+                f"--schedule-ends ends at {ends[-1][1]} steps but --max-steps is {self.max_steps}")
+        require(self.schedule_steps is None and self.epochs is None,
+                "--schedule-ends goes with --max-steps, not with --schedule-steps or --epochs")
+
     def trajectory_settings(self) -> dict[str, Any]:
         """The training options that shape the trajectory (not where or how it is logged); a
         subclass's own options are not among them."""
@@ -158,6 +175,9 @@ HELP = {
               "(capped at the run's length, with a warning)",
     "schedule": "learning-rate decay after warmup",
     "power": "exponent of the polynomial schedule (1: linear)",
+    "schedule_ends": "where a time budget fixed and then moved the end of the learning-rate schedule, as "
+                     "[[0, steps], [step, steps], ...] (a budgeted run writes it to config.json, so that train.py "
+                     "repeats its lrs; default: none, the schedule ends at the run's last step)",
     "schedule_steps": "length of the learning-rate schedule when it differs from the run's "
                       "(default: the run's steps; the tuner's rungs train part of a longer schedule)",
     "optimizer": "adamw (fine-tuning) or lamb (ALBERT's pretraining optimizer)",

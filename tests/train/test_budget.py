@@ -15,8 +15,8 @@ import pytest
 
 from albert.errors import AlbertError
 from albert.data.batch_order import LengthGroupedSampler
-from albert.train.budget import (MARGIN, Budget, StepSizes, Timing, events, parse_duration, run_seconds,
-                                steps_for_budget)
+from albert.train.budget import (MARGIN, PACE_EVERY, Budget, Pace, StepSizes, Timing, events, parse_duration,
+                                 run_seconds, steps_for_budget)
 from albert.train.decision import decide
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,6 +113,66 @@ def test_the_count_charges_each_step_by_its_batch():
         steps_for_budget(100, replace(plain, steps_per_epoch=125), eval_every=0, save_every=0)
 
 
+def run_paced(clock: FakeClock, budget: Budget, timing: Timing, *, eval_every: int, slower: float,
+              switch_s: float, paced: bool) -> tuple[int, float]:
+    """The trainer's protocol on a fake clock: fix the steps, then step (the machine's speed moving
+    by `slower` once `switch_s` of the budget have passed), evaluate and save on the cadence, and
+    after every 10th step ask the Pace for a new end. Returns (steps run, seconds used)."""
+    total = budget.fix_steps(timing, eval_every=eval_every, save_every=0)
+    pace = Pace(budget, timing, eval_every=eval_every, save_every=0)
+    clock.now += timing.startup_s
+    step = 0
+    while step < total:
+        step += 1
+        speed = slower if budget.spent() >= switch_s else 1.0
+        clock.now += speed * (timing.steps_seconds(step) - timing.steps_seconds(step - 1))
+        todo = decide(step=step, total_steps=total, epoch_end=step % timing.steps_per_epoch == 0,
+                      eval_every=eval_every, save_every=0, bad_steps=0)
+        if todo.evaluate or todo.save:
+            clock.now += speed * timing.event_s
+        if step % 10 == 0 and step < total and paced:
+            end = pace(step, total)
+            assert end is None or end > step
+            total = end or total
+    clock.now += (slower if budget.spent() >= switch_s else 1.0) * timing.event_s  # the final export
+    return step, budget.spent()
+
+
+@pytest.mark.parametrize("slower", [1.2, 0.8])
+@pytest.mark.parametrize("budget_s, step_s, event_s, eval_every", [
+    (3600, 0.15, 4.0, 1000),  # the CPU recipe's hour
+    (180, 0.045, 1.5, 400),   # a 3-minute fine-tuning
+])
+def test_the_pace_moves_the_end_when_the_machine_changes_speed(slower, budget_s, step_s, event_s, eval_every):
+    """The machine switches between speeds about 20% apart mid-run (docs/budget.md). Fixed once,
+    the steps then end a run far from its budget; with the Pace moving the end, it lands within
+    MARGIN + PACE_EVERY x the change."""
+    timing = Timing(step_s=step_s, event_s=event_s, steps_per_epoch=10**6, startup_s=1.0)
+    ended = {}
+    for paced in (False, True):
+        clock = FakeClock()
+        budget = Budget(budget_s, started=clock(), clock=clock)
+        clock.now += 0.05 * budget_s  # the vocabulary, the examples and the probe
+        ended[paced] = run_paced(clock, budget, timing, eval_every=eval_every, slower=slower,
+                                 switch_s=0.4 * budget_s, paced=paced)[1] / budget_s
+    assert abs(ended[False] - 1) > 0.08  # fixed once: about 11% over or 11% under
+    assert 1 - MARGIN - PACE_EVERY * abs(slower - 1) - 0.01 <= ended[True] <= 1.0
+
+
+def test_the_pace_keeps_the_end_while_the_speed_holds():
+    timing = Timing(step_s=0.1, event_s=2.0, steps_per_epoch=10**6)
+    clock = FakeClock()
+    budget = Budget(600, started=clock(), clock=clock)
+    pace = Pace(budget, timing, eval_every=500, save_every=0)
+    total = budget.fix_steps(timing, eval_every=500, save_every=0)
+    clock.now += 10 * timing.step_s
+    assert pace(10, total) is None  # the first call starts the measurement
+    clock.now += 1.0 * 10 * timing.step_s  # not yet PACE_EVERY of the budget later
+    assert pace(20, total) is None
+    clock.now += 500 * timing.step_s + timing.event_s  # steps 21-520 and the evaluation at 500, at the speed expected
+    assert pace(520, total) == total
+
+
 def test_events_follow_the_trainers_cadence():
     assert events(2500, eval_every=1000, save_every=0, steps_per_epoch=10**6) == 3  # 1000, 2000 and the last
     assert events(2000, eval_every=1000, save_every=0, steps_per_epoch=10**6) == 2
@@ -154,7 +214,10 @@ def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     saved = json.loads((out / "config.json").read_text())["args"]
     steps = saved["max_steps"]
     assert isinstance(steps, int) and steps > 0 and saved["time_budget"] == "60s"
-    assert f": {steps} steps, ending about" in text
+    ends = saved["schedule_ends"]  # the end the probe fixed, then where the pace moved it
+    assert ends[0] == [0, ends[0][1]] and ends[-1][1] == steps
+    assert f": {ends[0][1]} steps, ending about" in text
+    assert all(f"now ends after {end} steps" in text for _, end in ends[1:])
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == steps
     records = train_records(out)
@@ -173,4 +236,6 @@ def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     assert "per step" not in text
     repeat = train_records(again)
     assert sorted(repeat) == sorted(records)
-    assert [repeat[s]["loss"] for s in sorted(repeat)] == [records[s]["loss"] for s in sorted(records)]
+    assert [(repeat[s]["loss"], repeat[s]["lr"]) for s in sorted(repeat)] == \
+        [(records[s]["loss"], records[s]["lr"]) for s in sorted(records)]
+    assert json.loads((again / "config.json").read_text())["args"]["schedule_ends"] == ends

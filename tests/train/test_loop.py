@@ -490,3 +490,33 @@ def test_progress_off_a_terminal_is_log_lines_not_bar_frames(tmp_path, caplog, c
     train_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")]
     assert train_lines and train_lines[-1].startswith("train: 6 steps of 6 steps (100%)")
     assert "\r" not in capsys.readouterr().err
+
+
+def test_a_moved_end_is_recorded_and_repeated_exactly(tmp_path):
+    """A time budget's pace (train/budget.py) moves the run's end after a logged step: the run then
+    trains to the new end with its schedule decaying to it, says every end to `on_move_end`, and
+    a run given those ends from its start (train.py repeating config.json) has the same per-step
+    losses and lrs."""
+    calls, recorded = [], []
+
+    def pace(step: int, total: int) -> int | None:
+        calls.append((step, total))
+        return {6: 20, 12: 18}.get(step)
+
+    trainer = Trainer(Toy(), config(tmp_path / "live", max_steps=16), TRAIN, collate,
+                      lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, pace=pace,
+                      on_move_end=recorded.append)
+    results = trainer.train()
+    assert results["steps"] == 18
+    assert recorded == [[[0, 16], [6, 20]], [[0, 16], [6, 20], [12, 18]]]
+    assert calls[0] == (1, 16) and (6, 16) in calls and (12, 20) in calls and calls[-1] == (17, 18)
+    live = [r for r in read_log(tmp_path / "live") if r["type"] == "train"]
+    lrs = [r["lr"] for r in live]
+    assert lrs[:2] == [0.0, 0.025] and max(lrs) == 0.05  # the warmup is the first end's: 2 steps
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 0.05 / 10  # decays to the last end
+
+    run(tmp_path / "again", max_steps=18, schedule_ends=[[0, 16], [6, 20], [12, 18]])
+    again = [r for r in read_log(tmp_path / "again") if r["type"] == "train"]
+    assert [(r["step"], r["loss"], r["lr"]) for r in again] == [(r["step"], r["loss"], r["lr"]) for r in live]
+    with pytest.raises(AlbertError, match="--schedule-ends ends at 18 steps but --max-steps is 17"):
+        run(tmp_path / "bad", max_steps=17, schedule_ends=[[0, 16], [6, 20], [12, 18]])
