@@ -11,7 +11,10 @@ Design, so that a budgeted run stays exactly reproducible:
 - The count covers the time already spent (for pretraining: the vocabulary and the examples),
   the probe, every step, every evaluation and save the cadence will make (decision.py), and the
   work after the last step (the final export or predictions, one more evaluation and save).
-- A resumed run keeps the number written in its config.json.
+- The machine's speed can change mid-run, so the run keeps pace (Pace): now and then it compares
+  its steps' time with the probe's and moves its end; the schedule decays from where it stands to
+  the new end, and every end goes to config.json (schedule_ends), so a repeat is still exact.
+- A resumed run keeps the steps and the ends written in its config.json.
 """
 from __future__ import annotations
 
@@ -194,7 +197,7 @@ class Pace:
     the run, going on at the speed just seen, finishes within the budget (less MARGIN). The
     trainer then moves its schedule's end there (optim.WarmupDecay.move_end) and records it."""
 
-    def __init__(self, budget: Budget, timing: Timing, *, eval_every: int, save_every: int):
+    def __init__(self, budget: Budget, timing: Timing | None, *, eval_every: int, save_every: int):
         self.budget, self.timing = budget, timing
         self.eval_every, self.save_every = eval_every, save_every
         self.last: tuple[int, float] | None = None  # (step, clock) of the last check
@@ -226,6 +229,8 @@ class Pace:
 
         low, high = step + 1, step + 2  # the run ends no sooner than after the next step
         while fits(high):
+            if high - step >= 1 << 40:
+                raise AlbertError("--time-budget: a step was measured to take no time")
             low, high = high, step + 2 * (high - step)
         while high - low > 1:
             mid = (low + high) // 2
@@ -280,21 +285,23 @@ def clock_time(t: float) -> str:
 def fix_budget_steps(budget: Budget, make_trainer: Callable[..., Any], model: Any, args: Any,
                      dist) -> tuple[Any, Pace | None]:
     """`args` with max_steps (and schedule_ends, its first end) fixed by `budget` (a probe of a
-    copy of `model`, train/budget.py), logged; and the Pace that keeps the run on time (rank 0's;
-    None on the other ranks). Under torchrun every process probes and rank 0's count is used."""
+    copy of `model`, train/budget.py), logged; and the Pace that keeps the run on time (only rank
+    0's is asked: the others have no timing). Under torchrun every process probes and rank 0's
+    count is used."""
     timing = probe(make_trainer, model, args, Path(args.output_dir))
     fixed = budget.fix_steps(timing, eval_every=args.eval_every, save_every=args.save_every) if timing else None
     steps = dist.broadcast(fixed)
     args = replace(args, max_steps=steps, schedule_ends=[[0, steps]])
-    if timing is None:
-        return args, None
+    pace = Pace(budget, timing, eval_every=args.eval_every, save_every=args.save_every)
+    if timing is None:  # not rank 0: the trainer asks rank 0's pace and broadcasts its answer
+        return args, pace
     end = budget.clock() + run_seconds(steps, timing, eval_every=args.eval_every, save_every=args.save_every)
     size = timing.sizes.total(steps) / steps if timing.sizes is not None and steps else 1.0
     log.info("time budget %s: %.3g s per step, %.3g s per evaluation with its checkpoint (measured on %d probe "
              "steps; the run's batches are %.2fx theirs in rows times length), %s spent so far: %d steps, ending "
              "about %s; the end moves if the steps' speed changes", format_duration(budget.seconds), timing.step_s,
              timing.event_s, PROBE_STEPS, size, format_duration(budget.spent()), steps, clock_time(end))
-    return args, Pace(budget, timing, eval_every=args.eval_every, save_every=args.save_every)
+    return args, pace
 
 
 def saved_length(output_dir: str | Path, time_budget: str | None) -> dict[str, Any] | None:

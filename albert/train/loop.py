@@ -141,7 +141,7 @@ class Trainer:
             grad_accum=opt.grad_accum, rank=self.dist.rank, world_size=self.dist.world_size, seed=opt.seed)
         self.steps_per_epoch = self.sampler.num_steps
         ends = opt.schedule_ends or []
-        self.total_steps = opt.max_steps or (ends[-1][1] if ends else math.ceil(opt.epochs * self.steps_per_epoch))
+        self.total_steps = opt.max_steps or math.ceil(opt.epochs * self.steps_per_epoch)
         # Where a time budget fixed the end ([0, steps]) and then moved it; the warmup is the first end's.
         self.schedule_ends = [list(e) for e in ends] or [[0, self.total_steps]]
         schedule_steps = opt.schedule_steps or self.schedule_ends[0][1]

@@ -141,7 +141,7 @@ class TrainingOptions:
                 and all(a[0] < b[0] for a, b in zip(ends, ends[1:])),
                 f"--schedule-ends must be [[0, steps], [step, steps], ...] with increasing steps, each before its "
                 f"end, got {ends}")
-        require(self.max_steps is None or self.max_steps == ends[-1][1],
+        require(self.max_steps == ends[-1][1],
                 f"--schedule-ends ends at {ends[-1][1]} steps but --max-steps is {self.max_steps}")
         require(self.schedule_steps is None and self.epochs is None,
                 "--schedule-ends goes with --max-steps, not with --schedule-steps or --epochs")
