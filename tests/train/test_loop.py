@@ -410,12 +410,12 @@ def _not_asked(step: int, total: int) -> int | None:
     raise AssertionError("only rank 0's pace is asked")
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, out: str, paced: bool = False) -> None:
+def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist = Distributed.from_env()  # as a recipe does: one per process, set up by the trainer, torn down here
-    pace = (_moves_at_3 if rank == 0 else _not_asked) if paced else None
+    pace = _moves_at_3 if rank == 0 else _not_asked
     try:
         Trainer(Toy(), config(Path(out), batch_size=4, max_steps=6, save_every=3), TRAIN, collate, dist=dist,
                 lengths=[len(r["input_ids"]) for r in TRAIN], evaluate=evaluate, pace=pace).train()
@@ -424,27 +424,17 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str, paced: bool = F
 
 
 def test_two_processes_match_one(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    run(tmp_path / "one", batch_size=8, max_steps=6, save_every=3)
-    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
-    a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
-    assert sorted(b) == list(range(1, 7))
-    assert all(abs(a[k] - b[k]) < 1e-5 for k in a), (a, b)
-    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-3", "step-6"]
-
-
-def test_two_processes_move_their_end_together(tmp_path):
-    """Under torchrun rank 0's pace decides and every rank follows (no rank trains on alone)."""
+    """Two processes train as one with twice the rows per step; and under torchrun rank 0's
+    time-budget pace decides where the run ends, every rank following (none trains on alone)."""
     mp = pytest.importorskip("torch.multiprocessing")
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
     run(tmp_path / "one", batch_size=8, max_steps=8, save_every=3, schedule_ends=[[0, 6], [3, 8]])
-    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two"), True), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
     a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert sorted(b) == list(range(1, 9))
     assert all(abs(a[k] - b[k]) < 1e-5 for k in a), (a, b)
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-6", "step-8"]
 
 
 @pytest.mark.parametrize("precision", ["auto", "bf16", "fp16"])
