@@ -229,7 +229,8 @@ def test_budgeted_pretraining_records_keeps_and_repeats_its_steps(tmp_path):
     text = _run(["pretrain.py", *common, "--time-budget", "60s", "--output-dir", out, "--resume"], env)
     assert f"length: {steps} steps, fixed by this run's time budget of 60s" in text
     assert "per step" not in text
-    assert json.loads((out / "config.json").read_text())["args"]["max_steps"] == steps
+    kept = json.loads((out / "config.json").read_text())["args"]
+    assert kept["max_steps"] == steps and kept["schedule_ends"] == ends  # the moved ends too
 
     # train.py repeats it: same steps, same per-step losses, no probe.
     text = _run(["train.py", out / "config.json", "--output-dir", again], env)
