@@ -243,6 +243,10 @@ class WarmupDecay:
         self.ends.append((int(step), int(total)))
         self.total_steps = int(total)
 
+    def recorded_ends(self) -> list[list[int]]:
+        """Every end so far as config.json's schedule_ends records them: [[0, first], [step, total], ...]."""
+        return [[0, self.first_total], *([step, total] for step, total in self.ends)]
+
     def _decayed(self, step: int) -> float:
         """The share of the decay done at `step` (past the warmup)."""
         start, done, end = self.warmup_steps, 0.0, self.first_total

@@ -139,27 +139,41 @@ def events(steps: int, *, eval_every: int, save_every: int, steps_per_epoch: int
     return multiples(evaluate) + multiples(save) - multiples(both) + (after < total <= steps)
 
 
+def span_seconds(timing: Timing, first: int, last: int, total: int, *, eval_every: int, save_every: int,
+                 final: bool) -> float:
+    """Seconds `timing` expects steps first+1..last of a `total`-step run to take, with the
+    evaluations and saves among them and, `final`, the work after the run's last step (the final
+    export, or the predictions: one more evaluation and save)."""
+    n_events = events(last, eval_every=eval_every, save_every=save_every, steps_per_epoch=timing.steps_per_epoch,
+                      after=first, total=total)
+    return timing.steps_seconds(last) - timing.steps_seconds(first) + (n_events + final) * timing.event_s
+
+
 def run_seconds(steps: int, timing: Timing, *, eval_every: int, save_every: int) -> float:
-    """Expected seconds of a `steps`-step run: its steps, its evaluations and saves, and one more
-    of those for the work after the last step (the final export, or the predictions)."""
-    n_events = events(steps, eval_every=eval_every, save_every=save_every, steps_per_epoch=timing.steps_per_epoch)
-    return timing.startup_s + timing.steps_seconds(steps) + (n_events + 1) * timing.event_s
+    """Expected seconds of a whole `steps`-step run: its start-up, its steps, its evaluations and
+    saves, and the work after its last step."""
+    return timing.startup_s + span_seconds(timing, 0, steps, steps, eval_every=eval_every, save_every=save_every,
+                                           final=True)
 
 
-def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, save_every: int) -> int:
-    """The most steps whose run (run_seconds) fits in `remaining_s`; 0 when not even one does."""
-    def fits(n: int) -> bool:
-        return run_seconds(n, timing, eval_every=eval_every, save_every=save_every) <= remaining_s
-
-    low, high = 0, 1  # run_seconds grows with n: low fits (or is 0), high does not
+def largest_fitting(fits: Callable[[int], bool], floor: int) -> int:
+    """The largest n >= floor for which `fits(n)` (true up to some n, false beyond it), or floor
+    when floor + 1 does not fit: doubling, then bisection."""
+    low, high = floor, floor + 1
     while fits(high):
-        if high >= 1 << 40:
+        if high - floor >= 1 << 40:
             raise AlbertError("--time-budget: a step was measured to take no time")
-        low, high = high, 2 * high
+        low, high = high, floor + 2 * (high - floor)
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
+
+
+def steps_for_budget(remaining_s: float, timing: Timing, *, eval_every: int, save_every: int) -> int:
+    """The most steps whose run (run_seconds) fits in `remaining_s`; 0 when not even one does."""
+    return largest_fitting(
+        lambda n: run_seconds(n, timing, eval_every=eval_every, save_every=save_every) <= remaining_s, 0)
 
 
 class Budget:
@@ -203,12 +217,8 @@ class Pace:
         self.last: tuple[int, float] | None = None  # (step, clock) of the last check
 
     def expected_s(self, first: int, last: int, total: int, *, final: bool) -> float:
-        """Seconds `timing` expects steps first+1..last of a `total`-step run to take, with the
-        evaluations and saves among them (and, `final`, the work after the run's last step)."""
-        t = self.timing
-        n_events = events(last, eval_every=self.eval_every, save_every=self.save_every,
-                          steps_per_epoch=t.steps_per_epoch, after=first, total=total)
-        return t.steps_seconds(last) - t.steps_seconds(first) + (n_events + final) * t.event_s
+        return span_seconds(self.timing, first, last, total, eval_every=self.eval_every, save_every=self.save_every,
+                            final=final)
 
     def __call__(self, step: int, total: int) -> int | None:
         """The run's new end after `step` of `total` steps, or None while it is not time to check."""
@@ -224,17 +234,8 @@ class Pace:
         speed = (now - since) / expected if expected > 0 else 1.0
         remaining = self.budget.seconds * (1 - MARGIN) - self.budget.spent()
 
-        def fits(end: int) -> bool:
-            return speed * self.expected_s(step, end, end, final=True) <= remaining
-
-        low, high = step + 1, step + 2  # the run ends no sooner than after the next step
-        while fits(high):
-            if high - step >= 1 << 40:
-                raise AlbertError("--time-budget: a step was measured to take no time")
-            low, high = high, step + 2 * (high - step)
-        while high - low > 1:
-            mid = (low + high) // 2
-            low, high = (mid, high) if fits(mid) else (low, mid)
+        # The run ends no sooner than after the next step.
+        low = largest_fitting(lambda end: speed * self.expected_s(step, end, end, final=True) <= remaining, step + 1)
         if low != total:
             log.info("time budget: steps ran %.2fx the expected time over the last %s; the run now ends after "
                      "%d steps (was %d), at about %s", speed, format_duration(now - since), low, total,

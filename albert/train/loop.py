@@ -143,8 +143,7 @@ class Trainer:
         ends = opt.schedule_ends or []
         self.total_steps = opt.max_steps or math.ceil(opt.epochs * self.steps_per_epoch)
         # Where a time budget fixed the end ([0, steps]) and then moved it; the warmup is the first end's.
-        self.schedule_ends = [list(e) for e in ends] or [[0, self.total_steps]]
-        schedule_steps = opt.schedule_steps or self.schedule_ends[0][1]
+        schedule_steps = opt.schedule_steps or (ends[0][1] if ends else self.total_steps)
         warmup = math.ceil(opt.warmup * schedule_steps) if opt.warmup < 1 else int(opt.warmup)
         if warmup > schedule_steps:
             # The learning rate would still be rising when the run ends: never at its peak, never decaying.
@@ -290,12 +289,12 @@ class Trainer:
         end = self.dist.broadcast(self.pace(step, self.total_steps) if self.dist.is_main else None)
         if end is None or end == self.total_steps:
             return
-        self.scheduler.lr_lambdas[0].move_end(step, end)
+        decay = self.scheduler.lr_lambdas[0]
+        decay.move_end(step, end)
         self.total_steps = end
-        self.schedule_ends.append([step, end])
         bar.set_total(end)
         if self.dist.is_main and self.on_move_end is not None:
-            self.on_move_end([list(e) for e in self.schedule_ends])
+            self.on_move_end(decay.recorded_ends())
 
     # --- one step ---------------------------------------------------------------------------
     def _train_step(self, micro: list[MicroBatch], want_metrics: bool) -> Step:
