@@ -23,6 +23,8 @@ from .errors import AlbertError
 # Task -> the metric key used to pick the best checkpoint (higher is better for all of them).
 MAIN_METRIC: dict[str, str] = {
     "ner": "f1",
+    "chunk": "f1",
+    "pos": "accuracy",
     "squad": "f1",
     "cola": "mcc",
     "sst2": "accuracy",

@@ -76,6 +76,9 @@ class Table:
     def __init__(self, path: Path) -> None:
         data = json.loads(path.read_text())
         self.task, self.max_steps = data["task"], data["max_steps"]
+        # Tables of one task from two starting points (random weights, a pretrained model) are told
+        # apart by their file names: curves-ner.json is "ner", curves-ner-pretrained.json "ner-pretrained".
+        self.name = path.stem.removeprefix("curves-")
         self.space = Space.from_dict(data["space"])
         self.configs = [current_names(row["config"]) for row in data["configs"]]  # tables keep their names
         self.curves = [{int(s): float(m) for s, m, *_ in row["curve"]} for row in data["configs"]]
@@ -101,7 +104,7 @@ class Table:
         history = History(tuple(Observation(i + 1, self.configs[i], self.max_steps, m) for m, i in finals), (), "max",
                           self.max_steps, self.max_steps, (self.max_steps,))
         ranked = [self.configs[i] for _, i in sorted(finals, key=lambda f: (-f[0], f[1]))]
-        return Source(self.task, "", self.task, "prior", tuple(self.space), history, ranked)
+        return Source(self.name, "", self.task, "prior", tuple(self.space), history, ranked)
 
     def final(self, i: int) -> float:
         return self.curves[i][self.max_steps]
@@ -218,7 +221,7 @@ def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out:
     """--transfer: each table in turn the target, the others its warm-start sources."""
     from albert.tune.sweep.warmstart import WarmStart
 
-    record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.task for t in tables],
+    record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.name for t in tables],
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "targets": {}}
     methods = ("asha", "gp+asha", *TRANSFER)
     for target in tables:
@@ -228,7 +231,7 @@ def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out:
         medians = {m: {n: statistics.median(r["best"] for r in runs[m][n]) for n in budgets} for m in methods}
         rows: dict[str, Any] = {"medians": medians, "best": {m: {n: [r["best"] for r in runs[m][n]] for n in budgets}
                                                              for m in methods}}
-        print(f"{target.task} (sources: {', '.join(t.task for t in tables if t is not target)}), pool best "
+        print(f"{target.name} (sources: {', '.join(t.name for t in tables if t is not target)}), pool best "
               f"{max(target.final(i) for i in range(len(target.configs))):.4f}", flush=True)
         for n in budgets:
             print(f"  {n:3d} full trainings, median best final metric: "
@@ -249,7 +252,7 @@ def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out:
         rows["reach_cold_median_at"] = {"cold_budget": goal_n, "goal": goal, "warm_budget": reach[0] if reach else None}
         print(f"  cold gp+asha's median at {goal_n} ({goal:.4f}) reached by warm-gp+asha at "
               f"{reach[0] if reach else 'none'} of {budgets} full trainings", flush=True)
-        record["targets"][target.task] = {m: {str(n): v for n, v in r.items()} for m, r in rows["best"].items()} | {
+        record["targets"][target.name] = {m: {str(n): v for n, v in r.items()} for m, r in rows["best"].items()} | {
             k: v for k, v in rows.items() if k != "best"}
     write_json(out, record)
     print(f"-> {out}")
@@ -289,7 +292,7 @@ def main() -> None:
         table = Table(Path(path))
         finals = [table.final(i) for i in range(len(table.configs))]
         pool_best = max(finals)
-        print(f"{table.task}: {len(table.configs)} recorded configurations, best final metric {pool_best:.4f}",
+        print(f"{table.name}: {len(table.configs)} recorded configurations, best final metric {pool_best:.4f}",
               flush=True)
         from scipy.stats import spearmanr
 
@@ -335,7 +338,7 @@ def main() -> None:
         print("  oracle (gp+asha whose model is told each tried configuration's final metric) vs asha, ahead-behind: "
               + ", ".join(f"{a}-{args.seeds - a - level} at {n}" for n, (a, level) in sorted(oracle.items()))
               + " full trainings", flush=True)
-        record["tasks"][table.task] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
+        record["tasks"][table.name] = {"table": str(path), "configs": len(table.configs), "pool_best": pool_best,
                                        "rank_correlation_with_final": early,
                                        "runs": {m: {str(n): v for n, v in r.items()} for m, r in runs.items()},
                                        "within_0.3_points": within, "gp_asha_beats_asha": wins, "ties": ties,

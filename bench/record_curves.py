@@ -2,6 +2,9 @@
 
     python bench/record_curves.py --task ner --workers 2 --out bench/results/curves-ner.json
     python bench/record_curves.py --task sst2 --workers 2 --out bench/results/curves-sst2.json
+    python bench/record_curves.py --task pos --workers 2 --out bench/results/curves-pos.json
+    python bench/record_curves.py --task ner --workers 2 --model runs/pretrain-<time>/final \
+        --out bench/results/curves-ner-pretrained.json
     python bench/record_curves.py --task stsb --workers 2 --model runs/pretrain-<time>/final \
         --out bench/results/curves-stsb.json
 
@@ -58,6 +61,8 @@ class Recording(NamedTuple):
 # all used, since one standard error on 500 was 1.9 points of accuracy.
 TASKS = {
     "ner": Recording(200, 25, 500, 128),
+    "pos": Recording(200, 25, 500, 128),
+    "chunk": Recording(200, 25, 500, 128),
     "sst2": Recording(600, 50, None, 64),
     "mrpc": Recording(200, 25, None, 128),
     "stsb": Recording(200, 25, None, 128),

@@ -7,7 +7,7 @@ from typing import Callable
 from ..errors import AlbertError
 from .base import Task
 from .glue import GLUE_DEFAULTS, GlueTask
-from .ner import NerTask
+from .ner import ChunkTask, NerTask, PosTask
 from .race import RaceTask
 from .squad import SquadTask
 from .squad2 import Squad2Task
@@ -15,6 +15,8 @@ from .squad2 import Squad2Task
 # Name -> a constructor of a fresh task object, in the order `finetune.py --help` lists them.
 TASKS: dict[str, Callable[[], Task]] = {
     "ner": NerTask,
+    "chunk": ChunkTask,
+    "pos": PosTask,
     **{name: partial(GlueTask, name) for name in GLUE_DEFAULTS},
     "squad": SquadTask,
     "squad2": Squad2Task,
@@ -31,4 +33,4 @@ def get_task(name: str) -> Task:
     return TASKS[key]()
 
 
-__all__ = ["Task", "TASKS", "TASK_NAMES", "get_task", "GlueTask", "NerTask", "RaceTask", "SquadTask", "Squad2Task"]
+__all__ = ["Task", "TASKS", "TASK_NAMES", "get_task", "ChunkTask", "GlueTask", "NerTask", "PosTask", "RaceTask", "SquadTask", "Squad2Task"]

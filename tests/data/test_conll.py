@@ -93,6 +93,48 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, line, problem):
     assert problem in str(err.value)
 
 
+def test_chunk_and_pos_columns(tmp_path):
+    path = _write(tmp_path / "a.txt", GOOD)
+    assert [s.tags for s in read_conll(path, "chunk")] == [["B-NP", "B-VP", "B-PP", "B-NP", "I-NP"], ["B-INTJ"], ["B-NP"]]
+    assert [s.tags for s in read_conll(path, "pos")] == [["NNP", "VBZ", "IN", "NNP", "NNP"], ["UH"], ["NNP"]]
+    assert label_list([["NNP", "VBZ"], ["DT"]]) == ["DT", "NNP", "VBZ"]  # no "O" where no tag is O
+    # A 2-column file has only the NER tags; chunk tags are IOB2 spans like NER's.
+    two = _write(tmp_path / "two.txt", "John B-PER\n")
+    with pytest.raises(AlbertError) as err:
+        read_conll(two, "pos")
+    assert f"{two}:1:" in str(err.value) and "expected 4 columns (token POS chunk NER) for the POS tags" in str(err.value)
+    bad = _write(tmp_path / "bad.txt", "John NNP NP B-PER\n")
+    with pytest.raises(AlbertError, match=r"bad\.txt:1: unknown chunk tag 'NP'"):
+        read_conll(bad, "chunk")
+    with pytest.raises(AlbertError, match="unknown CoNLL tag column 'lemma'"):
+        read_conll(path, "lemma")
+
+
+@needs_data
+def test_real_chunk_and_pos_columns_match_a_plain_reading():
+    def plain(name: str, col: int) -> list[list[str]]:
+        sentences, current = [], []
+        for line in (CONLL / name).read_text().splitlines() + [""]:
+            cols = line.split()
+            if not cols or cols[0] == "-DOCSTART-":
+                if current:
+                    sentences.append(current)
+                current = []
+            else:
+                current.append(cols[col])
+        return sentences
+
+    for column, col in (("pos", 1), ("chunk", 2)):
+        d = load_conll(CONLL, column=column, unseen_tags_scored=True)
+        assert d["train"]["tags"] == plain("train.txt", col) and d["validation"]["tags"] == plain("valid.txt", col)
+    pos = load_conll(CONLL, column="pos", unseen_tags_scored=True)
+    assert len(label_list(pos["train"])) == 45 and pos["train"][0]["tags"][:3] == ["NNP", "VBZ", "JJ"]
+    # The dev set's 2 words tagged I-PRT, a chunk tag the training file never uses: an error unless
+    # the task scores unseen tags.
+    with pytest.raises(AlbertError, match=r"valid\.txt:\d+: chunk tag 'I-PRT' never occurs in the training file"):
+        load_conll(CONLL, column="chunk")
+
+
 def test_dev_tag_unseen_in_train_names_the_dev_line(tmp_path):
     _write(tmp_path / "train.txt", GOOD)
     dev = _write(tmp_path / "valid.txt", "Paris NNP B-NP B-LOC\n\nIBM NNP B-NP B-ORG\n")
@@ -131,6 +173,10 @@ def test_hub_layout_is_converted_to_tag_strings():
         [{"id": "7", "tokens": ["Ann", "Lee", "of", "IBM"], "ner_tags": [1, 2, 0, 3]}], features=features))
     out = from_hub_format(hub)
     assert out["train"][0] == {"id": "7", "tokens": ["Ann", "Lee", "of", "IBM"], "tags": ["B-PER", "I-PER", "O", "B-ORG"]}
+    pos = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                    "pos_tags": Sequence(ClassLabel(names=["NNP", "IN"]))})
+    hub = DatasetDict(train=Dataset.from_list([{"id": "1", "tokens": ["Ann", "of"], "pos_tags": [0, 1]}], features=pos))
+    assert from_hub_format(hub, "pos")["train"][0]["tags"] == ["NNP", "IN"]
 
 
 def test_where_data_comes_from_without_a_directory(tmp_path, monkeypatch):

@@ -60,12 +60,13 @@ def ner_raw(conll) -> DatasetDict:
 
 
 def test_registry_names_heads_and_defaults():
-    assert set(TASK_NAMES) == {"ner", "sst2", "mrpc", "rte", "cola", "stsb", "qnli", "mnli", "qqp", "wnli", "squad",
-                               "squad2", "race"}
+    assert set(TASK_NAMES) == {"ner", "chunk", "pos", "sst2", "mrpc", "rte", "cola", "stsb", "qnli", "mnli", "qqp",
+                               "wnli", "squad", "squad2", "race"}
     for name in TASK_NAMES:
         task = get_task(name)
         assert task.name == name and task.main_metric == MAIN_METRIC[name]
-        assert task.head == {"ner": "token", "squad": "span", "squad2": "span", "race": "choice"}.get(name, "sequence")
+        assert task.head == {"ner": "token", "chunk": "token", "pos": "token", "squad": "span", "squad2": "span",
+                             "race": "choice"}.get(name, "sequence")
         d = task.defaults
         assert {"lr", "batch_size", "warmup", "dropout", "max_seq_length", "weight_decay"} <= set(d)
         assert ("max_steps" in d) != ("epochs" in d)
@@ -345,6 +346,41 @@ def test_ner_model_forward_evaluate_and_write(tok, ner_raw, tmp_path):
     assert sum(1 for line in lines if line) == sum(len(t) for t in val["validation"]["tokens"])
     token, gold, pred = lines[0].split(" ")
     assert (token, gold) == (val["validation"][0]["tokens"][0], val["validation"][0]["tags"][0]) and pred in names
+
+
+@needs_data
+@needs_model
+def test_pos_and_chunk_scores_match_their_definitions(tok, tmp_path):
+    from sklearn.metrics import accuracy_score
+
+    for name in ("pos", "chunk"):
+        task = get_task(name)
+        full = task.load(str(DATA / "conll2003"))
+        raw = DatasetDict(train=full["train"].select(range(600)), validation=full["validation"].select(range(40)))
+        names = task.label_names(raw)
+        feats = task.featurize(raw, tok, 256, cache_dir=None)
+        model = _tiny("AlbertForTokenClassification", tok, num_labels=len(names), id2label=dict(enumerate(names)))
+        metrics, preds = task.evaluate(model, feats["validation"], raw, batch_size=16)
+        gold = raw["validation"]["tags"]
+        assert [len(t) for t in preds.tags] == [len(t) for t in gold]
+        if name == "pos":
+            assert set(metrics) == {"accuracy", "words_not_predicted", "loss"}
+            flat = [t for seq in gold for t in seq], [t for seq in preds.tags for t in seq]
+            assert metrics["accuracy"] == pytest.approx(accuracy_score(*flat))
+            perfect = [np.array([names.index(gold[i][w]) if w >= 0 else 0 for w in feats["validation"][i]["word_ids"]])
+                       for i in range(len(gold))]
+            assert task.decode(feats["validation"], raw["validation"], perfect, names)[0] == gold
+        else:
+            assert metrics["f1"] == pytest.approx(ner_scores(gold, preds.tags)["f1"]) and "NP" in preds.report
+    # A dev tag the training split lacks is scored as gold and left out of the loss.
+    task = get_task("chunk")
+    raw = DatasetDict(train=Dataset.from_list([{"id": "0", "tokens": ["up", "it"], "tags": ["B-PRT", "B-NP"]}]),
+                      validation=Dataset.from_list([{"id": "0", "tokens": ["up", "it"], "tags": ["I-PRT", "B-NP"]}]))
+    feats = task.featurize(raw, tok, 32, cache_dir=None)["validation"][0]
+    assert [label for label in feats["labels"] if label != -100] == [task.label_names(raw).index("B-NP")]
+    assert [w for w in feats["word_ids"] if w >= 0] == [0, 1]
+    with pytest.raises(AlbertError, match="ner tag 'I-PRT' is not in the label list"):
+        get_task("ner").featurize(raw, tok, 32, cache_dir=None)
 
 
 @needs_data
