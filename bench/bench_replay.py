@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import statistics
 import sys
 import time
@@ -217,45 +218,63 @@ def sign_test(ahead: int, behind: int) -> float:
     return float(binomtest(ahead, ahead + behind, 0.5).pvalue) if ahead + behind else 1.0
 
 
-def transfer(tables: list[Table], seeds: int, budgets: list[int], eta: int, out: str) -> None:
-    """--transfer: each table in turn the target, the others its warm-start sources."""
-    from albert.tune.sweep.warmstart import WarmStart
-
+def transfer(paths: list[str], seeds: int, budgets: list[int], eta: int, out: str, workers: int = 1) -> None:
+    """--transfer: each table in turn the target, the others its warm-start sources; the targets
+    are replayed `workers` at a time (one process each), and the figures do not depend on it."""
+    tables = [Table(Path(p)) for p in paths]
     record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.name for t in tables],
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "targets": {}}
-    methods = ("asha", "gp+asha", *TRANSFER)
-    for target in tables:
-        warm = WarmStart([t.as_source() for t in tables if t is not target], target.space)
-        runs = {m: {n: [replay(target, m, seed, n * target.max_steps, eta, target.max_steps // 4, "pool", warm)
-                        for seed in range(seeds)] for n in budgets} for m in methods}
-        medians = {m: {n: statistics.median(r["best"] for r in runs[m][n]) for n in budgets} for m in methods}
-        rows: dict[str, Any] = {"medians": medians, "best": {m: {n: [r["best"] for r in runs[m][n]] for n in budgets}
-                                                             for m in methods}}
-        print(f"{target.name} (sources: {', '.join(t.name for t in tables if t is not target)}), pool best "
-              f"{max(target.final(i) for i in range(len(target.configs))):.4f}", flush=True)
-        for n in budgets:
-            print(f"  {n:3d} full trainings, median best final metric: "
-                  + "  ".join(f"{m} {medians[m][n]:.4f}" for m in methods), flush=True)
-        for rival in ("gp+asha", "top+asha", "asha"):
-            splits = {}
-            for n in budgets:
-                pairs = list(zip(rows["best"]["warm-gp+asha"][n], rows["best"][rival][n]))
-                ahead, behind = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
-                splits[n] = {"ahead": ahead, "behind": behind, "sign_test_p": sign_test(ahead, behind)}
-            rows[f"warm_vs_{rival}"] = splits
-            print(f"  warm-gp+asha vs {rival}: " + ", ".join(
-                f"{v['ahead']}-{v['behind']} (p {v['sign_test_p']:.2g}) at {n}" for n, v in splits.items()), flush=True)
-        # The resource warm start needs to reach cold GP+ASHA's median best at the middle budget.
-        goal_n = budgets[len(budgets) // 2]
-        goal = medians["gp+asha"][goal_n]
-        reach = [n for n in budgets if medians["warm-gp+asha"][n] >= goal]
-        rows["reach_cold_median_at"] = {"cold_budget": goal_n, "goal": goal, "warm_budget": reach[0] if reach else None}
-        print(f"  cold gp+asha's median at {goal_n} ({goal:.4f}) reached by warm-gp+asha at "
-              f"{reach[0] if reach else 'none'} of {budgets} full trainings", flush=True)
-        record["targets"][target.name] = {m: {str(n): v for n, v in r.items()} for m, r in rows["best"].items()} | {
-            k: v for k, v in rows.items() if k != "best"}
+    jobs = [(paths, k, seeds, budgets, eta) for k in range(len(tables))]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            results = pool.starmap(transfer_target, jobs)
+    else:
+        results = [transfer_target(*job) for job in jobs]
+    for name, rows, text in results:
+        print(text, flush=True)
+        record["targets"][name] = rows
     write_json(out, record)
     print(f"-> {out}")
+
+
+def transfer_target(paths: list[str], k: int, seeds: int, budgets: list[int], eta: int) -> tuple[str, dict, str]:
+    """Table k as the target of the leave-one-task-out replay: (its name, its figures, the lines
+    that report them)."""
+    from albert.tune.sweep.warmstart import WarmStart
+
+    tables = [Table(Path(p)) for p in paths]
+    target = tables[k]
+    methods = ("asha", "gp+asha", *TRANSFER)
+    warm = WarmStart([t.as_source() for t in tables if t is not target], target.space)
+    runs = {m: {n: [replay(target, m, seed, n * target.max_steps, eta, target.max_steps // 4, "pool", warm)
+                    for seed in range(seeds)] for n in budgets} for m in methods}
+    medians = {m: {n: statistics.median(r["best"] for r in runs[m][n]) for n in budgets} for m in methods}
+    rows: dict[str, Any] = {"medians": medians, "best": {m: {n: [r["best"] for r in runs[m][n]] for n in budgets}
+                                                         for m in methods}}
+    lines = [f"{target.name} (sources: {', '.join(t.name for t in tables if t is not target)}), pool best "
+             f"{max(target.final(i) for i in range(len(target.configs))):.4f}"]
+    for n in budgets:
+        lines.append(f"  {n:3d} full trainings, median best final metric: "
+                     + "  ".join(f"{m} {medians[m][n]:.4f}" for m in methods))
+    for rival in ("gp+asha", "top+asha", "asha"):
+        splits = {}
+        for n in budgets:
+            pairs = list(zip(rows["best"]["warm-gp+asha"][n], rows["best"][rival][n]))
+            ahead, behind = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+            splits[n] = {"ahead": ahead, "behind": behind, "sign_test_p": sign_test(ahead, behind)}
+        rows[f"warm_vs_{rival}"] = splits
+        lines.append(f"  warm-gp+asha vs {rival}: " + ", ".join(
+            f"{v['ahead']}-{v['behind']} (p {v['sign_test_p']:.2g}) at {n}" for n, v in splits.items()))
+    # The resource warm start needs to reach cold GP+ASHA's median best at the middle budget.
+    goal_n = budgets[len(budgets) // 2]
+    goal = medians["gp+asha"][goal_n]
+    reach = [n for n in budgets if medians["warm-gp+asha"][n] >= goal]
+    rows["reach_cold_median_at"] = {"cold_budget": goal_n, "goal": goal, "warm_budget": reach[0] if reach else None}
+    lines.append(f"  cold gp+asha's median at {goal_n} ({goal:.4f}) reached by warm-gp+asha at "
+                 f"{reach[0] if reach else 'none'} of {budgets} full trainings")
+    entry = {m: {str(n): v for n, v in r.items()} for m, r in rows["best"].items()} | {
+        key: v for key, v in rows.items() if key != "best"}
+    return target.name, entry, "\n".join(lines)
 
 
 def main() -> None:
@@ -280,11 +299,13 @@ def main() -> None:
     ap.add_argument("--transfer", action="store_true",
                     help="leave-one-task-out: each table warm-started from the others "
                          "(--full-trainings default 5 10 20)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="with --transfer: targets replayed at once, one process each (default: %(default)s)")
     args = ap.parse_args()
     if args.transfer:
         budgets = args.full_trainings if args.full_trainings != [10, 30] else [5, 10, 20]
-        return transfer([Table(Path(p)) for p in args.tables], args.seeds, budgets, args.eta,
-                        args.out or "bench/results/replay-transfer.json")
+        return transfer(args.tables, args.seeds, budgets, args.eta, args.out or "bench/results/replay-transfer.json",
+                        args.workers)
     args.out = args.out or "bench/results/replay.json"
     record: dict[str, Any] = {"bench": "replay", "seeds": args.seeds, "protocol": args.protocol,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": {}}

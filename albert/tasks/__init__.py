@@ -33,4 +33,5 @@ def get_task(name: str) -> Task:
     return TASKS[key]()
 
 
-__all__ = ["Task", "TASKS", "TASK_NAMES", "get_task", "ChunkTask", "GlueTask", "NerTask", "PosTask", "RaceTask", "SquadTask", "Squad2Task"]
+__all__ = ["Task", "TASKS", "TASK_NAMES", "get_task", "ChunkTask", "GlueTask", "NerTask", "PosTask", "RaceTask",
+           "SquadTask", "Squad2Task"]

@@ -95,14 +95,16 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, line, problem):
 
 def test_chunk_and_pos_columns(tmp_path):
     path = _write(tmp_path / "a.txt", GOOD)
-    assert [s.tags for s in read_conll(path, "chunk")] == [["B-NP", "B-VP", "B-PP", "B-NP", "I-NP"], ["B-INTJ"], ["B-NP"]]
+    chunks = [["B-NP", "B-VP", "B-PP", "B-NP", "I-NP"], ["B-INTJ"], ["B-NP"]]
+    assert [s.tags for s in read_conll(path, "chunk")] == chunks
     assert [s.tags for s in read_conll(path, "pos")] == [["NNP", "VBZ", "IN", "NNP", "NNP"], ["UH"], ["NNP"]]
     assert label_list([["NNP", "VBZ"], ["DT"]]) == ["DT", "NNP", "VBZ"]  # no "O" where no tag is O
     # A 2-column file has only the NER tags; chunk tags are IOB2 spans like NER's.
     two = _write(tmp_path / "two.txt", "John B-PER\n")
     with pytest.raises(AlbertError) as err:
         read_conll(two, "pos")
-    assert f"{two}:1:" in str(err.value) and "expected 4 columns (token POS chunk NER) for the POS tags" in str(err.value)
+    assert f"{two}:1:" in str(err.value)
+    assert "expected 4 columns (token POS chunk NER) for the POS tags" in str(err.value)
     bad = _write(tmp_path / "bad.txt", "John NNP NP B-PER\n")
     with pytest.raises(AlbertError, match=r"bad\.txt:1: unknown chunk tag 'NP'"):
         read_conll(bad, "chunk")
