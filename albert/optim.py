@@ -6,6 +6,7 @@ linear (or polynomial) decay.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import torch
@@ -15,7 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from .errors import AlbertError
 
 OPTIMIZERS = ("adamw", "lamb")
-SCHEDULES = ("linear", "polynomial", "constant")
+SCHEDULES = ("linear", "polynomial", "constant", "wsd")
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: float,
@@ -210,28 +211,34 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float =
 
 
 class WarmupDecay:
-    """lr multiplier: linear warmup from 0, then linear / polynomial decay or constant.
+    """lr multiplier: linear warmup from 0, then linear / polynomial decay or constant, or "wsd"
+    (warmup-stable-decay: the peak held, then a linear decay over the last `decay_fraction` of the
+    steps; Hu et al. 2024, Hägele et al. 2024).
 
     Matches transformers' get_{linear,polynomial_decay,constant}_schedule_with_warmup, with the
     decay ending at `end_lr_ratio` times the peak lr. A class (not a closure) so that the
     scheduler's state_dict records its settings.
 
     `ends`: (step, total) pairs where a time budget moved the schedule's end (train/budget.py):
-    from `step` on, the decay goes on from where it stands to reach its end at `total`. The lr is
-    continuous at every move and a step's lr depends only on the moves before it, so a run
+    from `step` on, the decay goes on from where it stands to reach its end at `total` (a "wsd"
+    schedule still holding its peak starts its decay at the new end's last `decay_fraction`). The
+    lr is continuous at every move and a step's lr depends only on the moves before it, so a run
     repeated with the same pairs from its start follows the same lrs.
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, kind: str = "linear", power: float = 1.0,
-                 end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = ()):
+                 end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = (), decay_fraction: float = 0.2):
         if kind not in SCHEDULES:
             raise AlbertError(f"schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
         if warmup_steps < 0 or total_steps < 0:
             raise AlbertError(f"warmup_steps ({warmup_steps}) and total_steps ({total_steps}) must be >= 0")
         if not 0.0 <= end_lr_ratio <= 1.0:
             raise AlbertError(f"end_lr_ratio must be in [0, 1], got {end_lr_ratio}")
+        if not 0.0 < decay_fraction <= 1.0:
+            raise AlbertError(f"decay_fraction must be in (0, 1], got {decay_fraction}")
         self.warmup_steps, self.total_steps, self.kind = int(warmup_steps), int(total_steps), kind
         self.power, self.end_lr_ratio = float(power), float(end_lr_ratio)
+        self.decay_fraction = float(decay_fraction)
         self.first_total, self.ends = self.total_steps, []
         for step, total in ends:
             self.move_end(step, total)
@@ -247,17 +254,26 @@ class WarmupDecay:
         """Every end so far as config.json's schedule_ends records them: [[0, first], [step, total], ...]."""
         return [[0, self.first_total], *([step, total] for step, total in self.ends)]
 
+    def _decay_start(self, total: int) -> int:
+        """The step the decay of a `total`-step schedule starts at: the warmup's end, or for wsd
+        the start of its last `decay_fraction`."""
+        if self.kind != "wsd":
+            return self.warmup_steps
+        return max(self.warmup_steps, total - math.ceil(self.decay_fraction * total))
+
     def _decayed(self, step: int) -> float:
-        """The share of the decay done at `step` (past the warmup)."""
-        start, done, end = self.warmup_steps, 0.0, self.first_total
+        """The share of the decay done at `step` (past the warmup; 0 before the decay starts)."""
+        start, done, end = self._decay_start(self.first_total), 0.0, self.first_total
         for at, total in self.ends:
             if step <= at:
                 break
             if at > start:
                 done = min(1.0, done + (1.0 - done) * (at - start) / max(1, end - start))
                 start = at
+            elif done == 0.0:  # moved before the decay began: it begins where the new end puts it
+                start = self._decay_start(total)
             end = total
-        return done + (1.0 - done) * (step - start) / max(1, end - start)
+        return max(0.0, done + (1.0 - done) * (step - start) / max(1, end - start))
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -268,12 +284,13 @@ class WarmupDecay:
         if step >= self.total_steps:
             return end
         remaining = 1.0 - self._decayed(step)
-        power = 1.0 if self.kind == "linear" else self.power
+        power = self.power if self.kind == "polynomial" else 1.0
         return (1.0 - end) * remaining ** power + end
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, kind: str = "linear",
-                  power: float = 1.0, end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = ()) -> LambdaLR:
+                  power: float = 1.0, end_lr_ratio: float = 0.0, ends: Sequence[Sequence[int]] = (),
+                  decay_fraction: float = 0.2) -> LambdaLR:
     """A LambdaLR scaling every group's own lr (so layer-wise decay ratios are kept); every group
     shares one WarmupDecay (`scheduler.lr_lambdas[0]`), whose end a time budget may move."""
-    return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind, power, end_lr_ratio, ends))
+    return LambdaLR(optimizer, WarmupDecay(warmup_steps, total_steps, kind, power, end_lr_ratio, ends, decay_fraction))

@@ -320,3 +320,34 @@ def test_a_moved_end_keeps_the_lr_continuous_and_ends_the_decay_there(kind, powe
         (1.0 - (s - warmup) / (95 - warmup)) ** power if s < 95 else 0.0 for s in range(warmup, 100)]
     with pytest.raises(AlbertError, match="cannot move the schedule's end"):
         WarmupDecay(warmup, first, kind, power, ends=[(30, 30)])
+
+
+def test_wsd_holds_the_peak_then_decays_over_its_last_fraction():
+    """Warmup-stable-decay: warmup, the peak held, then a linear decay over the last
+    `decay_fraction` of the steps, computed by hand."""
+    s = WarmupDecay(10, 100, "wsd", decay_fraction=0.25)
+    assert [s(i) for i in (0, 5)] == [0.0, 0.5]
+    assert all(s(i) == 1.0 for i in range(10, 76))  # the decay starts at step 75
+    assert [s(i) for i in (80, 90, 99, 100, 120)] == pytest.approx([0.8, 0.4, 0.04, 0.0, 0.0])
+    # A decay longer than the steps after the warmup starts at the warmup's end (linear, then).
+    assert [WarmupDecay(10, 20, "wsd", decay_fraction=0.9)(i) for i in (10, 15)] == [
+        WarmupDecay(10, 20, "linear")(i) for i in (10, 15)]
+    with pytest.raises(AlbertError, match="decay_fraction"):
+        WarmupDecay(10, 100, "wsd", decay_fraction=0.0)
+
+
+def test_wsd_moved_before_its_decay_decays_over_the_new_ends_last_fraction():
+    """A time budget moving the end while the peak is held: nothing changes until the decay of the
+    new end starts; moved during the decay: it goes on from the lr it had, continuously."""
+    early = WarmupDecay(10, 100, "wsd", decay_fraction=0.2, ends=[(50, 200)])
+    assert all(early(i) == 1.0 for i in range(10, 161)) and early(180) == pytest.approx(0.5) and early(200) == 0.0
+    late = WarmupDecay(10, 100, "wsd", decay_fraction=0.2, ends=[(90, 200)])
+    assert [late(i) for i in (85, 90)] == pytest.approx([0.75, 0.5])  # the first end's decay, up to the move
+    assert late(145) == pytest.approx(0.25) and late(199) == pytest.approx(0.5 / 110) and late(200) == 0.0
+    live = WarmupDecay(10, 100, "wsd", decay_fraction=0.2)
+    lrs = []
+    for step in range(201):
+        if step == 51:
+            live.move_end(50, 200)
+        lrs.append(live(step))
+    assert lrs == [early(i) for i in range(201)]

@@ -153,7 +153,8 @@ class Trainer:
             warmup = schedule_steps
         self.optimizer = make_optimizer(self.model, opt.optimizer, opt.lr, opt.weight_decay, opt.betas, opt.eps,
                                         opt.layer_lr_decay)
-        self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, opt.schedule, opt.power, ends=ends[1:])
+        self.scheduler = make_schedule(self.optimizer, warmup, schedule_steps, opt.schedule, opt.power, ends=ends[1:],
+                                       decay_fraction=opt.decay_fraction)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 

@@ -38,8 +38,9 @@ class TrainingOptions:
     epochs: float | None = None
     time_budget: str | None = None          # "45m", "2h", seconds: fixes max_steps when neither length is given
     warmup: float | None = None             # < 1: a ratio of the steps; >= 1: a number of steps
-    schedule: str = "linear"                # linear | polynomial | constant
+    schedule: str = "linear"                # linear | polynomial | constant | wsd
     power: float = 1.0                      # of the polynomial schedule
+    decay_fraction: float = 0.2             # of the wsd schedule: the last share of the steps, decaying
     schedule_steps: int | None = None       # length of the LR schedule when it is not the run's (tuning rungs
                                             # train part of a run on the full run's schedule)
     schedule_ends: list[list[int]] | None = None  # [[0, steps], [step, steps], ...]: where a time budget
@@ -92,6 +93,7 @@ class TrainingOptions:
             parse_duration(self.time_budget)
         require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        require(0 < self.decay_fraction <= 1, f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
                 f"--schedule-steps must be >= 1, got {self.schedule_steps}")
         if self.schedule_ends is not None:
@@ -151,6 +153,8 @@ class TrainingOptions:
         subclass's own options are not among them."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingOptions)
              if f.name not in NOT_TRAJECTORY}
+        if self.schedule != "wsd":  # it shapes nothing else, and runs saved before it existed still resume
+            del d["decay_fraction"]
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def fingerprint(self) -> str:
@@ -173,8 +177,10 @@ HELP = {
                    "saves included) ends within it; config.json records the steps (default: none; not with --max-steps or --epochs)",
     "warmup": "linear warmup: a fraction of the steps if < 1 (0.1: the first 10%%), else a number of steps "
               "(capped at the run's length, with a warning)",
-    "schedule": "learning-rate decay after warmup",
+    "schedule": "learning-rate decay after warmup (wsd: warmup-stable-decay, the peak held until the last "
+                "--decay-fraction of the steps, then a linear decay)",
     "power": "exponent of the polynomial schedule (1: linear)",
+    "decay_fraction": "the share of the steps the wsd schedule decays over, at the end of the run",
     "schedule_ends": "where a time budget fixed and then moved the end of the learning-rate schedule, as "
                      "[[0, steps], [step, steps], ...] (a budgeted run writes it to config.json, so that train.py "
                      "repeats its lrs; default: none, the schedule ends at the run's last step)",

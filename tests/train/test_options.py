@@ -23,7 +23,7 @@ RESOLVED = dict(output_dir="out", lr=1e-3, batch_size=4, warmup=0.1, weight_deca
     ({"grad_accum": 0}, "--grad-accum must be >= 1"),
     ({"epochs": 0.0}, "--epochs must be positive"),
     ({"warmup": -1.0}, "--warmup must be >= 0"),
-    ({"schedule": "cosine"}, "--schedule must be one of linear, polynomial, constant, got 'cosine'"),
+    ({"schedule": "cosine"}, "--schedule must be one of linear, polynomial, constant, wsd, got 'cosine'"),
     ({"optimizer": "sgd"}, "--optimizer must be one of adamw, lamb, got 'sgd'"),
     ({"precision": "fp8"}, "--precision must be one of auto, fp32, bf16, fp16, got 'fp8'"),
     ({"log_every": 0}, "--log-every must be >= 1"),
@@ -108,7 +108,14 @@ def test_the_fingerprint_covers_the_trajectory_only():
     for change in ({"lr": 2e-3}, {"seed": 1}, {"betas": (0.9, 0.98)}, {"grad_accum": 2}, {"precision": "bf16"}):
         assert dataclasses.replace(base, **change).fingerprint() != base.fingerprint(), change
     settings = base.trajectory_settings()
-    assert set(settings) == {f.name for f in dataclasses.fields(TrainingOptions)} - set(NOT_TRAJECTORY)
+    # The wsd schedule's decay fraction shapes nothing under another schedule: a run saved before it
+    # existed (linear) keeps its fingerprint and resumes.
+    assert set(settings) == {f.name for f in dataclasses.fields(TrainingOptions)} - set(NOT_TRAJECTORY) - {
+        "decay_fraction"}
+    assert dataclasses.replace(base, decay_fraction=0.5).fingerprint() == base.fingerprint()
+    wsd = dataclasses.replace(base, schedule="wsd")
+    assert wsd.trajectory_settings()["decay_fraction"] == 0.2
+    assert dataclasses.replace(wsd, decay_fraction=0.5).fingerprint() != wsd.fingerprint() != base.fingerprint()
 
 
 @pytest.mark.parametrize("cls, required", [(FinetuneArgs, {"task": "ner"}), (PretrainArgs, {})])
