@@ -62,7 +62,7 @@ def test_every_option_has_help_with_its_default_and_allowed_values(script, monke
 
 
 @pytest.mark.parametrize("script, flag, allowed", [
-    ("finetune.py", "--optimizer", "{adamw,lamb}"), ("pretrain.py", "--schedule", "{linear,polynomial,constant}"),
+    ("finetune.py", "--optimizer", "{adamw,lamb}"), ("pretrain.py", "--schedule", "{linear,polynomial,constant,wsd}"),
     ("finetune.py", "--precision", "{auto,fp32,bf16,fp16}"), ("pretrain.py", "--report-to", "{none,tensorboard}"),
     ("tune.py", "--precision", "{auto,fp32,bf16,fp16}"),
 ])
