@@ -109,17 +109,21 @@ class NerTask(Task):
         logits = self.predict_raw(model, features, ("logits",), token_level=True, batch_size=batch_size,
                                   device=device, precision=precision)["logits"]
         tags, missing = self.decode(features, split, [x.argmax(-1) for x in logits], names)
-        scores = ner_scores(list(split["tags"]), tags)
-        report = format_ner_report(scores)
-        log.debug("NER scores:\n%s", report)
         if missing:
             log.warning("%d words fell outside max_seq_length and were predicted O", missing)
-        metrics = {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-                   **{f"f1_{kind}": s["f1"] for kind, s in scores["per_type"].items()},
-                   "words_not_predicted": float(missing),
-                   # The validation loss: it still ranks models that tag every word O (F1 0).
-                   "loss": cross_entropy(logits, features["labels"], ignore=IGNORE)}
+        metrics, report = self.score(list(split["tags"]), tags)
+        metrics["words_not_predicted"] = float(missing)
+        # The validation loss: it still ranks models that tag every word O (F1 0).
+        metrics["loss"] = cross_entropy(logits, features["labels"], ignore=IGNORE)
         return metrics, NerPredictions(tags, report, missing)
+
+    def score(self, gold: list[list[str]], predicted: list[list[str]]) -> tuple[dict[str, float], str]:
+        """The metrics of predicted tags against gold ones, and their report: span scores."""
+        scores = ner_scores(gold, predicted)
+        report = format_ner_report(scores)
+        log.debug("%s scores:\n%s", self.name, report)
+        return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+                **{f"f1_{kind}": s["f1"] for kind, s in scores["per_type"].items()}}, report
 
     def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
         # seqeval's entity types: the tags' names without their B-/I- prefix.
@@ -168,20 +172,11 @@ class PosTask(NerTask):
     unseen_tags_scored = True
     main_metric = MAIN_METRIC["pos"]
 
-    def evaluate(self, model: torch.nn.Module, features: Dataset | DatasetDict, raw: Dataset | DatasetDict, *,
-                 batch_size: int = 64, device: str | torch.device | None = None,
-                 precision: str = "fp32") -> tuple[dict[str, float], NerPredictions]:
-        names = _names_of(model, raw)
-        features, split = split_of(features), split_of(raw)
-        logits = self.predict_raw(model, features, ("logits",), token_level=True, batch_size=batch_size,
-                                  device=device, precision=precision)["logits"]
-        tags, missing = self.decode(features, split, [x.argmax(-1) for x in logits], names)
-        gold = [t for seq in split["tags"] for t in seq]
-        predicted = [t for seq in tags for t in seq]
-        metrics = {"accuracy": accuracy(gold, predicted), "words_not_predicted": float(missing),
-                   "loss": cross_entropy(logits, features["labels"], ignore=IGNORE)}
-        report = f"accuracy {metrics['accuracy']:.4f} over {len(gold)} words"
-        return metrics, NerPredictions(tags, report, missing)
+    def score(self, gold: list[list[str]], predicted: list[list[str]]) -> tuple[dict[str, float], str]:
+        """Word accuracy, and its report."""
+        flat_gold, flat_predicted = [t for seq in gold for t in seq], [t for seq in predicted for t in seq]
+        value = accuracy(flat_gold, flat_predicted)
+        return {"accuracy": value}, f"accuracy {value:.4f} over {len(flat_gold)} words"
 
     def metric_names(self, raw: DatasetDict) -> tuple[str, ...]:
         return ("accuracy", "words_not_predicted", "loss")
