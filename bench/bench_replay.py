@@ -224,7 +224,7 @@ def transfer(paths: list[str], seeds: int, budgets: list[int], eta: int, out: st
     tables = [Table(Path(p)) for p in paths]
     record: dict[str, Any] = {"bench": "replay-transfer", "seeds": seeds, "tables": [t.name for t in tables],
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "targets": {}}
-    jobs = [(paths, k, seeds, budgets, eta) for k in range(len(tables))]
+    jobs = [(tables, k, seeds, budgets, eta) for k in range(len(tables))]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
             results = pool.starmap(transfer_target, jobs)
@@ -237,12 +237,12 @@ def transfer(paths: list[str], seeds: int, budgets: list[int], eta: int, out: st
     print(f"-> {out}")
 
 
-def transfer_target(paths: list[str], k: int, seeds: int, budgets: list[int], eta: int) -> tuple[str, dict, str]:
+def transfer_target(tables: list[Table], k: int, seeds: int, budgets: list[int],
+                    eta: int) -> tuple[str, dict, str]:
     """Table k as the target of the leave-one-task-out replay: (its name, its figures, the lines
     that report them)."""
     from albert.tune.sweep.warmstart import WarmStart
 
-    tables = [Table(Path(p)) for p in paths]
     target = tables[k]
     methods = ("asha", "gp+asha", *TRANSFER)
     warm = WarmStart([t.as_source() for t in tables if t is not target], target.space)

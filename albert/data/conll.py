@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from datasets import Dataset, DatasetDict
 
@@ -20,10 +21,15 @@ from .sources import load_from_hub, numbered_lines, resolve_files
 FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 HUB_NAMES = ("eriktks/conll2003", "conll2003")
 _TAG = re.compile(r"O|[BI]-\S+")
-# Column of each tag kind in the 4-column files (NER is the last column whatever the count), and
-# its name in messages. NER and chunk tags are IOB2 spans; POS tags are any word.
-COLUMNS = {"ner": -1, "chunk": 2, "pos": 1}
-_NAMES = {"ner": "NER", "chunk": "chunk", "pos": "POS"}
+
+
+class Column(NamedTuple):
+    index: int  # in the 4-column files; NER is the last column whatever the count
+    name: str  # in messages
+    spans: bool  # IOB2 span tags (checked against _TAG), or any word (POS)
+
+
+COLUMNS = {"ner": Column(-1, "NER", True), "chunk": Column(2, "chunk", True), "pos": Column(1, "POS", False)}
 
 
 @dataclass
@@ -39,7 +45,7 @@ def read_conll(path: str | os.PathLike, column: str = "ner") -> list[_Sentence]:
     path = Path(path)
     if column not in COLUMNS:
         raise AlbertError(f"unknown CoNLL tag column {column!r}; choose one of {', '.join(COLUMNS)}")
-    kind, at = _NAMES[column], COLUMNS[column]
+    at, kind, spans = COLUMNS[column]
     sentences: list[_Sentence] = []
     current = _Sentence()
     columns: tuple[int, int] | None = None  # (count, line it was first seen on)
@@ -60,7 +66,7 @@ def read_conll(path: str | os.PathLike, column: str = "ner") -> list[_Sentence]:
         elif len(cols) != columns[0]:
             raise located(path, lineno, f"found {len(cols)} columns, but line {columns[1]} has {columns[0]}")
         tag = cols[at]
-        if column != "pos" and not _TAG.fullmatch(tag):
+        if spans and not _TAG.fullmatch(tag):
             raise located(path, lineno, f"unknown {kind} tag {tag!r}: expected O, B-<type> or I-<type>")
         current.tokens.append(cols[0])
         current.tags.append(tag)
@@ -107,7 +113,7 @@ def load_conll(data_dir: str | os.PathLike | None = None, train_file: str | os.P
     known = {t for s in parsed["train"] for t in s.tags}
     for split in ("validation", "test"):
         if split in parsed and not unseen_tags_scored:
-            _check_known_tags(files[split], parsed[split], known, files["train"], _NAMES[column])
+            _check_known_tags(files[split], parsed[split], known, files["train"], COLUMNS[column].name)
     return DatasetDict({split: _to_dataset(sentences) for split, sentences in parsed.items()})
 
 
@@ -121,13 +127,13 @@ def from_hub_format(hub: DatasetDict, column: str = "ner") -> DatasetDict:
     """Convert the hub's layout (ner_tags, chunk_tags, pos_tags as ClassLabel ids) to ours (the
     `column` tags as strings)."""
     out = {}
-    field_name = f"{column}_tags"
+    field_name, kind = f"{column}_tags", COLUMNS[column]
     for split, ds in hub.items():
         names = ds.features[field_name].feature.names
         rows = [{"id": str(r["id"]), "tokens": r["tokens"], "tags": [names[t] for t in r[field_name]]} for r in ds]
         for r in rows:
             for tag in r["tags"]:
-                if column != "pos" and not _TAG.fullmatch(tag):
-                    raise AlbertError(f"hub CoNLL-2003 {split}: unknown {_NAMES[column]} tag {tag!r}")
+                if kind.spans and not _TAG.fullmatch(tag):
+                    raise AlbertError(f"hub CoNLL-2003 {split}: unknown {kind.name} tag {tag!r}")
         out[split] = Dataset.from_list(rows)
     return DatasetDict(out)
