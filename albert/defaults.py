@@ -78,12 +78,12 @@ class Recipe:
 # hour on 2 cores. The warmup is a fraction since the budget fixes the steps; a budget, not a
 # step count, so that a faster CPU trains more steps in the hour.
 CPU_RECIPE = dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, warmup=0.025, optimizer="adamw",
-                  lr=1e-3, eval_every=1000, max_seq_length=128, time_budget="1h")
+                  lr=1e-3, schedule="wsd", eval_every=1000, max_seq_length=128, time_budget="1h")
 # GPU recipes by memory (GiB), not yet measured: Cramming's and MosaicBERT's choices for short
 # budgets (no dropout, a high mask rate, AdamW at a large rate with warmup, sequence length 128),
 # the base shape with the largest batch the memory holds.
 GPU_BASE = dict(preset="base", vocab_size=30000, mask_prob=0.4, warmup=0.06, optimizer="adamw", lr=5e-4,
-                eval_every=1000, max_seq_length=128, time_budget="1h")
+                schedule="polynomial", eval_every=1000, max_seq_length=128, time_budget="1h")
 GPU_RECIPES: list[tuple[float, dict[str, Any]]] = [  # (at least this many GiB, recipe), largest first
     (60, {**GPU_BASE, "batch_size": 512}),
     (30, {**GPU_BASE, "batch_size": 256}),
@@ -105,7 +105,7 @@ def pretrain_recipe(device: Device) -> Recipe:
 
 def recipes_table() -> str:
     """The recipe per device, as `pretrain.py --help` shows it."""
-    keys = ("preset", "vocab_size", "batch_size", "mask_prob", "optimizer", "lr", "warmup", "max_seq_length",
+    keys = ("preset", "vocab_size", "batch_size", "mask_prob", "optimizer", "lr", "warmup", "schedule", "max_seq_length",
             "eval_every", "time_budget")
     rows = [("device", *keys), ("CPU (measured)", *(str(CPU_RECIPE[k]) for k in keys))]
     rows += [(f"GPU >= {g:g} GiB" if g else "GPU smaller", *(str(v[k]) for k in keys)) for g, v in GPU_RECIPES]

@@ -74,7 +74,7 @@ class PretrainArgs(TrainingOptions):
     max_steps: int | None = None
     warmup: float | None = None
     weight_decay: float = 0.01
-    schedule: str = "polynomial"
+    schedule: str | None = None
     eval_every: int | None = None
     seed: int = 12345
     extra: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +134,8 @@ HELP = {
                    "then fixes --max-steps so that it ends within the budget, evaluations and saves included; "
                    "config.json records the steps (default: the recipe's, 1h, when no --max-steps or --epochs)",
     "warmup": "linear warmup: a fraction of the steps if < 1, else a number of steps (default: the device's recipe, see below)",
+    "schedule": "learning-rate decay after warmup: linear, polynomial, constant, or wsd (warmup-stable-decay: "
+                "the peak held until the last --decay-fraction of the steps) (default: the device's recipe, see below)",
     "eval_every": "evaluate on the held-out examples every N steps; 0: at the end of each epoch and of training"
                   " (default: the device's recipe, see below)",
     "metric": "the held-out metric that picks best/ (default: loss, lower is better)",
@@ -184,7 +186,8 @@ def apply_recipe(args: PretrainArgs, device: Device) -> tuple[PretrainArgs, list
     shown = {"preset": args.preset, "vocabulary": f"{args.vocab_size} pieces" if not args.tokenizer else args.tokenizer,
              "batch": args.batch_size, "mask": args.mask_prob, "optimizer": f"{args.optimizer} lr {args.lr:g}",
              "warmup": f"{args.warmup:g}" + (" of the steps" if args.warmup < 1 else " steps"),
-             "sequence length": args.max_seq_length, "eval every": f"{args.eval_every} steps"}
+             "schedule": args.schedule, "sequence length": args.max_seq_length,
+             "eval every": f"{args.eval_every} steps"}
     lines = [f"recipe: the {recipe.name} ({quality}), for {recipe.why}",
              "  " + ", ".join(f"{k} {val}" for k, val in shown.items())]
     # A repeat by train.py gives every option; those equal to the recipe's are the recipe.

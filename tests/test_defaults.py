@@ -107,7 +107,8 @@ def test_a_cpu_gets_the_measured_cpu_recipe_as_a_one_hour_budget():
     recipe = defaults.pretrain_recipe(defaults.Device("cpu", cpu_cores=2))
     assert recipe.measured and recipe.why == "a CPU with 2 cores"
     assert recipe.values == dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, warmup=0.025,
-                                 optimizer="adamw", lr=1e-3, eval_every=1000, max_seq_length=128, time_budget="1h")
+                                 optimizer="adamw", lr=1e-3, schedule="wsd", eval_every=1000, max_seq_length=128,
+                                 time_budget="1h")
     # More cores change the steps the hour holds, not the recipe.
     assert defaults.pretrain_recipe(defaults.Device("cpu", cpu_cores=64)).values == recipe.values
 
