@@ -76,7 +76,8 @@ class Recipe:
 
 # The CPU recipe (docs/pretraining.md): the one measured to leave the unigram plateau within an
 # hour on 2 cores. The warmup is a fraction since the budget fixes the steps; a budget, not a
-# step count, so that a faster CPU trains more steps in the hour.
+# step count, so that a faster CPU trains more steps in the hour. Warmup-stable-decay, since the
+# model leaves the plateau late in the hour: a linear decay would already have lowered the lr there.
 CPU_RECIPE = dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, warmup=0.025, optimizer="adamw",
                   lr=1e-3, schedule="wsd", eval_every=1000, max_seq_length=128, time_budget="1h")
 # GPU recipes by memory (GiB), not yet measured: Cramming's and MosaicBERT's choices for short
