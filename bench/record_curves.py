@@ -85,7 +85,10 @@ REPLAY_SPACE = Space({
 })
 
 
-def record_one(task: str, index: int, master_seed: int, work: Path, model: str | None = None) -> dict:
+def record_one(task: str, index: int, master_seed: int, work: Path, model: str | None = None,
+               seed: int | None = None) -> dict:
+    """Fine-tune configuration `index` of the draw and return its row; `seed`: another training
+    seed for the same configuration (default: the tuner's trial seed, the table's)."""
     import torch
 
     from albert.finetune import run
@@ -95,8 +98,8 @@ def record_one(task: str, index: int, master_seed: int, work: Path, model: str |
 
     code = code_version()  # the code this worker imported just now (cached: one git call per worker)
     config = REPLAY_SPACE.sample(master_seed, index)
-    seed = trial_seed(master_seed, index)
-    trial_dir = work / f"{task}-{index:04d}"
+    seed = trial_seed(master_seed, index) if seed is None else seed
+    trial_dir = work / f"{task}-{index:04d}-{seed}"
     steps = TASKS[task].max_steps
     start = {"model": model} if model else {"preset": "tiny"}
     args = finetune_args({"task": task, **start, **config}, str(trial_dir), steps, steps, seed)
