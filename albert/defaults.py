@@ -82,9 +82,10 @@ CPU_RECIPE = dict(preset="tiny", vocab_size=8000, batch_size=16, mask_prob=0.4, 
                   lr=1e-3, schedule="wsd", eval_every=1000, max_seq_length=128, time_budget="1h")
 # GPU recipes by memory (GiB), not yet measured: Cramming's and MosaicBERT's choices for short
 # budgets (no dropout, a high mask rate, AdamW at a large rate with warmup, sequence length 128),
-# the base shape with the largest batch the memory holds.
+# the base shape with the largest batch the memory holds. The CPU recipe's schedule: under a time
+# budget the end moves, and while the peak is held a move does not lower the lr.
 GPU_BASE = dict(preset="base", vocab_size=30000, mask_prob=0.4, warmup=0.06, optimizer="adamw", lr=5e-4,
-                schedule="polynomial", eval_every=1000, max_seq_length=128, time_budget="1h")
+                schedule="wsd", eval_every=1000, max_seq_length=128, time_budget="1h")
 GPU_RECIPES: list[tuple[float, dict[str, Any]]] = [  # (at least this many GiB, recipe), largest first
     (60, {**GPU_BASE, "batch_size": 512}),
     (30, {**GPU_BASE, "batch_size": 256}),

@@ -134,6 +134,8 @@ def test_explicit_options_win_over_the_recipe_and_the_block_says_why():
             args.eval_every, args.time_budget, args.max_steps) == ("tiny", 8000, 16, 0.4, "adamw", 1e-3, 0.025, 1000,
                                                                    "1h", None)
     assert lines[0] == "recipe: the CPU recipe (measured), for a CPU with 2 cores"
+    assert args.schedule == "wsd" and "schedule wsd" in lines[1]
+    assert apply_recipe(PretrainArgs(corpus="wiki", schedule="linear"), cpu)[0].schedule == "linear"
     args, lines = apply_recipe(PretrainArgs(corpus="wiki", preset="micro", mask_prob=0.15, max_steps=300), cpu)
     assert (args.preset, args.mask_prob, args.batch_size, args.max_steps, args.time_budget) == \
         ("micro", 0.15, 16, 300, None)  # a step count replaces the budget
@@ -143,7 +145,7 @@ def test_explicit_options_win_over_the_recipe_and_the_block_says_why():
     assert (args.optimizer, args.lr) == ("adamw", defaults.pretrain_lr("adamw", 128, 2048)[0])
     gpu = defaults.Device("cuda", cpu_cores=16, gpu_memory_gib=79.2, name="H100")
     args, lines = apply_recipe(PretrainArgs(corpus="wiki"), gpu)
-    assert (args.preset, args.batch_size, args.lr) == ("base", 512, 5e-4)
+    assert (args.preset, args.batch_size, args.lr, args.schedule) == ("base", 512, 5e-4, "wsd")
     assert "unmeasured" in lines[0] and "H100, 79.2 GiB" in lines[0]
 
 
