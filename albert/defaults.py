@@ -107,8 +107,8 @@ def pretrain_recipe(device: Device) -> Recipe:
 
 def recipes_table() -> str:
     """The recipe per device, as `pretrain.py --help` shows it."""
-    keys = ("preset", "vocab_size", "batch_size", "mask_prob", "optimizer", "lr", "warmup", "schedule", "max_seq_length",
-            "eval_every", "time_budget")
+    keys = ("preset", "vocab_size", "batch_size", "mask_prob", "optimizer", "lr", "warmup", "schedule",
+            "max_seq_length", "eval_every", "time_budget")
     rows = [("device", *keys), ("CPU (measured)", *(str(CPU_RECIPE[k]) for k in keys))]
     rows += [(f"GPU >= {g:g} GiB" if g else "GPU smaller", *(str(v[k]) for k in keys)) for g, v in GPU_RECIPES]
     widths = [max(len(r[i]) for r in rows) for i in range(len(keys) + 1)]

@@ -92,7 +92,8 @@ class TrainingOptions:
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
-        require(self.schedule is None or self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        require(self.schedule is None or self.schedule in SCHEDULES,  # None: the pretraining recipe's
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(0 < self.decay_fraction <= 1, f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,
                 f"--schedule-steps must be >= 1, got {self.schedule_steps}")
