@@ -23,7 +23,7 @@ NOT_TRAJECTORY = ("output_dir", "log_every", "num_workers", "device", "compile",
                   "overwrite", "max_steps", "progress", "time_budget", "schedule_ends")
 # Left as None on the command line, a recipe fills these in (a task's defaults, ...) before training;
 # metric and greater_is_better are needed only where the trainer evaluates.
-RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "weight_decay", "eval_every")
+RESOLVED_BY_RECIPE = ("lr", "batch_size", "warmup", "schedule", "weight_decay", "eval_every")
 REPORT_TO = ("none", "tensorboard")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 
@@ -92,7 +92,7 @@ class TrainingOptions:
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         require(self.warmup is None or self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
-        require(self.schedule is None or self.schedule in SCHEDULES,  # None: the pretraining recipe's
+        require(self.schedule is None or self.schedule in SCHEDULES,
                 f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(0 < self.decay_fraction <= 1, f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
         require(self.schedule_steps is None or self.schedule_steps >= 1,

@@ -97,6 +97,9 @@ def test_the_trainer_needs_the_recipe_defaults_filled_in():
         without_metric.validate_resolved()
     with pytest.raises(AlbertError, match="give max_steps or epochs"):
         TrainingOptions(**{**RESOLVED, "epochs": None}).validate_resolved()
+    TrainingOptions(**{**RESOLVED, "schedule": None}).validate()  # the pretraining recipe picks it
+    with pytest.raises(AlbertError, match="training options not set: schedule$"):
+        TrainingOptions(**{**RESOLVED, "schedule": None}).validate_resolved()
 
 
 def test_the_fingerprint_covers_the_trajectory_only():
