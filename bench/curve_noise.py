@@ -3,8 +3,8 @@ with its table seed and with other seeds, so a gap between them in the table can
 the spread one configuration shows from seed to seed.
 
     python bench/curve_noise.py bench/results/curves-ner.json:87,137 \
-        bench/results/curves-chunk.json:114,71 bench/results/curves-ner-pretrained.json:34,25 \
-        --seeds 3 --workers 2 --out bench/results/curve-noise.json
+        bench/results/curves-ner-pretrained.json:34,25 bench/results/curves-chunk.json:114,87 \
+        bench/results/curves-pos.json:25,34 --seeds 3 --workers 2 --out bench/results/curve-noise.json
 
 Seed 0 is the table's own training seed (its rerun checks that the code still reproduces the
 table); seeds 1..N are new. A table started from a pretrained model (`model` in the table) is
@@ -14,7 +14,6 @@ record_curves.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import shutil
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from albert.atomic import write_json  # noqa: E402
-from record_curves import code_version, record_one  # noqa: E402
+from record_curves import code_version, record_one, sha256_of  # noqa: E402
 
 SEED_STRIDE = 1_000_003  # seed k of a configuration: its table seed + k * SEED_STRIDE
 
@@ -39,9 +38,12 @@ def parse_target(text: str) -> tuple[Path, list[int]]:
     if not path or not indices:
         raise argparse.ArgumentTypeError(f"{text!r}: expected TABLE.json:INDEX,INDEX")
     try:
-        return Path(path), [int(i) for i in indices.split(",")]
+        pair = [int(i) for i in indices.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: the indices must be integers") from None
+    if len(pair) != 2:  # the output compares two configurations
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TABLE.json:INDEX,INDEX (two configurations)")
+    return Path(path), pair
 
 
 def load_table(path: Path) -> dict:
@@ -51,7 +53,7 @@ def load_table(path: Path) -> dict:
         weights = Path(table["model"]) / "model.safetensors"
         if not weights.exists():
             sys.exit(f"{path}: its start {table['model']} is not on this machine")
-        if hashlib.sha256(weights.read_bytes()).hexdigest() != table["model_sha256"]:
+        if sha256_of(weights) != table["model_sha256"]:
             sys.exit(f"{path}: {weights} is not the model the table was recorded from (sha256 differs)")
     return table
 
@@ -78,14 +80,14 @@ def main() -> None:
     args = ap.parse_args()
 
     tables = {str(path): (load_table(path), indices) for path, indices in args.targets}
+    rows = {name: {r["index"]: r for r in table["configs"]} for name, (table, _) in tables.items()}
     work = Path(tempfile.mkdtemp(prefix="albert-noise-"))
     jobs = []
     for name, (table, indices) in tables.items():
-        rows = {r["index"]: r for r in table["configs"]}
         for index in indices:
             for k in range(args.seeds + 1):
                 jobs.append((name, table["task"], index, table["master_seed"], work, table.get("model"),
-                             rows[index]["seed"] + k * SEED_STRIDE, k))
+                             rows[name][index]["seed"] + k * SEED_STRIDE, k))
     finals: dict[tuple[str, int], dict[int, float]] = {}
     try:
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
@@ -96,10 +98,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     out = {}
-    for name, (table, indices) in tables.items():
-        rows = {r["index"]: r for r in table["configs"]}
-        configs = {i: summarise(finals[name, i], rows[i]["curve"][-1][1]) for i in indices}
-        a, b = (configs[i] for i in indices[:2])
+    for name, (_, indices) in tables.items():
+        configs = {i: summarise(finals[name, i], rows[name][i]["curve"][-1][1]) for i in indices}
+        a, b = (configs[i] for i in indices)
         gap = a["mean"] - b["mean"]
         se = (a["sd"] ** 2 / len(a["finals"]) + b["sd"] ** 2 / len(b["finals"])) ** 0.5
         out[name] = {"configs": configs, "table_gap": a["table"] - b["table"], "mean_gap": gap, "gap_se": se}

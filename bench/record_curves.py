@@ -137,7 +137,7 @@ def code_version() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -162,7 +162,7 @@ def main() -> None:
     earlier = [json.loads(x) for x in lines.read_text().splitlines()] if lines.exists() else []
     # What every configuration starts from, kept with each row: a recording continued with
     # another --model would otherwise mix two starting points in one table.
-    start = ({"model": args.model, "model_sha256": _sha256(Path(args.model) / "model.safetensors")}
+    start = ({"model": args.model, "model_sha256": sha256_of(Path(args.model) / "model.safetensors")}
              if args.model else {"preset": "tiny"})
     other = {json.dumps(r.get("start", {"preset": "tiny"}), sort_keys=True) for r in earlier}
     other.discard(json.dumps(start, sort_keys=True))

@@ -19,7 +19,8 @@ import curve_noise  # noqa: E402
 def test_a_target_is_a_table_and_its_indices():
     assert curve_noise.parse_target("bench/results/curves-ner.json:87,137") == (
         Path("bench/results/curves-ner.json"), [87, 137])
-    for bad in ("curves-ner.json", "curves-ner.json:", "curves-ner.json:87,x"):
+    for bad in ("curves-ner.json", "curves-ner.json:", "curves-ner.json:87,x", "curves-ner.json:87",
+                "curves-ner.json:87,137,3"):
         with pytest.raises(argparse.ArgumentTypeError, match="curves-ner.json"):
             curve_noise.parse_target(bad)
 
